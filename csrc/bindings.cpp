@@ -1,0 +1,42 @@
+// The Python module inv_kernels._C: one m.def per entry point. Entry points take raw pointers (as integers),
+// shapes, strides, a dtype code and, for CUDA, a device index and stream handle; they release the GIL while working.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+
+#include "rowcos/row_cosine.h"
+#ifdef INV_WITH_CUDA
+#include "common/cuda_runtime.h"
+#endif
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "inv_kernels compiled kernels (C++ CPU with OpenMP; CUDA when built with nvcc)";
+#ifdef INV_WITH_CUDA
+  m.attr("WITH_CUDA") = true;
+#else
+  m.attr("WITH_CUDA") = false;
+#endif
+
+  py::module_ cpu = m.def_submodule("cpu", "C++ CPU kernels (OpenMP)");
+  cpu.def("row_cosine_fwd", &inv::row_cosine_fwd_cpu, py::call_guard<py::gil_scoped_release>(), py::arg("x"),
+          py::arg("sx"), py::arg("y"), py::arg("sy"), py::arg("out"), py::arg("stats"), py::arg("M"), py::arg("D"),
+          py::arg("dtype"), py::arg("eps"));
+  cpu.def("row_cosine_bwd", &inv::row_cosine_bwd_cpu, py::call_guard<py::gil_scoped_release>(), py::arg("grad"),
+          py::arg("sg"), py::arg("x"), py::arg("sx"), py::arg("y"), py::arg("sy"), py::arg("stats"), py::arg("gx"),
+          py::arg("gy"), py::arg("M"), py::arg("D"), py::arg("dtype"), py::arg("eps"));
+
+#ifdef INV_WITH_CUDA
+  py::module_ cuda = m.def_submodule("cuda", "CUDA kernels, launched on the caller's stream");
+  cuda.def("device_count", &inv::cuda_device_count);
+  cuda.def("runtime_version", &inv::cuda_runtime_version);
+  cuda.def("row_cosine_fwd", &inv::row_cosine_fwd_cuda, py::call_guard<py::gil_scoped_release>(), py::arg("x"),
+           py::arg("sx"), py::arg("y"), py::arg("sy"), py::arg("out"), py::arg("stats"), py::arg("M"), py::arg("D"),
+           py::arg("dtype"), py::arg("eps"), py::arg("device"), py::arg("stream"));
+  cuda.def("row_cosine_bwd", &inv::row_cosine_bwd_cuda, py::call_guard<py::gil_scoped_release>(), py::arg("grad"),
+           py::arg("sg"), py::arg("x"), py::arg("sx"), py::arg("y"), py::arg("sy"), py::arg("stats"), py::arg("gx"),
+           py::arg("gy"), py::arg("M"), py::arg("D"), py::arg("dtype"), py::arg("eps"), py::arg("device"),
+           py::arg("stream"));
+#endif
+}

@@ -1,0 +1,33 @@
+"""inv-kernels: measuring and shaping the invariances of self-supervised vision models, fast.
+
+Implements Ericsson, Gouk and Hospedales, "Why Do Self-Supervised Models Transfer? On the Impact of Invariance on
+Downstream Tasks" (BMVC 2022). Importing never fails because the compiled extension, Triton or DALI is missing:
+the flags below say what is present, and ``inv_kernels.backend`` explains what is not.
+"""
+
+import importlib.util
+
+from inv_kernels._ext import C_MISSING, CUDA_MISSING, HAS_C_EXT, HAS_CUDA_EXT
+from inv_kernels._triton import HAS_TRITON, TRITON_MISSING
+from inv_kernels.backend import BACKENDS, available_backends, resolve_backend
+from inv_kernels.ops import row_cosine, row_cosine_ref
+
+# Looked up, not imported: importing DALI takes seconds.
+HAS_DALI: bool = importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "C_MISSING",
+    "CUDA_MISSING",
+    "HAS_CUDA_EXT",
+    "HAS_C_EXT",
+    "HAS_DALI",
+    "HAS_TRITON",
+    "TRITON_MISSING",
+    "available_backends",
+    "resolve_backend",
+    "row_cosine",
+    "row_cosine_ref",
+]
