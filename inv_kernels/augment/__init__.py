@@ -1,0 +1,63 @@
+"""Augmentation for MoCo v2 pretraining with chosen augmentation sets (PAPER.md section 2; docs/AUGMENT.md).
+
+Randomness apart from arithmetic: ``sample_augment_params`` draws each view's choices (crop box, flip, jitter factors
+and order, grayscale, blur sigma) into flat per-view tensors (``AugmentParams``); ``fused_augment_ref`` applies them
+deterministically (the torch reference that faster backends must match). ``TwoViewDataset`` + ``collate_two_views``
+feed a pretraining loop; ``torchvision_recipe_transform`` + ``TwoCropsTransform`` are MoCo's PIL baseline.
+"""
+
+from inv_kernels.augment.folder import (
+    IMG_EXTENSIONS,
+    ImageFolderIndex,
+    TwoViewDataset,
+    collate_two_views,
+    decode_rgb,
+    item_seed,
+)
+from inv_kernels.augment.params import JITTER_OPS, AugmentParams, centre_square_box, sample_augment_params
+from inv_kernels.augment.recipes import (
+    OPS,
+    RECIPES,
+    ColorJitterOp,
+    GaussianBlurOp,
+    GrayscaleOp,
+    HorizontalFlipOp,
+    RandomResizedCropOp,
+    Recipe,
+    ResizeCenterCropOp,
+    get_recipe,
+    parse_recipe_string,
+)
+from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD, blur_kernel_size, fused_augment_ref
+from inv_kernels.augment.torchvision_baseline import PILGaussianBlur, TwoCropsTransform, torchvision_recipe_transform
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMG_EXTENSIONS",
+    "JITTER_OPS",
+    "OPS",
+    "RECIPES",
+    "AugmentParams",
+    "ColorJitterOp",
+    "GaussianBlurOp",
+    "GrayscaleOp",
+    "HorizontalFlipOp",
+    "ImageFolderIndex",
+    "PILGaussianBlur",
+    "RandomResizedCropOp",
+    "Recipe",
+    "ResizeCenterCropOp",
+    "TwoCropsTransform",
+    "TwoViewDataset",
+    "blur_kernel_size",
+    "centre_square_box",
+    "collate_two_views",
+    "decode_rgb",
+    "fused_augment_ref",
+    "get_recipe",
+    "item_seed",
+    "parse_recipe_string",
+    "sample_augment_params",
+    "torchvision_recipe_transform",
+]

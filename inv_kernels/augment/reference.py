@@ -1,0 +1,160 @@
+"""fused_augment_ref: the torch reference of the fused augmentation (the specification of every backend).
+
+Per view, composed from torchvision.transforms.v2.functional on tensors, in this fixed order:
+
+    x = img[:, top:top+h, left:left+w] / 255             uint8 -> float32 in [0, 1], right after the crop
+    x = resize(x, (S, S), bilinear, antialias=True)      torchvision v2's default for tensors (and what PIL does)
+    x = hflip(x)                                         if flip
+    x = adjust_{brightness,contrast,saturation,hue}(x)   if jitter_applied, in jitter_order (each clamps to [0, 1])
+    x = rgb_to_grayscale(x, 3)                           if grayscale
+    x = gaussian_blur(x, k, sigma)                       if blur_applied; reflect padding, separable
+    out = ((x - mean) / std).to(out_dtype)               (B, 3, S, S)
+
+Everything after the crop stays float32: PIL (the MoCo baseline) rounds to uint8 after the resize, after each jitter
+op, after grayscale and after the blur; this reference does not, so it differs from PIL by those roundings (and by
+PIL's own filters), within a few 1/255.
+
+Blur kernel size (``blur_kernel``): "from_sigma" gives k = 2 * ceil(3 * sigma) + 1 (covers +-3 sigma: 3..13 for sigma
+in [0.1, 2]; MoCo v2 uses PIL's GaussianBlur(radius=sigma), whose extended-box approximation reaches about as far);
+an int gives that fixed odd size (23 is the reference code's). Either is clipped to 2 * S - 1, the largest size
+reflect padding allows on an S x S view.
+
+For MoCo v2 (default) and spatial recipes this order gives exactly what their torchvision order gives (flip commutes
+with the colour ops and the symmetric blur). For the appearance recipe the paper jitters and blurs the full image
+before Resize + CenterCrop; here they act on the S x S view (contrast's mean is the view's, sigma is in view pixels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+from inv_kernels._validate import check_tensor
+from inv_kernels.augment.params import AugmentParams
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_JITTER_FNS = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue)
+_OP = "fused_augment_ref"
+
+
+def blur_kernel_size(sigma: float, blur_kernel: str | int, out_size: int) -> int:
+    """The odd kernel side used for ``sigma`` on an out_size x out_size view (see the module docstring)."""
+    k = 2 * math.ceil(3.0 * sigma) + 1 if blur_kernel == "from_sigma" else int(blur_kernel)
+    return min(k, 2 * out_size - 1)
+
+
+def _as_views(images: Sequence[Tensor] | Tensor, sizes: Tensor | None) -> tuple[list[Tensor], Tensor]:
+    """The per-view (3, H, W) uint8 tensors and their (B, 2) sizes."""
+    if isinstance(images, Tensor):
+        check_tensor(_OP, "images", images, ndim=4, layout="(B, 3, Hmax, Wmax)", dtypes=(torch.uint8,))
+        if images.shape[1] != 3:
+            raise ValueError(f"{_OP}: images must be (B, 3, Hmax, Wmax), got shape {tuple(images.shape)}")
+        if sizes is None:
+            sizes = torch.tensor([images.shape[2:]] * images.shape[0], dtype=torch.int64)
+        check_tensor(_OP, "sizes", sizes, ndim=2, layout="(B, 2)", dtypes=(torch.int32, torch.int64))
+        sizes = sizes.to("cpu", torch.int64)
+        if sizes.shape != (images.shape[0], 2):
+            raise ValueError(f"{_OP}: sizes must be ({images.shape[0]}, 2), got {tuple(sizes.shape)}")
+        if bool(((sizes <= 0).any(dim=1) | (sizes[:, 0] > images.shape[2]) | (sizes[:, 1] > images.shape[3])).any()):
+            raise ValueError(f"{_OP}: sizes must lie in [1, {tuple(images.shape[2:])}], got {sizes.tolist()}")
+        return [images[i, :, : sizes[i, 0], : sizes[i, 1]] for i in range(images.shape[0])], sizes
+    if sizes is not None:
+        raise ValueError(f"{_OP}: sizes is only for a padded (B, 3, Hmax, Wmax) tensor, not a list of images")
+    if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+        raise TypeError(f"{_OP}: images must be a list of (3, H, W) uint8 tensors or a (B, 3, H, W) uint8 tensor, "
+                        f"got {type(images).__name__}")
+    for i, img in enumerate(images):
+        check_tensor(_OP, f"images[{i}]", img, ndim=3, layout="(3, H, W)", dtypes=(torch.uint8,))
+        if img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
+            raise ValueError(f"{_OP}: images[{i}] must be (3, H, W) with H, W >= 1, got {tuple(img.shape)}")
+    return list(images), torch.tensor([tuple(img.shape[1:]) for img in images], dtype=torch.int64).reshape(-1, 2)
+
+
+def _check_args(params: AugmentParams, n: int, sizes: Tensor, out_size: int, mean, std, out_dtype) -> None:
+    if not isinstance(params, AugmentParams):
+        raise TypeError(f"{_OP}: params must be AugmentParams, got {type(params).__name__}")
+    if n == 0:
+        raise ValueError(f"{_OP}: images must not be empty")
+    if len(params) != n:
+        raise ValueError(f"{_OP}: params holds {len(params)} views but images holds {n}")
+    if isinstance(out_size, bool) or not isinstance(out_size, int) or out_size <= 0:
+        raise ValueError(f"{_OP}: out_size must be a positive int, got {out_size!r}")
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"{_OP}: out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
+    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
+        raise ValueError(f"{_OP}: mean and std must hold 3 values with std > 0, got mean={mean}, std={std}")
+    p = params.to("cpu")
+    top, left, h, w = (t.long() for t in (p.crop_top, p.crop_left, p.crop_height, p.crop_width))
+    bad = (top < 0) | (left < 0) | (h < 1) | (w < 1) | (top + h > sizes[:, 0]) | (left + w > sizes[:, 1])
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"{_OP}: crop box of view {i} (top {int(top[i])}, left {int(left[i])}, height {int(h[i])}, "
+                         f"width {int(w[i])}) does not fit its image of size {tuple(sizes[i].tolist())}")
+    if bool((p.blur_applied & ~(p.blur_sigma > 0)).any()):
+        raise ValueError(f"{_OP}: blur_sigma must be > 0 where blur_applied")
+
+
+def fused_augment_ref(
+    images: Sequence[Tensor] | Tensor,
+    params: AugmentParams,
+    out_size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    out_dtype: torch.dtype = torch.float32,
+    blur_kernel: str | int = "from_sigma",
+    *,
+    sizes: Tensor | None = None,
+) -> Tensor:
+    """Augments view i of ``images`` with row i of ``params`` (see the module docstring for the exact steps).
+
+    Args:
+        images: a list of B (3, H_i, W_i) uint8 tensors, or a padded (B, 3, Hmax, Wmax) uint8 tensor whose image i
+            is ``[:, :H_i, :W_i]``.
+        params: AugmentParams of B views (crop boxes in each image's pixels).
+        out_size: S, the side of the square output views.
+        mean, std: 3 per-channel values for the normalisation (ImageNet's by default).
+        out_dtype: torch.float32, torch.bfloat16 or torch.float16.
+        blur_kernel: "from_sigma" (k = 2 ceil(3 sigma) + 1) or a fixed odd kernel size (e.g. 23).
+        sizes: (B, 2) int (H_i, W_i) for a padded tensor (default: the full Hmax, Wmax).
+
+    Returns:
+        (B, 3, S, S) tensor of ``out_dtype`` on the images' device: the normalised views.
+
+    Raises:
+        TypeError: images not uint8, params not AugmentParams, or a bad out_dtype.
+        ValueError: wrong shapes, B of params and images differ, a crop box outside its image, a non-positive
+            out_size or std, or blur_sigma <= 0 where blur is applied.
+    """
+    views, sizes = _as_views(images, sizes)
+    _check_args(params, len(views), sizes, out_size, mean, std, out_dtype)
+    if blur_kernel != "from_sigma" and (isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int)
+                                        or blur_kernel < 1 or blur_kernel % 2 == 0):
+        raise ValueError(f"{_OP}: blur_kernel must be 'from_sigma' or an odd positive int, got {blur_kernel!r}")
+    p = params.as_dict()  # python scalars: one host sync for the whole batch
+    out = []
+    for i, img in enumerate(views):
+        top, left, h, w = p["crop_top"][i], p["crop_left"][i], p["crop_height"][i], p["crop_width"][i]
+        x = F.to_dtype(img[:, top : top + h, left : left + w], torch.float32, scale=True)  # (3, h, w) in [0, 1]
+        x = F.resize(x, [out_size, out_size], interpolation=InterpolationMode.BILINEAR, antialias=True)  # (3, S, S)
+        if p["flip"][i]:
+            x = F.horizontal_flip(x)
+        if p["jitter_applied"][i]:
+            factors = (p["brightness"][i], p["contrast"][i], p["saturation"][i], p["hue"][i])
+            for k in p["jitter_order"][i]:
+                x = _JITTER_FNS[k](x, factors[k])
+        if p["grayscale"][i]:
+            x = F.rgb_to_grayscale(x, num_output_channels=3)
+        if p["blur_applied"][i]:
+            sigma = p["blur_sigma"][i]
+            k = blur_kernel_size(sigma, blur_kernel, out_size)
+            x = F.gaussian_blur(x, [k, k], [sigma, sigma])
+        out.append(x)
+    x = torch.stack(out)  # (B, 3, S, S) float32 in [0, 1]
+    return F.normalize(x, list(mean), list(std)).to(out_dtype)
