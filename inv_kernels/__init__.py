@@ -11,6 +11,7 @@ from inv_kernels._ext import C_MISSING, CUDA_MISSING, HAS_C_EXT, HAS_CUDA_EXT
 from inv_kernels._triton import HAS_TRITON, TRITON_MISSING
 from inv_kernels.backend import BACKENDS, available_backends, resolve_backend
 from inv_kernels.ops import row_cosine, row_cosine_ref
+from inv_kernels.stats import FeatureStats, RunningMoments
 
 # Looked up, not imported: importing DALI takes seconds.
 HAS_DALI: bool = importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
@@ -20,6 +21,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKENDS",
     "C_MISSING",
+    "FeatureStats",
+    "RunningMoments",
     "CUDA_MISSING",
     "HAS_CUDA_EXT",
     "HAS_C_EXT",

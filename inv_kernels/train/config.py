@@ -1,0 +1,84 @@
+"""The pretraining configuration: one dataclass, the single source of defaults for the library and the CLI."""
+
+from dataclasses import asdict, dataclass, field, fields
+
+from inv_kernels.models.backbones import ARCHS
+from inv_kernels.models.moco import OBJECTIVES
+
+BUILTIN_RECIPES = ("default", "spatial", "appearance")
+
+
+@dataclass
+class PretrainConfig:
+    """MoCo v2 pretraining settings (PAPER.md 2.1 defaults; smaller ones suit the built-in data on a CPU).
+
+    ``data`` is an image folder with class subfolders (labels are ignored for training), or None for the built-in
+    generated scenes. ``recipe`` is "default", "spatial", "appearance" or a custom spec (see inv_kernels.augment).
+    """
+
+    data: str | None = None
+    out: str = "runs/pretrain"
+    recipe: str = "default"
+    arch: str = "resnet18"
+    cifar_stem: bool | None = None  # None: on for images of 32 px or less
+    image_size: int | None = None  # None: 64 on the built-in data, else 224
+    epochs: int = 200
+    batch_size: int = 256
+    base_lr: float = 0.03  # scaled by batch / 256
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    cosine: bool = True
+    objective: str = "moco"
+    moco_dim: int = 128
+    queue_size: int = 65536
+    moco_momentum: float = 0.999
+    temperature: float = 0.2
+    mlp: bool = True
+    bn_splits: int = 8  # one process only; under torch.distributed, batches are shuffled across processes
+    workers: int = 2
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+    save_every_steps: int = 0  # 0: checkpoint at the end of each epoch only
+    log_every_steps: int = 10
+    knn_every: int = 0  # epochs; 0: only after the last epoch; < 0: never
+    knn_data: str | None = None  # folder with train/ and test/ class subfolders; None: the built-in data's
+    knn_k: int = 200
+    knn_max_images: int | None = None  # cap on train and test images for the monitor
+    max_steps: int | None = None  # stop after this many steps in total (tests, smoke runs)
+    resume: str | None = None  # "auto": the output folder's last checkpoint, or a checkpoint path
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> "PretrainConfig":
+        """Checks every setting that can be checked without touching data; returns self. Raises ValueError."""
+        if self.arch not in ARCHS and not self.arch.startswith("timm:"):
+            raise ValueError(f"unknown architecture {self.arch!r}; expected one of {', '.join(ARCHS)} or timm:<name>")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; expected one of {', '.join(OBJECTIVES)}")
+        for name in ("epochs", "batch_size", "moco_dim", "queue_size", "knn_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("base_lr", "temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.moco_momentum < 1:
+            raise ValueError(f"moco_momentum must be in [0, 1), got {self.moco_momentum}")
+        if self.image_size is not None and not 16 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be in [16, 1024], got {self.image_size}")
+        if self.bn_splits < 1:
+            raise ValueError(f"bn_splits must be >= 1, got {self.bn_splits}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PretrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

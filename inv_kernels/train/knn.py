@@ -1,0 +1,94 @@
+"""The kNN monitor of contrastive pretraining: features of a labelled train/test folder pair, weighted kNN top-1.
+
+Voting as in Wu et al. 2018 (InstDisc) and the MoCo CIFAR demo: the k nearest train features by cosine similarity
+vote for their class with weight exp(similarity / t), t = 0.1.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from inv_kernels.augment.folder import ImageFolderIndex
+from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD
+from inv_kernels.measure.features import CleanViewDataset, collate_skipping
+
+
+def _subset(num_items: int, max_images: int | None, seed: int) -> list[int] | None:
+    if max_images is None or max_images >= num_items:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(num_items, generator=generator)[:max_images].tolist())
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: nn.Module,
+    index: ImageFolderIndex,
+    *,
+    size: int,
+    device: torch.device,
+    batch_size: int = 256,
+    workers: int = 0,
+    max_images: int | None = None,
+    seed: int = 0,
+    amp: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """L2-normalised features (N, F) float32 and labels (N,) of a folder's images (corrupt images left out)."""
+    subset = _subset(len(index), max_images, seed)
+    chosen = subset if subset is not None else range(len(index))
+    dataset = CleanViewDataset([index.paths[i] for i in chosen], [index.labels[i] for i in chosen],
+                               out_size=size, resize_size=size)  # fmt: skip
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    was_training = backbone.training
+    backbone.eval()
+    features, labels = [], []
+    for batch in loader:
+        if batch is None:  # every image of the batch was undecodable
+            continue
+        images, targets, _ = batch
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            out = backbone((images.to(device, non_blocking=True) - mean) / std)
+        features.append(F.normalize(out.float(), dim=1).cpu())
+        labels.append(targets)
+    backbone.train(was_training)
+    return torch.cat(features), torch.cat(labels)
+
+
+def knn_top1(
+    train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor, *,
+    k: int = 200, temperature: float = 0.1, chunk: int = 1024,
+) -> float:  # fmt: skip
+    """Weighted kNN top-1 accuracy in [0, 1].
+
+    Args:
+        train_features: (N, F) L2-normalised. train_labels: (N,) int64.
+        test_features: (M, F) L2-normalised. test_labels: (M,) int64.
+        k: neighbours (capped at N). temperature: vote weight exp(similarity / temperature).
+    """
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    k = min(k, train_features.shape[0])
+    correct = 0
+    for start in range(0, test_features.shape[0], chunk):
+        sims = test_features[start : start + chunk] @ train_features.t()  # (m, N)
+        top_sims, top_idx = sims.topk(k, dim=1)  # (m, k)
+        votes = torch.zeros(sims.shape[0], num_classes)
+        votes.scatter_add_(1, train_labels[top_idx], (top_sims / temperature).exp())
+        correct += int((votes.argmax(dim=1) == test_labels[start : start + chunk]).sum())
+    return correct / test_features.shape[0]
+
+
+def knn_monitor(
+    backbone: nn.Module, train: ImageFolderIndex, test: ImageFolderIndex, *, size: int, device: torch.device,
+    k: int = 200, max_images: int | None = None, workers: int = 0, amp: bool = False,
+) -> float:  # fmt: skip
+    """kNN top-1 of ``backbone``'s features: train-folder features as the memory bank, test-folder as queries."""
+    if train.classes != test.classes:
+        raise ValueError(f"kNN monitor: train classes {train.classes[:5]}... differ from test classes {test.classes[:5]}...")
+    common = dict(size=size, device=device, workers=workers, max_images=max_images, amp=amp)
+    train_features, train_labels = extract_features(backbone, train, **common)
+    test_features, test_labels = extract_features(backbone, test, **common)
+    return knn_top1(train_features, train_labels, test_features, test_labels, k=k)

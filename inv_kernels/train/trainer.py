@@ -1,0 +1,293 @@
+"""MoCo v2 pretraining: ``Trainer(config).run()`` or ``pretrain(config)``; ``python -m pipelines.pretrain`` wraps it.
+
+Every setting is checked and every input folder scanned before the first step. The state needed to resume exactly
+(model with queue, optimizer, epoch and step, RNG states) is checkpointed atomically to ``<out>/checkpoint_last.pth.tar``;
+``resume="auto"`` continues from it. Runs on one process, or under ``torchrun`` with DDP (NCCL on GPUs, gloo on CPUs).
+"""
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from inv_kernels.augment.folder import ImageFolderIndex, TwoViewDataset, collate_two_views, split_folders
+from inv_kernels.io import atomic_write_json, check_writable_dir
+from inv_kernels.models.checkpoint import LAST, read_checkpoint, save_pretraining_checkpoint, strip_module_prefix
+from inv_kernels.models.moco import MoCo
+from inv_kernels.train.config import PretrainConfig
+from inv_kernels.train.distributed import DistContext
+from inv_kernels.train.knn import knn_monitor
+from inv_kernels.train.sampler import ResumableBatchSampler
+
+KILL_AT_STEP_ENV = "INV_KERNELS_KILL_AT_STEP"  # fault injection for the resume test: SIGKILL after this step
+
+
+class Trainer:
+    """Pretrains one model. Construction validates everything and builds the model; ``run()`` trains."""
+
+    def __init__(self, config: PretrainConfig, *, progress: bool = True):
+        self.config = config.validate()
+        self.dist = DistContext.from_environment(config.device)
+        self.device = self.dist.device
+        self.progress = progress and self.dist.is_main
+        self.out = Path(config.out)
+        if self.dist.is_main:
+            check_writable_dir(self.out)
+        self._resolve_data()
+        self._build()
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.history: list[dict] = []
+        self.skipped_images = 0
+        if config.resume:
+            self._resume(config.resume)
+
+    # ------------------------------------------------------------------------------------------------ setup
+    def _resolve_data(self) -> None:
+        cfg = self.config
+        if cfg.data is None:
+            from inv_kernels.data import generated_dataset
+
+            self.image_size = cfg.image_size or 64
+            root = generated_dataset("classification", size=max(self.image_size, 16), progress=self.progress)
+        else:
+            self.image_size = cfg.image_size or 224
+            root = Path(cfg.data)
+        train, held_out = split_folders(root)
+        knn_train, knn_test = (train, held_out) if held_out is not None else (None, None)
+        if cfg.knn_data is not None:
+            knn_train, knn_test = split_folders(cfg.knn_data)
+            if knn_test is None:
+                raise ValueError(f"knn_data {cfg.knn_data} must hold train/ and test/ (or val/) class folders")
+        self.train_index = ImageFolderIndex(train)
+        self.knn_indexes = (ImageFolderIndex(knn_train), ImageFolderIndex(knn_test)) if knn_train else None
+        self.cifar_stem = cfg.cifar_stem if cfg.cifar_stem is not None else self.image_size <= 32
+
+    def _build(self) -> None:
+        cfg, world = self.config, self.dist.world_size
+        if cfg.batch_size % world:
+            raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the {world} processes")
+        self.local_batch = cfg.batch_size // world
+        self.bn_splits = cfg.bn_splits if world == 1 else 1
+        if self.local_batch % self.bn_splits:
+            raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of bn_splits {self.bn_splits}")
+        self.dataset = TwoViewDataset(self.train_index, cfg.recipe, out_size=self.image_size, seed=cfg.seed)
+        self.sampler = ResumableBatchSampler(
+            len(self.dataset), self.local_batch, seed=cfg.seed, rank=self.dist.rank, world_size=world
+        )
+        torch.manual_seed(cfg.seed)  # the model's initialisation; the key shuffles draw from this generator later
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.model = MoCo(
+            cfg.arch, cifar_stem=self.cifar_stem, dim=cfg.moco_dim, queue_size=cfg.queue_size,
+            momentum=cfg.moco_momentum, temperature=cfg.temperature, mlp=cfg.mlp, bn_splits=self.bn_splits,
+            objective=cfg.objective,
+        ).to(self.device)  # fmt: skip
+        self.channels_last = cfg.channels_last and self.device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.lr = cfg.base_lr * cfg.batch_size / 256
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=self.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+        self.step_model = self.model
+        if world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_model = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.step_model = torch.compile(self.step_model)
+        self.amp = cfg.amp and self.device.type == "cuda"
+
+    # ------------------------------------------------------------------------------------------------ state
+    def _state(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "history": self.history,
+            "skipped_images": self.skipped_images,
+            "image_size": self.image_size,
+            "cifar_stem": self.cifar_stem,
+            "world_size": self.dist.world_size,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+            },
+        }
+
+    def save(self) -> Path | None:
+        """Writes ``<out>/checkpoint_last.pth.tar`` (main process only); returns its path."""
+        if not self.dist.is_main:
+            return None
+        return save_pretraining_checkpoint(
+            self.out / LAST, model=self.model, optimizer=self.optimizer, epoch=self.epoch, extra=self._state()
+        )
+
+    def _resume(self, resume: str) -> None:
+        path = self.out / LAST if resume == "auto" else Path(resume)
+        if resume == "auto" and not path.exists():
+            return  # nothing to resume: a fresh run
+        state = read_checkpoint(path)
+        extra = state.get("inv_kernels")
+        if extra is None:
+            raise ValueError(f"{path} is not an inv_kernels pretraining checkpoint (no resume state)")
+        saved = extra["config"]
+        if state.get("arch") != self.config.arch or extra.get("cifar_stem") != self.cifar_stem:
+            raise ValueError(
+                f"{path} holds a {state.get('arch')} (cifar_stem={extra.get('cifar_stem')}) checkpoint; "
+                f"this run builds {self.config.arch} (cifar_stem={self.cifar_stem})"
+            )
+        for key in ("recipe", "batch_size", "queue_size", "moco_dim", "objective", "seed", "epochs"):
+            if saved.get(key) != getattr(self.config, key):
+                raise ValueError(f"{path}: {key} was {saved.get(key)!r}, this run has {getattr(self.config, key)!r}")
+        self.model.load_state_dict(strip_module_prefix(state["state_dict"]))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step_in_epoch = extra["epoch"], extra["step_in_epoch"]
+        self.global_step, self.history = extra["global_step"], extra["history"]
+        self.skipped_images = extra["skipped_images"]
+        rng = extra["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        self._log({"event": "resumed", "checkpoint": str(path), "epoch": self.epoch, "step": self.global_step})
+
+    # ------------------------------------------------------------------------------------------------ training
+    def _lr_at(self, epoch: int) -> float:
+        if not self.config.cosine:
+            return self.lr
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.config.epochs))
+
+    def _log(self, record: dict) -> None:
+        if self.dist.is_main:
+            with open(self.out / "log.jsonl", "a") as handle:
+                handle.write(json.dumps({"time": time.time(), **record}) + "\n")
+
+    def _usable(self, views: torch.Tensor) -> torch.Tensor:
+        """Trims a batch shortened by skipped images to a size every process shares and BN splits divide."""
+        n = views.shape[0]
+        if self.dist.world_size > 1:
+            size = torch.tensor([n], device=self.device)
+            dist.all_reduce(size, op=dist.ReduceOp.MIN)
+            n = int(size)
+        n -= n % self.bn_splits
+        return views[:n]
+
+    def _train_step(self, views: torch.Tensor) -> tuple[float, float]:
+        views = views.to(self.device, non_blocking=True)  # (B, 2, 3, S, S)
+        im_q, im_k = views[:, 0], views[:, 1]
+        if self.channels_last:
+            im_q = im_q.contiguous(memory_format=torch.channels_last)
+            im_k = im_k.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.step_model(im_q, im_k)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(
+                f"loss became {float(out.loss)} at step {self.global_step}; the last good checkpoint is "
+                f"{self.out / LAST} (lower the learning rate, or check the data)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.optimizer.step()
+        return float(out.loss.detach()), float(out.accuracy)
+
+    def _monitor(self) -> float | None:
+        if self.knn_indexes is None or not self.dist.is_main:
+            return None
+        return knn_monitor(
+            self.model.backbone().to(self.device), *self.knn_indexes, size=self.image_size, device=self.device,
+            k=self.config.knn_k, max_images=self.config.knn_max_images, workers=self.config.workers, amp=self.amp,
+        )  # fmt: skip
+
+    def _knn_due(self, epoch_done: int) -> bool:
+        every = self.config.knn_every
+        return every >= 0 and (epoch_done == self.config.epochs or (every > 0 and epoch_done % every == 0))
+
+    def run(self) -> dict:
+        """Trains to ``config.epochs`` (or ``max_steps``); returns the summary also written to ``<out>/summary.json``."""
+        cfg = self.config
+        per_epoch = self.sampler.batches_per_epoch()
+        total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
+        kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0"))
+        started, data_time, step_time, images = time.time(), 0.0, 0.0, 0
+        bar = tqdm(total=total, initial=min(self.global_step, total), disable=not self.progress, unit="step",
+                   desc=f"pretrain {cfg.recipe}/{cfg.arch}")  # fmt: skip
+        self._log({"event": "start", "config": cfg.to_dict(), "steps_per_epoch": per_epoch, "world": self.dist.world_size})
+        while self.epoch < cfg.epochs and self.global_step < total:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._lr_at(self.epoch)
+            self.dataset.set_epoch(self.epoch)
+            self.sampler.set_epoch(self.epoch, self.step_in_epoch)
+            loader = DataLoader(
+                self.dataset, batch_sampler=self.sampler, num_workers=cfg.workers, collate_fn=collate_two_views,
+                generator=torch.Generator(), pin_memory=self.device.type == "cuda",
+            )  # fmt: skip
+            tick = time.time()
+            for batch in loader:
+                data_time += time.time() - tick
+                self.skipped_images += batch["skipped"]
+                views = self._usable(batch["views"])
+                tick = time.time()
+                loss, accuracy = self._train_step(views) if views.shape[0] else (float("nan"), float("nan"))
+                step_time += time.time() - tick
+                images += views.shape[0] * self.dist.world_size
+                self.global_step += 1
+                self.step_in_epoch += 1
+                elapsed = time.time() - started
+                bar.update(1)
+                bar.set_postfix(epoch=self.epoch, loss=f"{loss:.3f}", acc=f"{accuracy:.2f}", img_s=f"{images / elapsed:.0f}")
+                if self.global_step % max(cfg.log_every_steps, 1) == 0:
+                    self._log({"event": "step", "epoch": self.epoch, "step": self.global_step, "loss": loss,
+                               "accuracy": accuracy, "lr": self.optimizer.param_groups[0]["lr"],
+                               "images_per_s": images / elapsed})  # fmt: skip
+                if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0:
+                    self.save()
+                if kill_at and self.global_step == kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if self.global_step >= total:
+                    break
+                tick = time.time()
+            if self.step_in_epoch >= per_epoch:
+                self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                record = {"epoch": self.epoch, "step": self.global_step, "wall_s": time.time() - started, "loss": loss}
+                if self._knn_due(self.epoch):
+                    record["knn_top1"] = self._monitor()
+                self.history.append(record)
+                self._log({"event": "epoch", **record})
+            self.save()
+        bar.close()
+        wall = time.time() - started
+        summary = {
+            "config": cfg.to_dict(),
+            "epochs_done": self.epoch,
+            "steps": self.global_step,
+            "history": self.history,
+            "final_knn_top1": next((h["knn_top1"] for h in reversed(self.history) if h.get("knn_top1") is not None), None),
+            "images_per_s": images / wall if wall > 0 else None,
+            "time_s": {"total": wall, "data_wait": data_time, "train_step": step_time},
+            "skipped_images": self.skipped_images,
+            "checkpoint": str(self.out / LAST),
+            "device": str(self.device),
+            "world_size": self.dist.world_size,
+        }
+        if self.dist.is_main:
+            atomic_write_json(summary, self.out / "summary.json")
+        return summary
+
+
+def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict:
+    """Builds a Trainer and runs it; returns the run's summary (see Trainer.run)."""
+    return Trainer(config, progress=progress).run()

@@ -1,0 +1,166 @@
+"""MoCo v2 pretraining end to end on tiny generated data: the CLI, exact resume after SIGKILL, recipes, bad input,
+corrupt images, export, kNN, and two processes under torchrun (gloo)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from inv_kernels.augment.params import AugmentParams
+from inv_kernels.data import write_dataset
+from inv_kernels.models.checkpoint import LAST, load_backbone, read_checkpoint
+from inv_kernels.train import PretrainConfig, Trainer, knn_top1
+from inv_kernels.train.trainer import KILL_AT_STEP_ENV
+from pipelines import pretrain as pretrain_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--image-size", "16", "--batch-size", "8", "--bn-splits", "2", "--queue-size", "64", "--moco-dim", "16",
+        "--workers", "0", "--knn-max-images", "40", "--log-every-steps", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """Generated classification scenes at 32 px: train/<shape>/*.jpg (6 per class) and test/ beside it."""
+    return write_dataset("classification", tmp_path_factory.mktemp("data") / "scenes", size=32, count=6, progress=False)
+
+
+def _tiny_config(data: Path, out: Path, **overrides) -> PretrainConfig:
+    values = dict(data=str(data), out=str(out), image_size=16, batch_size=8, bn_splits=2, queue_size=64, moco_dim=16,
+                  workers=0, knn_max_images=40, epochs=2, log_every_steps=1)  # fmt: skip
+    values.update(overrides)
+    return PretrainConfig(**values)
+
+
+def _run_cli(args: list[str], env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "pipelines.pretrain", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), f"{key} differs after resume"
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    assert a["inv_kernels"]["global_step"] == b["inv_kernels"]["global_step"]
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_data, tmp_path):
+    common = ["--data", str(tiny_data), *TINY, "--epochs", "2", "--save-every-steps", "2", "--knn-every", "-1"]
+    straight = _run_cli([*common, "--out", str(tmp_path / "a")])
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed = _run_cli([*common, "--out", str(tmp_path / "b")], {KILL_AT_STEP_ENV: "7"})
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL after step 7; last checkpoint at step 6
+    mid = read_checkpoint(tmp_path / "b" / LAST)["inv_kernels"]
+    steps_per_epoch = json.loads((tmp_path / "a" / "log.jsonl").read_text().splitlines()[0])["steps_per_epoch"]
+    assert mid["global_step"] == 6 and 0 < mid["step_in_epoch"] < steps_per_epoch  # really mid-epoch
+    resumed = _run_cli([*common, "--out", str(tmp_path / "b"), "--resume", "auto"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_same_state(read_checkpoint(tmp_path / "a" / LAST), read_checkpoint(tmp_path / "b" / LAST))
+
+
+def test_cli_run_writes_checkpoint_logs_summary_and_exports(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = pretrain_cli.main(["--data", str(tiny_data), *TINY, "--epochs", "1", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "final kNN top-1" in printed and "checkpoint" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs_done"] == 1 and summary["final_knn_top1"] is not None
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert {"start", "step", "epoch"} <= {r["event"] for r in records}
+    assert all(r["loss"] > 0 for r in records if r["event"] == "step")
+    from pipelines import export
+
+    assert export.main([str(out / LAST), str(tmp_path / "backbone.pth")]) == 0
+    backbone = load_backbone(tmp_path / "backbone.pth")
+    assert backbone.module(torch.randn(2, 3, 16, 16)).shape == (2, 512)
+
+
+@pytest.mark.parametrize("recipe", ["default", "spatial", "appearance"])
+def test_each_recipe_trains_only_its_augmentations(tiny_data, tmp_path, recipe):
+    trainer = Trainer(_tiny_config(tiny_data, tmp_path, recipe=recipe, batch_size=32), progress=False)
+    trainer.dataset.set_epoch(0)
+    items = [trainer.dataset[i] for i in range(32)]
+    params = AugmentParams.cat([item["params"] for item in items])  # 64 views
+    flips, jitter = params.flip.float().mean(), params.jitter_applied.float().mean()
+    gray, blur = params.grayscale.float().mean(), params.blur_applied.float().mean()
+    if recipe == "spatial":
+        assert flips > 0 and jitter == 0 and gray == 0 and blur == 0
+    elif recipe == "appearance":
+        assert flips == 0 and jitter > 0 and blur > 0
+        assert torch.equal(params.crop_height, params.crop_width)  # the centre square, not a random crop
+    else:
+        assert flips > 0 and jitter > 0 and gray > 0 and blur > 0
+    assert set(trainer.dataset.recipe.op_names) >= ({"horizontal_flip"} if recipe != "appearance" else {"grayscale"})
+
+
+def test_bad_input_fails_before_training(tiny_data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Trainer(_tiny_config(tmp_path / "missing", tmp_path / "o"), progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is empty"):
+        Trainer(_tiny_config(tmp_path / "empty", tmp_path / "o"), progress=False)
+    with pytest.raises(ValueError, match="unknown"):
+        Trainer(_tiny_config(tiny_data, tmp_path / "o", recipe="sepia"), progress=False)
+    with pytest.raises(ValueError, match="unknown architecture 'vgg'"):
+        Trainer(_tiny_config(tiny_data, tmp_path / "o", arch="vgg"), progress=False)
+    with pytest.raises(ValueError, match=r"batch size 4096 x 1 process\(es\) is larger than the dataset"):
+        Trainer(_tiny_config(tiny_data, tmp_path / "o", batch_size=4096), progress=False)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PermissionError, match="is not writable"):
+        Trainer(_tiny_config(tiny_data, blocker / "out"), progress=False)
+
+
+def test_resume_from_another_architecture_is_refused(tiny_data, tmp_path):
+    Trainer(_tiny_config(tiny_data, tmp_path, max_steps=1, knn_every=-1), progress=False).run()
+    with pytest.raises(ValueError, match="holds a resnet18 .* this run builds resnet34"):
+        Trainer(_tiny_config(tiny_data, tmp_path, arch="resnet34", resume="auto"), progress=False)
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, capsys):
+    assert pretrain_cli.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    assert "pretrain: error:" in capsys.readouterr().err
+
+
+def test_corrupt_image_mid_epoch_is_skipped_and_counted(tiny_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    first_class = sorted((data / "train").iterdir())[0]
+    (first_class / "zz_truncated.jpg").write_bytes((next(first_class.glob("*.jpg"))).read_bytes()[:100])
+    (first_class / "zz_garbage.jpg").write_bytes(b"\x00not an image at all")
+    summary = Trainer(_tiny_config(data, tmp_path / "o", epochs=1, knn_every=-1), progress=False).run()
+    assert summary["skipped_images"] >= 1  # drop_last may leave one of them out of the epoch
+    assert summary["steps"] > 0
+
+
+def test_knn_top1_on_separable_and_random_features():
+    torch.manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(4, 32), dim=1)
+    labels = torch.arange(4).repeat_interleave(50)
+    feats = torch.nn.functional.normalize(centres[labels] + 0.05 * torch.randn(200, 32), dim=1)
+    assert knn_top1(feats[::2], labels[::2], feats[1::2], labels[1::2], k=20) == 1.0
+    shuffled = labels[torch.randperm(200)]
+    assert knn_top1(feats[::2], shuffled[::2], feats[1::2], labels[1::2], k=20) < 0.5
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_gloo(tiny_data, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "pipelines.pretrain", "--data", str(tiny_data), *TINY, "--epochs", "1", "--max-steps", "3",
+           "--knn-every", "-1", "--out", str(tmp_path / "ddp")]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = read_checkpoint(tmp_path / "ddp" / LAST)
+    assert state["inv_kernels"]["world_size"] == 2 and state["inv_kernels"]["global_step"] == 3
+    # Both processes enqueue their keys: 3 steps x 8 keys (4 per process).
+    assert int(state["state_dict"]["module.queue_ptr"]) == 24
