@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "rowcos/row_cosine.h"
+#include "scoring/scoring.h"
 #ifdef INV_WITH_CUDA
 #include "common/cuda_runtime.h"
 #endif
@@ -26,6 +27,13 @@ PYBIND11_MODULE(_C, m) {
   cpu.def("row_cosine_bwd", &inv::row_cosine_bwd_cpu, py::call_guard<py::gil_scoped_release>(), py::arg("grad"),
           py::arg("sg"), py::arg("x"), py::arg("sx"), py::arg("y"), py::arg("sy"), py::arg("stats"), py::arg("gx"),
           py::arg("gy"), py::arg("M"), py::arg("D"), py::arg("dtype"), py::arg("eps"));
+  cpu.def("invariance_scores_fwd", &inv::invariance_scores_fwd_cpu, py::call_guard<py::gil_scoped_release>(),
+          py::arg("views"), py::arg("s_img"), py::arg("s_view"), py::arg("zc"), py::arg("mean"), py::arg("w"),
+          py::arg("cos"), py::arg("dist"), py::arg("n"), py::arg("k"), py::arg("D"), py::arg("dtype"), py::arg("eps"));
+  cpu.def("group_invariance_fwd", &inv::group_invariance_fwd_cpu, py::call_guard<py::gil_scoped_release>(),
+          py::arg("z"), py::arg("offsets"), py::arg("out"), py::arg("N"), py::arg("G"), py::arg("D"), py::arg("dtype"),
+          py::arg("eps"));
+  cpu.def("scoring_isa", &inv::scoring_cpu_isa);
 
 #ifdef INV_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA kernels, launched on the caller's stream");
@@ -38,5 +46,13 @@ PYBIND11_MODULE(_C, m) {
            py::arg("sg"), py::arg("x"), py::arg("sx"), py::arg("y"), py::arg("sy"), py::arg("stats"), py::arg("gx"),
            py::arg("gy"), py::arg("M"), py::arg("D"), py::arg("dtype"), py::arg("eps"), py::arg("device"),
            py::arg("stream"));
+  cuda.def("invariance_scores_fwd", &inv::invariance_scores_fwd_cuda, py::call_guard<py::gil_scoped_release>(),
+           py::arg("views"), py::arg("s_img"), py::arg("s_view"), py::arg("zc"), py::arg("mean"), py::arg("w"),
+           py::arg("partials"), py::arg("num_col_blocks"), py::arg("n"), py::arg("k"), py::arg("D"),
+           py::arg("dtype"), py::arg("device"), py::arg("stream"));
+  cuda.def("group_invariance_fwd", &inv::group_invariance_fwd_cuda, py::call_guard<py::gil_scoped_release>(),
+           py::arg("z"), py::arg("offsets"), py::arg("out"), py::arg("N"), py::arg("G"), py::arg("D"),
+           py::arg("dtype"), py::arg("eps"), py::arg("device"), py::arg("stream"));
+  cuda.def("scores_block_n", []() { return inv::kScoresCudaBlockN; });
 #endif
 }

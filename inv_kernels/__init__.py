@@ -10,7 +10,16 @@ import importlib.util
 from inv_kernels._ext import C_MISSING, CUDA_MISSING, HAS_C_EXT, HAS_CUDA_EXT
 from inv_kernels._triton import HAS_TRITON, TRITON_MISSING
 from inv_kernels.backend import BACKENDS, available_backends, resolve_backend
-from inv_kernels.ops import row_cosine, row_cosine_ref
+from inv_kernels.ops import (
+    GroupInvariance,
+    InvarianceScores,
+    group_invariance,
+    group_invariance_ref,
+    invariance_scores,
+    invariance_scores_ref,
+    row_cosine,
+    row_cosine_ref,
+)
 from inv_kernels.stats import FeatureStats, RunningMoments
 
 # Looked up, not imported: importing DALI takes seconds.
@@ -22,14 +31,20 @@ __all__ = [
     "BACKENDS",
     "C_MISSING",
     "FeatureStats",
+    "GroupInvariance",
     "RunningMoments",
     "CUDA_MISSING",
     "HAS_CUDA_EXT",
     "HAS_C_EXT",
     "HAS_DALI",
     "HAS_TRITON",
+    "InvarianceScores",
     "TRITON_MISSING",
     "available_backends",
+    "group_invariance",
+    "group_invariance_ref",
+    "invariance_scores",
+    "invariance_scores_ref",
     "resolve_backend",
     "row_cosine",
     "row_cosine_ref",

@@ -1,5 +1,16 @@
 """The ops: one file each, holding the torch reference, the Triton kernels, the launchers and the registration."""
 
+from inv_kernels.ops.group_invariance import GroupInvariance, group_invariance, group_invariance_ref
+from inv_kernels.ops.invariance_scores import InvarianceScores, invariance_scores, invariance_scores_ref
 from inv_kernels.ops.row_cosine import row_cosine, row_cosine_ref
 
-__all__ = ["row_cosine", "row_cosine_ref"]
+__all__ = [
+    "GroupInvariance",
+    "InvarianceScores",
+    "group_invariance",
+    "group_invariance_ref",
+    "invariance_scores",
+    "invariance_scores_ref",
+    "row_cosine",
+    "row_cosine_ref",
+]
