@@ -226,6 +226,10 @@ class Trainer:
         bar = tqdm(total=total, initial=min(self.global_step, total), disable=not self.progress, unit="step",
                    desc=f"pretrain {cfg.recipe}/{cfg.arch}")  # fmt: skip
         self._log({"event": "start", "config": cfg.to_dict(), "steps_per_epoch": per_epoch, "world": self.dist.world_size})
+        if cfg.knn_every > 0 and self.global_step == 0:  # the untrained network's score: the curve's starting point
+            initial = {"epoch": 0, "step": 0, "wall_s": 0.0, "knn_top1": self._monitor()}
+            self.history.append(initial)
+            self._log({"event": "epoch", **initial})
         while self.epoch < cfg.epochs and self.global_step < total:
             for group in self.optimizer.param_groups:
                 group["lr"] = self._lr_at(self.epoch)
@@ -267,6 +271,12 @@ class Trainer:
                     record["knn_top1"] = self._monitor()
                 self.history.append(record)
                 self._log({"event": "epoch", **record})
+            if self.global_step >= total and self.step_in_epoch and self.config.knn_every >= 0:
+                # stopped by max_steps mid-epoch: score the model where it stopped
+                record = {"epoch": self.epoch + self.step_in_epoch / per_epoch, "step": self.global_step,
+                          "wall_s": time.time() - started, "loss": loss, "knn_top1": self._monitor()}  # fmt: skip
+                self.history.append(record)
+                self._log({"event": "stopped", **record})
             self.save()
         bar.close()
         wall = time.time() - started

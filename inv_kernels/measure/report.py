@@ -1,0 +1,69 @@
+"""Writing measurement results: JSON (every number), CSV (one row per transform family or group set) and a plot of
+invariance per family with the spatial and appearance families apart."""
+
+import csv
+import io
+from pathlib import Path
+
+from inv_kernels.io import atomic_write_bytes, atomic_write_json
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    """Rows of scalars (lists are left out) as CSV, atomically."""
+    if not rows:
+        return path
+    columns = [key for key, value in rows[0].items() if not isinstance(value, (list, dict))]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_bytes(buffer.getvalue().encode(), path)
+
+
+def plot_synthetic(rows: list[dict], path: Path, title: str) -> Path:
+    """Bar charts of cosine invariance (higher: more invariant) and Mahalanobis distance per family, spatial
+    families first, then appearance ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ordered = sorted(rows, key=lambda r: (r["kind"] != "spatial", r["family"]))
+    names = [r["family"] for r in ordered]
+    colours = ["tab:blue" if r["kind"] == "spatial" else "tab:orange" for r in ordered]
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.55 * len(names) * 2), 4.2))
+    for ax, key, label in ((axes[0], "cosine_mean", "whitened cosine (higher: more invariant)"),
+                           (axes[1], "distance_mean", "Mahalanobis distance (lower: more invariant)")):  # fmt: skip
+        ax.bar(range(len(names)), [r[key] for r in ordered], color=colours)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=10)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:blue", "tab:orange")]
+    fig.legend(handles, ["spatial", "appearance"], loc="upper right")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(buffer.getvalue(), path)
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A Markdown table: columns are (key, header, format spec)."""
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(format(row[k], f) if f else str(row[k]) for k, _, f in columns) + " |")
+    return "\n".join(lines)
+
+
+def write_results(results: dict, out: Path) -> dict[str, Path]:
+    """results.json, synthetic.csv + synthetic.png, realworld.csv under ``out``; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"json": atomic_write_json(results, out / "results.json")}
+    synthetic = results.get("synthetic", [])
+    if synthetic:
+        written["synthetic_csv"] = write_csv(synthetic, out / "synthetic.csv")
+        title = f"{results['model']['model_id']} ({results['settings']['mode']} mode, {synthetic[0]['num_images']} images)"
+        written["synthetic_png"] = plot_synthetic(synthetic, out / "synthetic.png", title)
+    if results.get("realworld"):
+        written["realworld_csv"] = write_csv(results["realworld"], out / "realworld.csv")
+    return written
