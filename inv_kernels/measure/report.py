@@ -38,9 +38,9 @@ def plot_synthetic(rows: list[dict], path: Path, title: str) -> Path:
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
         ax.set_title(label, fontsize=10)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:blue", "tab:orange")]
-    fig.legend(handles, ["spatial", "appearance"], loc="upper right")
+    fig.legend(handles, ["spatial", "appearance"], loc="lower center", ncol=2, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
