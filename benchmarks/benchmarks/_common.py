@@ -1,12 +1,22 @@
 """Shared pieces of the asv suite: backend availability (unavailable cases raise NotImplementedError in setup, so asv
 skips them) and GPU timing with CUDA events, since asv's own timers read the host clock."""
 
+import os
 import statistics
 
 import torch
 
 import inv_kernels
 from inv_kernels.backend import unavailable_reason
+
+# CI sets INV_KERNELS_BENCH_QUICK=1: every benchmark still runs (so none can rot), on its smallest case only.
+QUICK = os.environ.get("INV_KERNELS_BENCH_QUICK") == "1"
+
+
+def cases(full: list, quick: list) -> list:
+    """The parameter values to benchmark: ``quick`` under INV_KERNELS_BENCH_QUICK=1, else ``full``."""
+    return quick if QUICK else full
+
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 

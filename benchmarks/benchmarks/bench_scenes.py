@@ -10,6 +10,12 @@ import torch
 
 from inv_kernels.data.scenes import render_scenes, sample_latents
 
+try:
+    from ._common import cases
+except ImportError:  # run as a script: every size
+    def cases(full, quick):
+        return full
+
 # Images rendered per case, by image size.
 COUNTS = {64: 10_000, 128: 1_000, 224: 200}
 
@@ -20,7 +26,7 @@ def _scenes(size: int):
 
 
 class RenderCPU:
-    params = ([64, 128, 224],)
+    params = (cases([64, 128, 224], [224]),)
     param_names = ["size"]
     timeout = 180  # the 10,000-image case takes tens of seconds
     number = 1
@@ -44,7 +50,7 @@ class RenderCPU:
 
 
 class RenderGPU:
-    params = ([64, 128, 224],)
+    params = (cases([64, 128, 224], [224]),)
     param_names = ["size"]
     timeout = 180
 
