@@ -6,6 +6,7 @@
 
 #include "rowcos/row_cosine.h"
 #include "scoring/scoring.h"
+#include "infonce/infonce.h"
 #ifdef INV_WITH_CUDA
 #include "common/cuda_runtime.h"
 #endif
@@ -34,6 +35,17 @@ PYBIND11_MODULE(_C, m) {
           py::arg("z"), py::arg("offsets"), py::arg("out"), py::arg("N"), py::arg("G"), py::arg("D"), py::arg("dtype"),
           py::arg("eps"));
   cpu.def("scoring_isa", &inv::scoring_cpu_isa);
+  cpu.def("infonce_fwd", &inv::infonce_fwd_cpu, py::call_guard<py::gil_scoped_release>(), py::arg("x"), py::arg("k"),
+          py::arg("c"), py::arg("loss"), py::arg("lse"), py::arg("correct"), py::arg("M"), py::arg("K"), py::arg("D"),
+          py::arg("dtype"), py::arg("inv_temperature"));
+  cpu.def("infonce_bwd", &inv::infonce_bwd_cpu, py::call_guard<py::gil_scoped_release>(), py::arg("grad"),
+          py::arg("x"), py::arg("k"), py::arg("c"), py::arg("lse"), py::arg("gx"), py::arg("gk"), py::arg("M"),
+          py::arg("K"), py::arg("D"), py::arg("dtype"), py::arg("inv_temperature"));
+  cpu.def("ntxent_fwd", &inv::ntxent_fwd_cpu, py::call_guard<py::gil_scoped_release>(), py::arg("z"), py::arg("loss"),
+          py::arg("lse"), py::arg("correct"), py::arg("M"), py::arg("D"), py::arg("dtype"),
+          py::arg("inv_temperature"));
+  cpu.def("ntxent_bwd", &inv::ntxent_bwd_cpu, py::call_guard<py::gil_scoped_release>(), py::arg("grad"), py::arg("z"),
+          py::arg("lse"), py::arg("gz"), py::arg("M"), py::arg("D"), py::arg("dtype"), py::arg("inv_temperature"));
 
 #ifdef INV_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA kernels, launched on the caller's stream");
@@ -54,5 +66,19 @@ PYBIND11_MODULE(_C, m) {
            py::arg("z"), py::arg("offsets"), py::arg("out"), py::arg("N"), py::arg("G"), py::arg("D"),
            py::arg("dtype"), py::arg("eps"), py::arg("device"), py::arg("stream"));
   cuda.def("scores_block_n", []() { return inv::kScoresCudaBlockN; });
+  cuda.def("infonce_fwd", &inv::infonce_fwd_cuda, py::call_guard<py::gil_scoped_release>(), py::arg("x"),
+           py::arg("k"), py::arg("c"), py::arg("loss"), py::arg("lse"), py::arg("correct"), py::arg("M"),
+           py::arg("K"), py::arg("D"), py::arg("dtype"), py::arg("inv_temperature"), py::arg("device"),
+           py::arg("stream"));
+  cuda.def("infonce_bwd", &inv::infonce_bwd_cuda, py::call_guard<py::gil_scoped_release>(), py::arg("grad"),
+           py::arg("x"), py::arg("k"), py::arg("c"), py::arg("lse"), py::arg("gx"), py::arg("gk"), py::arg("M"),
+           py::arg("K"), py::arg("D"), py::arg("dtype"), py::arg("inv_temperature"), py::arg("device"),
+           py::arg("stream"));
+  cuda.def("ntxent_fwd", &inv::ntxent_fwd_cuda, py::call_guard<py::gil_scoped_release>(), py::arg("z"),
+           py::arg("loss"), py::arg("lse"), py::arg("correct"), py::arg("M"), py::arg("D"), py::arg("dtype"),
+           py::arg("inv_temperature"), py::arg("device"), py::arg("stream"));
+  cuda.def("ntxent_bwd", &inv::ntxent_bwd_cuda, py::call_guard<py::gil_scoped_release>(), py::arg("grad"),
+           py::arg("z"), py::arg("lse"), py::arg("gz"), py::arg("M"), py::arg("D"), py::arg("dtype"),
+           py::arg("inv_temperature"), py::arg("device"), py::arg("stream"));
 #endif
 }
