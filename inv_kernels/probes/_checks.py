@@ -1,0 +1,108 @@
+"""Input checks shared by the probes (on top of inv_kernels._validate): features, labels, targets and grids, with
+messages that name the argument, the file the data came from (``source``) and the offending row."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from inv_kernels._validate import FLOAT_DTYPES, check_nonempty, check_tensor
+
+INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _where(source: str | None) -> str:
+    return f" (from {source})" if source else ""
+
+
+def to_tensor(op: str, name: str, value, *, integer: bool = False) -> torch.Tensor:
+    """Numpy arrays become tensors; anything else must already be a tensor."""
+    if isinstance(value, np.ndarray):
+        if integer and not np.issubdtype(value.dtype, np.integer):
+            raise TypeError(f"{op}: {name} must hold integer labels, got a numpy array of dtype {value.dtype}")
+        if not integer and not np.issubdtype(value.dtype, np.floating):
+            raise TypeError(f"{op}: {name} must hold floats, got a numpy array of dtype {value.dtype}")
+        return torch.from_numpy(np.ascontiguousarray(value))
+    return value
+
+
+def check_features(op: str, name: str, X, *, source: str | None = None) -> torch.Tensor:
+    """A 2-D float tensor (N, D), non-empty, all finite; NaN/Inf raise naming the first bad row and column."""
+    X = to_tensor(op, name, X)
+    check_tensor(op, name + _where(source), X, ndim=2, layout="(N, D)", dtypes=FLOAT_DTYPES)
+    check_nonempty(op, name, X)
+    finite = torch.isfinite(X)
+    if not bool(finite.all()):
+        bad_rows = (~finite).any(dim=1).nonzero().flatten()
+        row = int(bad_rows[0])
+        col = int((~finite[row]).nonzero()[0])
+        raise ValueError(
+            f"{op}: {name}{_where(source)} contains NaN or Inf in row {row} (column {col}, value "
+            f"{float(X[row, col])}); {bad_rows.numel()} of {X.shape[0]} rows affected"
+        )
+    return X
+
+
+def check_labels(op: str, name: str, y, n_rows: int, features: str, *, source: str | None = None) -> torch.Tensor:
+    """1-D integer labels with one entry per feature row."""
+    y = to_tensor(op, name, y, integer=True)
+    check_tensor(op, name + _where(source), y, ndim=1, layout="(N,)", dtypes=INT_DTYPES)
+    if y.shape[0] != n_rows:
+        raise ValueError(
+            f"{op}: {name}{_where(source)} has {y.shape[0]} labels but {features} has {n_rows} rows; they must match"
+        )
+    return y
+
+
+def check_targets(op: str, name: str, Y, n_rows: int, features: str, *, source: str | None = None) -> torch.Tensor:
+    """Regression targets (N,) or (N, T), finite, one row per feature row; returned as (N, T)."""
+    Y = to_tensor(op, name, Y)
+    check_tensor(op, name + _where(source), Y, dtypes=FLOAT_DTYPES)
+    if Y.dim() not in (1, 2):
+        raise ValueError(f"{op}: {name} must be 1-D (N,) or 2-D (N, T), got shape {tuple(Y.shape)}")
+    if Y.shape[0] != n_rows:
+        raise ValueError(
+            f"{op}: {name}{_where(source)} has {Y.shape[0]} rows but {features} has {n_rows} rows; they must match"
+        )
+    Y2 = Y.reshape(n_rows, -1)
+    finite = torch.isfinite(Y2)
+    if not bool(finite.all()):
+        row = int((~finite).any(dim=1).nonzero()[0])
+        raise ValueError(f"{op}: {name}{_where(source)} contains NaN or Inf in row {row}")
+    return Y2
+
+
+def check_grid(op: str, name: str, grid) -> np.ndarray:
+    """A non-empty 1-D grid of finite positive values, as float64."""
+    arr = np.asarray(grid, dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{op}: {name} must be a non-empty 1-D sequence of values, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{op}: {name} values must be finite and > 0, got min {arr.min()} max {arr.max()}")
+    return arr
+
+
+def default_dtype(device: torch.device, dtype: torch.dtype | None) -> torch.dtype:
+    """float64 on the CPU and float32 on a GPU unless the caller chose."""
+    if dtype is not None:
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        return dtype
+    return torch.float64 if device.type == "cpu" else torch.float32
+
+
+def r2_per_output(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+    """sklearn's r2_score per output along dim -2: 1 - SSE/SST; constant outputs score 1 if predicted exactly, else 0.
+
+    Args:
+        y_true: (..., N, T).
+        y_pred: (..., N, T).
+
+    Returns:
+        (..., T).
+    """
+    sse = ((y_true - y_pred) ** 2).sum(dim=-2)
+    sst = ((y_true - y_true.mean(dim=-2, keepdim=True)) ** 2).sum(dim=-2)
+    safe = torch.where(sst > 0, sst, torch.ones_like(sst))
+    r2 = 1.0 - sse / safe
+    return torch.where(sst > 0, r2, torch.where(sse == 0, torch.ones_like(r2), torch.zeros_like(r2)))
