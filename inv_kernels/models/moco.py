@@ -21,7 +21,7 @@ from torch import Tensor
 
 from inv_kernels.models.backbones import build_backbone
 from inv_kernels.models.split_bn import convert_to_split_batchnorm
-from inv_kernels.ops.infonce import infonce_loss_ref, ntxent_loss_ref
+from inv_kernels.ops.infonce import infonce_loss, ntxent_loss
 
 OBJECTIVES = ("moco", "simclr")
 
@@ -136,15 +136,16 @@ class MoCo(nn.Module):
             if _distributed():
                 q_all = torch.cat(dist.nn.functional.all_gather(q))
                 z2_all = torch.cat(dist.nn.functional.all_gather(z2))
-                loss, accuracy = ntxent_loss_ref(q_all, z2_all, self.temperature)
+                loss, accuracy = ntxent_loss(q_all, z2_all, self.temperature, return_accuracy=True)
             else:
-                loss, accuracy = ntxent_loss_ref(q, z2, self.temperature)
+                loss, accuracy = ntxent_loss(q, z2, self.temperature, return_accuracy=True)
             return ContrastiveOutput(loss, accuracy, q)
         with torch.no_grad():
             self._momentum_update()
             k = self._keys(im_k)  # (B, dim)
-        # A copy: the loss's backward needs the queue as it was before this batch's keys are written into it.
-        loss, accuracy = infonce_loss_ref(q, k, self.queue.t().clone(), self.temperature)
+        # A copy: the loss's backward needs the queue as it was before this batch's keys are written into it. The fused
+        # loss (inv_kernels.ops.infonce) never materialises the (B, K) logits.
+        loss, accuracy = infonce_loss(q, k, self.queue.t().clone(), self.temperature, return_accuracy=True)
         self._enqueue(k)
         return ContrastiveOutput(loss, accuracy, q)
 
