@@ -1,0 +1,107 @@
+"""Transfer evaluation (PAPER.md sections 6-7): every model and every fusion of models, on every task, by
+cross-validated linear probes: multinomial logistic regression for classification, multi-output ridge for
+regression (keypoints, latents). ``python -m pipelines.transfer`` wraps ``evaluate_transfer``.
+
+A fusion ``a+b`` concatenates (``cat``), adds or averages the members' features as the paper does, or weights
+standardised blocks by cross-validation (``weighted``, this project's method). The regularisation grid shifts with
+the number of fused models as in the reference code (``probes.grid``).
+"""
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from inv_kernels.downstream import DownstreamTask, task_features
+from inv_kernels.fusion import fuse, weighted_fusion
+from inv_kernels.measure.model import load_extractor
+from inv_kernels.probes import fit_logistic_cv, fit_ridge_cv, logistic_Cs, ridge_alphas
+
+FUSIONS = ("cat", "add", "mean", "weighted")
+
+
+@dataclass
+class TransferConfig:
+    models: dict[str, str]  # name -> checkpoint path or random:<arch>
+    tasks: list[DownstreamTask]
+    fusions: tuple[str, ...] = ("cat",)
+    combos: str = "all"  # "all": every subset of 2 or more models; "none"; or "a+b,a+b+c"
+    mode: str = "paper"
+    folds: int = 5
+    device: str = "auto"
+    batch_size: int = 64
+    workers: int = 0
+    seed: int = 0
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def model_combinations(names: list[str], combos: str) -> list[tuple[str, ...]]:
+    """Single models, then the requested fusions' member lists (ValueError for an unknown member)."""
+    singles = [(name,) for name in names]
+    if combos == "none":
+        return singles
+    if combos == "all":
+        return singles + [c for r in range(2, len(names) + 1) for c in itertools.combinations(names, r)]
+    chosen = []
+    for combo in combos.split(","):
+        members = tuple(m.strip() for m in combo.split("+") if m.strip())
+        unknown = [m for m in members if m not in names]
+        if unknown or len(members) < 2:
+            raise ValueError(f"fusion {combo!r}: needs 2 or more of the models {', '.join(names)}")
+        chosen.append(members)
+    return singles + chosen
+
+
+def _probe(task: DownstreamTask, X, y, X_test, y_test, members: int, wide: bool, cfg: TransferConfig):
+    if task.kind == "classification":
+        result = fit_logistic_cv(X, y, logistic_Cs(members, wide, cfg.mode), cfg.folds, X_test=X_test, y_test=y_test,
+                                 metric=task.metric, seed=cfg.seed, source=task.name)  # fmt: skip
+    else:
+        result = fit_ridge_cv(X, y, ridge_alphas(members, wide, cfg.mode), cfg.folds, X_test=X_test, Y_test=y_test,
+                              mode=cfg.mode, seed=cfg.seed, source=task.name)  # fmt: skip
+    return result
+
+
+def evaluate_transfer(cfg: TransferConfig) -> dict:
+    """Runs every (model or fusion) x task; returns {"results": rows, "settings": ...}.
+
+    Each row: model (a name, or members joined by "+"), members, fusion, task, kind, metric, test_score, the chosen
+    regularisation, CV score, feature dimension, probe time.
+    """
+    from inv_kernels.train.distributed import resolve_device
+
+    device = resolve_device(cfg.device)
+    for fusion in cfg.fusions:
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
+    combos = model_combinations(list(cfg.models), cfg.combos)
+    extractors = {name: load_extractor(spec, device=device, seed=cfg.seed) for name, spec in cfg.models.items()}
+    rows = []
+    for task in cfg.tasks:
+        feats = {name: task_features(ext, task, batch_size=cfg.batch_size, workers=cfg.workers, progress=cfg.progress)
+                 for name, ext in extractors.items()}  # fmt: skip
+        jobs = [(c, f) for c in combos for f in (cfg.fusions if len(c) > 1 else ("single",))]
+        for members, fusion in tqdm(jobs, desc=f"probes {task.name}", disable=not cfg.progress):
+            started = time.time()
+            train_blocks = [feats[m].X_trainval for m in members]
+            test_blocks = [feats[m].X_test for m in members]
+            y, y_test = feats[members[0]].y_trainval, feats[members[0]].y_test
+            if fusion == "weighted":
+                X, X_test, weights, _ = weighted_fusion(train_blocks, test_blocks, y, task.kind,
+                                                        seed=cfg.seed)  # fmt: skip
+            else:
+                mode = "cat" if fusion == "single" else fusion
+                X, X_test, weights = fuse(train_blocks, mode), fuse(test_blocks, mode), None
+            wide = any(extractors[m].info.arch == "resnet50w3" for m in members)
+            result = _probe(task, X.double(), y, X_test.double(), y_test, len(members), wide, cfg)
+            rows.append({
+                "model": "+".join(members), "members": list(members), "fusion": fusion, "task": task.name,
+                "kind": task.kind, "metric": task.metric, "test_score": float(result.test_metrics[task.metric]),
+                "chosen": result.best_params, "cv_score": float(result.cv_scores[result.best_index]),
+                "feature_dim": int(X.shape[1]), "weights": list(weights) if weights is not None else None,
+                "seconds": time.time() - started,
+            })  # fmt: skip
+    return {"results": rows, "settings": {"mode": cfg.mode, "folds": cfg.folds, "fusions": list(cfg.fusions),
+                                          "models": cfg.models, "device": str(device)}}  # fmt: skip

@@ -1,0 +1,133 @@
+"""Transfer evaluation: ``python -m pipelines.transfer --models NAME=CKPT,... [--task NAME[:ROOT] ...]``.
+
+Every model, and every fusion of two or more of them (``--fusion cat,add,mean,weighted``), is probed on every task
+with the paper's cross-validated linear probes (logistic regression for classification, ridge for keypoints and
+latents). Without --task it uses the built-in generated classification and latent-regression sets. Writes
+transfer.json, transfer.csv, transfer.md and transfer.png under --out.
+"""
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+from inv_kernels.io import atomic_write_bytes, atomic_write_json
+from inv_kernels.measure.report import write_csv
+
+
+def parse_models(text: str) -> dict[str, str]:
+    """"a=path,b=random:resnet18" -> {"a": "path", "b": "random:resnet18"}; a bare spec is named by its file stem."""
+    models = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, spec = part.partition("=")
+        if not sep:
+            name, spec = Path(part).stem.split(".")[0] if not part.startswith("random:") else part, part
+        if name in models:
+            raise ValueError(f"model name {name!r} given twice")
+        models[name] = spec
+    if not models:
+        raise ValueError("--models names no model")
+    return models
+
+
+def build_tasks(specs: list[str], mode: str, size: int | None, progress: bool):
+    """The tasks of --task NAME:ROOT specs (images at ``size``, default the paper's 224), or the built-in ones."""
+    from inv_kernels.downstream import get_task
+
+    if not specs:
+        size = size or 64
+        from inv_kernels.data import generated_dataset
+
+        return [get_task("generated_classification", generated_dataset("classification", size=size, progress=progress),
+                         mode=mode, out_size=size, resize_size=size),
+                get_task("generated_latents", generated_dataset("latents", size=size, progress=progress),
+                         mode=mode, out_size=size, resize_size=size)]  # fmt: skip
+    tasks = []
+    for spec in specs:
+        name, _, root = spec.partition(":")
+        if not root:
+            raise ValueError(f"--task {spec!r}: expected NAME:ROOT (the dataset's folder)")
+        sizes = {"out_size": size, "resize_size": size} if size else {}
+        tasks.append(get_task(name, root, mode=mode, **sizes))
+    return tasks
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in rows})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        mine = [r for r in rows if r["task"] == task]
+        labels = [r["model"] + ("" if r["fusion"] == "single" else f" ({r['fusion']})") for r in mine]
+        ax.barh(range(len(mine)), [r["test_score"] for r in mine],
+                color=["tab:gray" if r["fusion"] == "single" else "tab:green" for r in mine])  # fmt: skip
+        ax.set_yticks(range(len(mine)), labels, fontsize=8)
+        ax.set_title(f"{task} ({mine[0]['metric']})", fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(buffer.getvalue(), path)
+
+
+def markdown(rows: list[dict]) -> str:
+    tasks = sorted({r["task"] for r in rows})
+    models = list(dict.fromkeys((r["model"], r["fusion"]) for r in rows))
+    score = {(r["model"], r["fusion"], r["task"]): r["test_score"] for r in rows}
+    lines = ["| model | fusion | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
+    for model, fusion in models:
+        cells = [f"{score[(model, fusion, t)]:.3f}" if (model, fusion, t) in score else "-" for t in tasks]
+        lines.append(f"| {model} | {fusion} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.transfer", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    parser.add_argument("--models", required=True, help="comma-separated NAME=CHECKPOINT (or random:<arch>)")
+    parser.add_argument("--task", action="append", default=[], help="NAME:ROOT, repeatable; names: folder, cifar10, "
+                        "caltech101, flowers, 300w, celeba, leeds_sports_pose, causal3dident, generated_classification, "
+                        "generated_latents (default: the built-in generated sets)")
+    parser.add_argument("--fusion", default="cat", help="comma-separated: cat, add, mean, weighted")
+    parser.add_argument("--combos", default="all", help="all (every subset of 2+ models), none, or 'a+b,a+b+c'")
+    parser.add_argument("--mode", default="paper", choices=("paper", "corrected"))
+    parser.add_argument("--image-size", type=int, default=None, help="Resize + CenterCrop size (default: 224 as the "
+                        "paper, 64 for the built-in tasks)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/transfer")
+    args = parser.parse_args(argv)
+    from inv_kernels.transfer import TransferConfig, evaluate_transfer
+
+    try:
+        config = TransferConfig(
+            models=parse_models(args.models), tasks=build_tasks(args.task, args.mode, args.image_size, True),
+            fusions=tuple(f.strip() for f in args.fusion.split(",") if f.strip()), combos=args.combos,
+            mode=args.mode, folds=args.folds, device=args.device, batch_size=args.batch_size, workers=args.workers,
+            seed=args.seed,
+        )  # fmt: skip
+        results = evaluate_transfer(config)
+    except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
+        print(f"transfer: error: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(results, out / "transfer.json")
+    write_csv(results["results"], out / "transfer.csv")
+    table = markdown(results["results"])
+    atomic_write_bytes((table + "\n").encode(), out / "transfer.md")
+    plot(results["results"], out / "transfer.png")
+    print(table)
+    print(f"\nwrote {out}/transfer.json, transfer.csv, transfer.md, transfer.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
