@@ -137,3 +137,19 @@ def test_load_backbone_errors(tmp_path):
     torch.save({"state_dict": build_backbone("resnet18").module.state_dict(), "arch": "resnet50"}, tmp_path / "x.pth")
     with pytest.raises(ValueError, match="do not fit architecture 'resnet50'"):
         load_backbone(tmp_path / "x.pth")
+
+
+def test_timm_backbone_by_name_trains_and_round_trips(tmp_path):
+    pytest.importorskip("timm", reason="timm is not installed (pip install timm)")
+    model = MoCo("timm:resnet10t", dim=16, queue_size=32, bn_splits=2)
+    out = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.feature_dim == 512
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = save_pretraining_checkpoint(tmp_path / "t.pth.tar", model=model, optimizer=optimizer, epoch=1, extra={})
+    loaded = load_backbone(path)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(loaded.module(x), model.backbone().eval()(x), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown timm architecture 'not_a_model'"):
+        build_backbone("timm:not_a_model")
