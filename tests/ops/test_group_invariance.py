@@ -2,7 +2,6 @@
 (np.cov, inverse, Cholesky, w = (mu - f) @ L, the cosine formula, scipy's pdist), both cosine conventions, k = 2,
 duplicates, properties, registration and bad input."""
 
-import functools
 import json
 
 import numpy as np
@@ -12,42 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import inv_kernels
 from inv_kernels.ops.group_invariance import FWD_OPS, GroupInvariance, group_invariance, group_invariance_ref
 from inv_kernels.ops.invariance_scores import EPS
 from inv_kernels.testing import assert_close, to_float64
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-BACKENDS = inv_kernels.available_backends(DEVICE)
-COMPILED = [b for b in BACKENDS if b != "reference"]
-
-
-def _backend_param(name: str):
-    marks = {"triton": [pytest.mark.triton], "cuda": [pytest.mark.cuda]}.get(name, [])
-    return pytest.param(name, marks=marks, id=name)
-
-
-ALL_BACKENDS = [_backend_param(b) for b in inv_kernels.BACKENDS]
-
-
-def _skip_unavailable(backend: str) -> None:
-    if backend not in BACKENDS:
-        reason = inv_kernels.backend.unavailable_reason(backend, torch.device(DEVICE))
-        pytest.skip(f"backend {backend} unavailable: {reason}")
-
-
-@functools.lru_cache(maxsize=None)
-def reference_statistics(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(F, mu, P, L) as the reference code: mu = mean, P = inv(np.cov(F)), L = cholesky(P) (P = L L^T), in float64.
-
-    F: 2D + 16 anisotropic, correlated, off-centre rows (fresh per session seed; cached per D for speed)."""
-    rng = np.random.default_rng(int(torch.randint(0, 2**31, ())))
-    rows = 2 * d + 16
-    f = rng.standard_normal((rows, d)) * (0.3 + rng.random(d)) + 0.5
-    f += 0.3 * rng.standard_normal((rows, 3)) @ rng.standard_normal((3, d))  # a few correlated directions
-    sigma = np.cov(f, rowvar=False).reshape(d, d)
-    p = np.linalg.inv(sigma)
-    return f, f.mean(axis=0), p, np.linalg.cholesky(p)
+from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE, reference_statistics
+from _op_backends import skip_unavailable as _skip_unavailable
 
 
 def numpy_groups(features: np.ndarray, ids: np.ndarray, mu, l, eps: float = EPS):

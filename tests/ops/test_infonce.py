@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
-import inv_kernels
 from inv_kernels.ops.infonce import (
     INFONCE_BWD_OPS,
     INFONCE_FWD_OPS,
@@ -35,28 +34,13 @@ from inv_kernels.ops.infonce import (
     ntxent_loss_ref,
 )
 from inv_kernels.testing import assert_close, assert_within_torch_error, to_float64
+from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE
+from _op_backends import skip_unavailable as _skip_unavailable
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-BACKENDS = inv_kernels.available_backends(DEVICE)
-COMPILED = [b for b in BACKENDS if b != "reference"]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 # (N, K, D): N = 1, N not a multiple of any tile, K = 0 and 1, D in {1, 3, 64, 127, 128, 256}
 MOCO_SHAPES = [(1, 1, 1), (1, 0, 3), (5, 1, 64), (37, 130, 127), (3, 17, 128), (70, 67, 256)]
 NTXENT_SHAPES = [(1, 1), (1, 3), (5, 64), (37, 127), (20, 128), (33, 256)]
-
-
-def _backend_param(name: str):
-    marks = {"triton": [pytest.mark.triton], "cuda": [pytest.mark.cuda]}.get(name, [])
-    return pytest.param(name, marks=marks, id=name)
-
-
-ALL_BACKENDS = [_backend_param(b) for b in inv_kernels.BACKENDS]
-
-
-def _skip_unavailable(backend: str) -> None:
-    if backend not in BACKENDS:
-        reason = inv_kernels.backend.unavailable_reason(backend, torch.device(DEVICE))
-        pytest.skip(f"backend {backend} unavailable: {reason}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

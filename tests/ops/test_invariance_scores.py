@@ -3,7 +3,6 @@ code exactly (np.cov, np.linalg.inv, np.linalg.cholesky of the inverse, w = (mu 
 scipy's mahalanobis per pair); identity and binary-transform cases; chunking and strides; properties; registration;
 bad input."""
 
-import functools
 import json
 
 import numpy as np
@@ -13,7 +12,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import inv_kernels
 from inv_kernels.ops.invariance_scores import (
     EPS,
     FWD_OPS,
@@ -22,48 +20,12 @@ from inv_kernels.ops.invariance_scores import (
     invariance_scores_ref,
 )
 from inv_kernels.testing import assert_close, assert_within_torch_error, to_float64
+from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE, reference_statistics
+from _op_backends import skip_unavailable as _skip_unavailable
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-BACKENDS = inv_kernels.available_backends(DEVICE)
-COMPILED = [b for b in BACKENDS if b != "reference"]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 # (n, k, D): ones, primes, D below / above / not a multiple of every block size
 SHAPES = [(1, 1, 1), (1, 3, 7), (3, 1, 64), (4, 3, 130), (2, 5, 33)]
-
-
-def _backend_param(name: str):
-    marks = {"triton": [pytest.mark.triton], "cuda": [pytest.mark.cuda]}.get(name, [])
-    return pytest.param(name, marks=marks, id=name)
-
-
-ALL_BACKENDS = [_backend_param(b) for b in inv_kernels.BACKENDS]
-
-
-def _skip_unavailable(backend: str) -> None:
-    if backend not in BACKENDS:
-        reason = inv_kernels.backend.unavailable_reason(backend, torch.device(DEVICE))
-        pytest.skip(f"backend {backend} unavailable: {reason}")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The float64 oracle: the reference code's formulas, in numpy / scipy
-# ----------------------------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
-def reference_statistics(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(F, mu, P, L) as eval_synthetic_invariance.py: mu = mean, P = inv(np.cov(F)), L = cholesky(P) (P = L L^T).
-
-    F: 2D + 16 anisotropic, correlated, off-centre rows (fresh per session seed; cached per D for speed)."""
-    rng = np.random.default_rng(int(torch.randint(0, 2**31, ())))
-    rows = 2 * d + 16
-    f = rng.standard_normal((rows, d)) * (0.3 + rng.random(d)) + 0.5
-    f += 0.3 * rng.standard_normal((rows, 3)) @ rng.standard_normal((3, d))  # a few correlated directions
-    mu = f.mean(axis=0)
-    sigma = np.cov(f, rowvar=False)
-    if d == 1:
-        sigma = sigma.reshape(1, 1)
-    p = np.linalg.inv(sigma)
-    l = np.linalg.cholesky(p)
-    return f, mu, p, l
 
 
 def numpy_scores(clean: np.ndarray, views: np.ndarray, mu, p, l, eps: float = EPS):

@@ -7,29 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import inv_kernels
 from inv_kernels.ops.row_cosine import BWD_OPS, EPS, FWD_OPS, row_cosine, row_cosine_ref
 from inv_kernels.testing import assert_close, assert_within_torch_error, to_float64
+from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE
+from _op_backends import skip_unavailable as _skip_unavailable
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-BACKENDS = inv_kernels.available_backends(DEVICE)
-COMPILED = [b for b in BACKENDS if b != "reference"]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 SHAPES = [(1, 1), (1, 7), (5, 1), (3, 2), (13, 257), (37, 64), (2, 1031)]
-
-
-def _backend_param(name: str):
-    marks = {"triton": [pytest.mark.triton], "cuda": [pytest.mark.cuda]}.get(name, [])
-    return pytest.param(name, marks=marks, id=name)
-
-
-ALL_BACKENDS = [_backend_param(b) for b in inv_kernels.BACKENDS]
-
-
-def _skip_unavailable(backend: str) -> None:
-    if backend not in BACKENDS:
-        reason = inv_kernels.backend.unavailable_reason(backend, torch.device(DEVICE))
-        pytest.skip(f"backend {backend} unavailable: {reason}")
 
 
 def numpy_row_cosine(x: np.ndarray, y: np.ndarray, eps: float = EPS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
