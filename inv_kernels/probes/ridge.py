@@ -15,7 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._checks import check_features, check_grid, check_targets, default_dtype, r2_per_output
+from ._checks import (
+    check_features,
+    check_grid,
+    check_regression_test_set,
+    check_targets,
+    default_dtype,
+    r2_per_output,
+)
 from .folds import resolve_folds
 from .grid import ridge_alphas
 from .result import ProbeResult
@@ -99,15 +106,7 @@ def fit_ridge_cv(
     Y2 = check_targets(OP, "Y", Y, X.shape[0], "X", source=source)
     alphas_np = check_grid(OP, "grid", ridge_alphas(mode=mode) if grid is None else grid)
     pairs = resolve_folds(OP, folds, X.shape[0], seed=seed)
-    if X_test is not None or Y_test is not None:
-        if X_test is None or Y_test is None:
-            raise ValueError(f"{OP}: X_test and Y_test must be given together")
-        X_test = check_features(OP, "X_test", X_test, source=source)
-        if X_test.shape[1] != X.shape[1]:
-            raise ValueError(f"{OP}: X_test must have {X.shape[1]} columns like X, got {X_test.shape[1]}")
-        Y_test = check_targets(OP, "Y_test", Y_test, X_test.shape[0], "X_test", source=source)
-        if Y_test.shape[1] != Y2.shape[1]:
-            raise ValueError(f"{OP}: Y_test must have {Y2.shape[1]} outputs like Y, got {Y_test.shape[1]}")
+    X_test, Y_test = check_regression_test_set(OP, X, Y2, X_test, Y_test, source=source)
     device = X.device
     dt = default_dtype(device, dtype)
     X, Y2 = X.to(dt), Y2.to(device=device, dtype=dt)
