@@ -65,6 +65,24 @@ def _ridge_predict_all(
     return P @ (B[None] / (s[None, :, None] + alphas[:, None, None]))
 
 
+def _partition_grams(X: torch.Tensor, pairs) -> list[torch.Tensor] | None:
+    """The validation Grams Xv^T Xv (D, D) of every fold when the validation sets partition the N rows (k-fold CV):
+    their sum is the full Gram, so the data is multiplied once instead of twice. None for other fold layouts."""
+    n = X.shape[0]
+    if sum(len(va) for _, va in pairs) != n or any(len(tr) + len(va) != n for tr, va in pairs):
+        return None
+    covered = np.zeros(n, dtype=bool)
+    for _, va in pairs:
+        covered[np.asarray(va)] = True
+    if not covered.all():
+        return None
+    grams = []
+    for _, va in pairs:
+        Xv = X[torch.as_tensor(va, device=X.device)]  # (nv, D)
+        grams.append(Xv.T @ Xv)
+    return grams
+
+
 def fit_ridge_cv(
     X: torch.Tensor | np.ndarray,
     Y: torch.Tensor | np.ndarray,
@@ -113,7 +131,8 @@ def fit_ridge_cv(
     N, D = X.shape
     alphas = torch.as_tensor(alphas_np, dtype=dt, device=device)
 
-    G_all = X.T @ X  # (D, D) uncentred
+    val_grams = _partition_grams(X, pairs)  # per-fold validation Grams when the folds partition the rows
+    G_all = X.T @ X if val_grams is None else sum(val_grams)  # (D, D) uncentred
     XtY_all = X.T @ Y2  # (D, T)
     sx_all, sy_all = X.sum(dim=0), Y2.sum(dim=0)
     fold_r2 = np.zeros((len(pairs), len(alphas_np)))
@@ -135,7 +154,7 @@ def fit_ridge_cv(
             pred = _ridge_predict_all(None, None, Xc, Yc, Xv_c, alphas, dual=True)
         else:
             if complement:
-                G_tr = G_all - Xv.T @ Xv
+                G_tr = G_all - (Xv.T @ Xv if val_grams is None else val_grams[f])
                 XtY = XtY_all - Xv.T @ Yv
             else:
                 Xt, Yt = X[tr_t], Y2[tr_t]
