@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "augment/fused_augment.h"
 #include "rowcos/row_cosine.h"
 #include "scoring/scoring.h"
 #include "infonce/infonce.h"
@@ -46,11 +47,19 @@ PYBIND11_MODULE(_C, m) {
           py::arg("inv_temperature"));
   cpu.def("ntxent_bwd", &inv::ntxent_bwd_cpu, py::call_guard<py::gil_scoped_release>(), py::arg("grad"), py::arg("z"),
           py::arg("lse"), py::arg("gz"), py::arg("M"), py::arg("D"), py::arg("dtype"), py::arg("inv_temperature"));
+  cpu.def("fused_augment", &inv::fused_augment_cpu, py::call_guard<py::gil_scoped_release>(), py::arg("src"),
+          py::arg("s_b"), py::arg("s_c"), py::arg("s_h"), py::arg("s_w"), py::arg("sizes"), py::arg("B_src"),
+          py::arg("iparams"), py::arg("fparams"), py::arg("norm"), py::arg("out"), py::arg("V"), py::arg("S"),
+          py::arg("dtype"));
 
 #ifdef INV_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA kernels, launched on the caller's stream");
   cuda.def("device_count", &inv::cuda_device_count);
   cuda.def("runtime_version", &inv::cuda_runtime_version);
+  cuda.def("fused_augment", &inv::fused_augment_cuda, py::call_guard<py::gil_scoped_release>(), py::arg("src"),
+           py::arg("s_b"), py::arg("s_c"), py::arg("s_h"), py::arg("s_w"), py::arg("sizes"), py::arg("B_src"),
+           py::arg("iparams"), py::arg("fparams"), py::arg("norm"), py::arg("out"), py::arg("workspace"),
+           py::arg("V"), py::arg("S"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
   cuda.def("row_cosine_fwd", &inv::row_cosine_fwd_cuda, py::call_guard<py::gil_scoped_release>(), py::arg("x"),
            py::arg("sx"), py::arg("y"), py::arg("sy"), py::arg("out"), py::arg("stats"), py::arg("M"), py::arg("D"),
            py::arg("dtype"), py::arg("eps"), py::arg("device"), py::arg("stream"));

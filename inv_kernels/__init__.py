@@ -13,6 +13,7 @@ from inv_kernels.backend import BACKENDS, available_backends, resolve_backend
 from inv_kernels.ops import (
     GroupInvariance,
     InvarianceScores,
+    fused_augment,
     group_invariance,
     group_invariance_ref,
     invariance_scores,
@@ -41,6 +42,7 @@ __all__ = [
     "InvarianceScores",
     "TRITON_MISSING",
     "available_backends",
+    "fused_augment",
     "group_invariance",
     "group_invariance_ref",
     "invariance_scores",

@@ -1,5 +1,6 @@
 """The ops: one file each, holding the torch reference, the Triton kernels, the launchers and the registration."""
 
+from inv_kernels.ops.fused_augment import fused_augment
 from inv_kernels.ops.group_invariance import GroupInvariance, group_invariance, group_invariance_ref
 from inv_kernels.ops.invariance_scores import InvarianceScores, invariance_scores, invariance_scores_ref
 from inv_kernels.ops.row_cosine import row_cosine, row_cosine_ref
@@ -7,6 +8,7 @@ from inv_kernels.ops.row_cosine import row_cosine, row_cosine_ref
 __all__ = [
     "GroupInvariance",
     "InvarianceScores",
+    "fused_augment",
     "group_invariance",
     "group_invariance_ref",
     "invariance_scores",
