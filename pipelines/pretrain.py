@@ -9,7 +9,7 @@ Several processes: ``torchrun --nproc_per_node N -m pipelines.pretrain ...`` (NC
 import argparse
 import sys
 
-from inv_kernels.train.config import BUILTIN_RECIPES, PretrainConfig
+from inv_kernels.train.config import BUILTIN_RECIPES, LOADERS, PretrainConfig
 
 DEFAULTS = PretrainConfig()
 
@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "or a custom spec such as 'random_resized_crop:scale=0.2-1,grayscale:p=0.2'")
     data.add_argument("--image-size", type=int, default=None, help="view side in pixels (default 64 on the "
                       "built-in data, else 224)")
-    data.add_argument("--workers", type=int, default=DEFAULTS.workers, help="data loader processes")
+    data.add_argument("--workers", type=int, default=DEFAULTS.workers, help="data loader processes (DALI: threads)")
+    data.add_argument("--loader", default=DEFAULTS.loader, choices=LOADERS, help="torchvision: PIL decode and "
+                      "per-image augmentation in DataLoader workers (the baseline); dali: DALI decode (on the GPU "
+                      "when training on one) and both views of a batch in one fused_augment call")
     model = p.add_argument_group("model")
     model.add_argument("--arch", default=DEFAULTS.arch, help="resnet18, resnet34, resnet50, resnet101, resnet50w3, "
                        "or timm:<name>")
@@ -85,7 +88,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
         device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
         save_every_steps=args.save_every_steps, log_every_steps=args.log_every_steps, knn_every=args.knn_every,
         knn_data=args.knn_data, knn_k=args.knn_k, knn_max_images=args.knn_max_images, max_steps=args.max_steps,
-        resume=args.resume,
+        resume=args.resume, loader=args.loader,
     )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ from inv_kernels.models.backbones import ARCHS
 from inv_kernels.models.moco import OBJECTIVES
 
 BUILTIN_RECIPES = ("default", "spatial", "appearance")
+LOADERS = ("torchvision", "dali")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class PretrainConfig:
     mlp: bool = True
     bn_splits: int = 8  # one process only; under torch.distributed, batches are shuffled across processes
     workers: int = 2
+    loader: str = "torchvision"  # or "dali": DALI decoding + one fused_augment call per batch (pipelines/dali_two_view)
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA
@@ -69,6 +71,8 @@ class PretrainConfig:
             raise ValueError(f"image_size must be in [16, 1024], got {self.image_size}")
         if self.bn_splits < 1:
             raise ValueError(f"bn_splits must be >= 1, got {self.bn_splits}")
+        if self.loader not in LOADERS:
+            raise ValueError(f"unknown loader {self.loader!r}; expected one of {', '.join(LOADERS)}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.max_steps is not None and self.max_steps < 1:

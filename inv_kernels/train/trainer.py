@@ -3,6 +3,9 @@
 Every setting is checked and every input folder scanned before the first step. The state needed to resume exactly
 (model with queue, optimizer, epoch and step, RNG states) is checkpointed atomically to ``<out>/checkpoint_last.pth.tar``;
 ``resume="auto"`` continues from it. Runs on one process, or under ``torchrun`` with DDP (NCCL on GPUs, gloo on CPUs).
+``config.loader`` picks the data path: "torchvision" (``TwoViewDataset`` in DataLoader workers) or "dali"
+(``pipelines.dali_two_view``); both take each epoch's batches of files from (seed, epoch, rank) and can start an
+epoch at any step, so resume is exact with either.
 """
 
 import json
@@ -47,7 +50,8 @@ class Trainer:
         self._build()
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
-        self.skipped_images = 0
+        # The DALI loader leaves undecodable files out once, up front; the torchvision one counts them as met.
+        self.skipped_images = self.dali_loader.skipped if self.dali_loader is not None else 0
         if config.resume:
             self._resume(config.resume)
 
@@ -80,10 +84,20 @@ class Trainer:
         self.bn_splits = cfg.bn_splits if world == 1 else 1
         if self.local_batch % self.bn_splits:
             raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of bn_splits {self.bn_splits}")
-        self.dataset = TwoViewDataset(self.train_index, cfg.recipe, out_size=self.image_size, seed=cfg.seed)
-        self.sampler = ResumableBatchSampler(
-            len(self.dataset), self.local_batch, seed=cfg.seed, rank=self.dist.rank, world_size=world
-        )
+        self.dataset, self.sampler, self.dali_loader = None, None, None
+        if cfg.loader == "dali":
+            from pipelines.dali_two_view import DaliTwoViewLoader
+
+            self.dali_loader = DaliTwoViewLoader(
+                self.train_index, cfg.recipe, out_size=self.image_size, batch_size=self.local_batch, seed=cfg.seed,
+                rank=self.dist.rank, world_size=world, num_threads=max(cfg.workers, 1),
+                device_id=self.device.index if self.device.type == "cuda" else None,
+            )  # fmt: skip
+        else:
+            self.dataset = TwoViewDataset(self.train_index, cfg.recipe, out_size=self.image_size, seed=cfg.seed)
+            self.sampler = ResumableBatchSampler(
+                len(self.dataset), self.local_batch, seed=cfg.seed, rank=self.dist.rank, world_size=world
+            )
         torch.manual_seed(cfg.seed)  # the model's initialisation; the key shuffles draw from this generator later
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -216,10 +230,25 @@ class Trainer:
         every = self.config.knn_every
         return every >= 0 and (epoch_done == self.config.epochs or (every > 0 and epoch_done % every == 0))
 
+    def _batches_per_epoch(self) -> int:
+        return (self.dali_loader or self.sampler).batches_per_epoch()
+
+    def _epoch_loader(self):
+        """The batches of ``self.epoch`` from ``self.step_in_epoch`` on, as ``collate_two_views`` makes them."""
+        if self.dali_loader is not None:
+            self.dali_loader.set_epoch(self.epoch, self.step_in_epoch)
+            return self.dali_loader
+        self.dataset.set_epoch(self.epoch)
+        self.sampler.set_epoch(self.epoch, self.step_in_epoch)
+        return DataLoader(
+            self.dataset, batch_sampler=self.sampler, num_workers=self.config.workers, collate_fn=collate_two_views,
+            generator=torch.Generator(), pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+
     def run(self) -> dict:
         """Trains to ``config.epochs`` (or ``max_steps``); returns the summary also written to ``<out>/summary.json``."""
         cfg = self.config
-        per_epoch = self.sampler.batches_per_epoch()
+        per_epoch = self._batches_per_epoch()
         total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
         kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0"))
         started, data_time, step_time, images = time.time(), 0.0, 0.0, 0
@@ -233,12 +262,7 @@ class Trainer:
         while self.epoch < cfg.epochs and self.global_step < total:
             for group in self.optimizer.param_groups:
                 group["lr"] = self._lr_at(self.epoch)
-            self.dataset.set_epoch(self.epoch)
-            self.sampler.set_epoch(self.epoch, self.step_in_epoch)
-            loader = DataLoader(
-                self.dataset, batch_sampler=self.sampler, num_workers=cfg.workers, collate_fn=collate_two_views,
-                generator=torch.Generator(), pin_memory=self.device.type == "cuda",
-            )  # fmt: skip
+            loader = self._epoch_loader()
             tick = time.time()
             for batch in loader:
                 data_time += time.time() - tick
