@@ -141,6 +141,40 @@ def ntxent_cases(device: torch.device, quick: bool) -> Iterator[Case]:
                        REFERENCE, impls, why)  # fmt: skip
 
 
+def _inf_cl_loss():
+    """Inf-CL's one-direction tiled contrastive loss (``pip install inf-cl``), or the reason it cannot run."""
+    try:
+        from inf_cl import cal_flash_loss
+    except ImportError as error:
+        return None, f"Inf-CL is not installed ({error}); pip install --no-deps inf_cl-1.2.1-py3-none-any.whl"
+    return cal_flash_loss, None
+
+
+def inf_cl_cases(device: torch.device, quick: bool) -> Iterator[Case]:
+    """Inf-CL against our NT-Xent on the same logits: its one-direction loss over N x N logits (N queries against
+    N keys, gradients to both) and our NT-Xent at N / 2 pairs (2 * (N / 2) rows against as many columns, gradients to
+    both views) fill the same N x N matrix; both are tiled, fp32 accumulation. GPU only (Inf-CL's kernels are Triton
+    kernels for CUDA)."""
+    if device.type != "cuda":
+        return
+    backends, skipped = _backends(device)
+    backends = [b for b in backends if b != REFERENCE]
+    inf_cl, why = _inf_cl_loss()
+    for n in [2048] if quick else [32768]:
+        d = 128
+        z1, z2 = bench_infonce._ntxent_inputs(f"{n // 2}x{d}", torch.float32, device)
+        impls = {b: _grad(lambda b=b: ntxent_loss(z1, z2, 0.2, backend=b, check_finite_inputs=False), (z1, z2))
+                 for b in backends}  # fmt: skip
+        case_skipped = dict(skipped)
+        if inf_cl is None:
+            case_skipped["inf-cl"] = why
+        else:
+            q, k = (torch.cat([z1, z2]).detach().clone().requires_grad_(True) for _ in range(2))
+            impls["inf-cl"] = _grad(lambda: inf_cl(q, k, scale=1 / 0.2, head_dim=d).mean(), (q, k))
+        yield Case("contrastive N x N logits (vs Inf-CL)", f"{n}x{n}x{d}", "float32", 6 * n * d * 4, 6 * n * n * d,
+                   "float32", "inf-cl", impls, case_skipped)  # fmt: skip
+
+
 def fused_augment_cases(device: torch.device, quick: bool) -> Iterator[Case]:
     backends, skipped = _backends(device, require_fused_backend)
     batch = 4 if quick else 256
@@ -181,5 +215,5 @@ def stats_cases(device: torch.device, quick: bool) -> Iterator[Case]:
         yield Case("stats whiten", shape, "float32", n * d * (4 + 8), n * d * d, "float64", baseline, whiten)
 
 
-ALL = (row_cosine_cases, invariance_scores_cases, group_invariance_cases, infonce_cases, ntxent_cases,
+ALL = (row_cosine_cases, invariance_scores_cases, group_invariance_cases, infonce_cases, ntxent_cases, inf_cl_cases,
        fused_augment_cases, stats_cases)
