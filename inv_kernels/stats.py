@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +62,7 @@ import torch
 from torch import Tensor
 
 from inv_kernels._validate import FLOAT_DTYPES, check_finite, check_nonempty, check_tensor
+from inv_kernels.io import atomic_torch_save
 
 __all__ = ["FeatureStats", "RunningMoments", "SingularCovarianceWarning"]
 
@@ -456,25 +456,6 @@ def _auto_ridge(cov: Tensor, max_condition: float) -> tuple[float, Tensor, float
     )
 
 
-def _write_atomic(path: Path, obj: Any) -> None:
-    """torch.save to a temporary file in path's folder, then rename over path (no half-written file on a crash)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @dataclass(frozen=True, eq=False)
 class FeatureStats:
     """Frozen feature statistics of a reference set, and the whitening they define.
@@ -825,7 +806,7 @@ class FeatureStats:
             "model_id": self.model_id,
             "dim": int(self.dim),
         }
-        _write_atomic(Path(path), state)
+        atomic_torch_save(state, path)
 
     @classmethod
     def load(
