@@ -4,6 +4,10 @@ Computes the model's feature statistics on an image folder, its whitened-cosine 
 paper's synthetic transform families, and its invariance across real multi-view groups (COIL, ALOI, ALOT,
 Flickr1024, RealBlur, ExposureErrors, DaLI layouts). Without folders it uses the built-in generated scenes. Writes
 results.json (every number), synthetic.csv, synthetic.png, realworld.csv and feature_stats.pt under --out.
+
+Runs on several processes or GPUs under torchrun (``torchrun --nproc_per_node N -m pipelines.measure ...``): the
+images are split between the processes and the results equal a one-process run's; only the main process writes.
+Features are cached on disk (--cache-dir), so a rerun of the same measurement reads them instead of recomputing.
 """
 
 import argparse
@@ -40,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="scoring kernels: auto, reference, cpu, triton, cuda")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=None, help="feature cache folder (default: $INV_KERNELS_CACHE/features, "
+                   "else ~/.cache/inv_kernels/features)")
+    p.add_argument("--no-cache", action="store_true", help="compute every feature; read and write no cache")
+    p.add_argument("--cache-precision", default="auto", choices=("auto", "float16", "float32"), help="dtype of "
+                   "cached features; auto: float16 unless the statistics are ill-conditioned (whitening amplifies "
+                   "fp16 rounding)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or cache messages")
     return p
 
 
@@ -53,13 +64,19 @@ def main(argv: list[str] | None = None) -> int:
         num_images=args.num_images, transforms=tuple(t.strip() for t in args.transforms.split(",") if t.strip()),
         mode=args.mode, groups=tuple(args.groups), out=args.out, device=args.device, batch_size=args.batch_size,
         out_size=args.crop_size, resize_size=args.resize_size, shrinkage=shrinkage, stats_file=args.stats_file,
-        backend=args.backend, workers=args.workers, seed=args.seed,
+        backend=args.backend, workers=args.workers, seed=args.seed, cache_dir=args.cache_dir,
+        use_cache=not args.no_cache, cache_precision=args.cache_precision, progress=not args.quiet,
     )  # fmt: skip
     try:
-        results = Measurement(config).run()
+        measurement = Measurement(config)
+        results = measurement.run()
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError) as error:
         print(f"measure: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        _leave_process_group()
+    if not measurement.ctx.is_main:
+        return 0
     print(f"model {results['model']['model_id']} ({results['model']['arch']}), {results['settings']['mode']} mode, "
           f"{results['settings']['num_images']} images, statistics condition number "
           f"{results['statistics']['condition_number']:.3g}")  # fmt: skip
@@ -73,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
                                                     ("distance", "distance", ".2f")]))  # fmt: skip
     print(f"\nwrote {', '.join(results['files'].values())}")
     return 0
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

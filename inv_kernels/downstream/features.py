@@ -7,15 +7,13 @@ and passed through the extractor (bf16 autocast and channels_last on a GPU, ``Fe
 Cache: ``<cache_dir>/<task name>-<key>.pt``, with key a hash of (extractor.info.model_id -- the checkpoint's file name
 and SHA-256 prefix --, the task's name, root and mode, the item paths and boxes per split, out_size, resize_size).
 It holds fp16 features (fp32 when a value would overflow fp16) and the positions of the images that decoded; it is
-written atomically (``inv_kernels.io``), so a crash leaves no partial file. The features returned are those stored, so
-a cached and a fresh call give identical arrays. Images changed in place under the same path are not detected.
+written atomically, so a crash leaves no partial file (``inv_kernels.feature_cache``, shared with measurement). The
+features returned are those stored, so a cached and a fresh call give identical arrays. Images changed in place
+under the same path are not detected.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +24,10 @@ from tqdm import tqdm
 
 from inv_kernels.augment.folder import DECODE_ERRORS, decode_rgb
 from inv_kernels.downstream.common import DownstreamTask, TaskItem, check_sizes
-from inv_kernels.io import atomic_torch_save
+from inv_kernels.feature_cache import config_key, default_cache_dir, digest_lines, read_entry, to_storage, write_entry
 from inv_kernels.transforms import clean_view
 
 CACHE_VERSION = 1
-FP16_MAX = 65504.0
 
 
 def crop_image(image: Tensor, box: tuple[int, int, int, int] | None) -> Tensor:
@@ -110,18 +107,8 @@ class TaskFeatures:
         return iter((self.X_trainval, self.y_trainval, self.X_test, self.y_test))
 
 
-def default_cache_dir() -> Path:
-    """``inv_kernels.data.cache.cache_root() / "features"``."""
-    from inv_kernels.data.cache import cache_root
-
-    return cache_root() / "features"
-
-
 def _items_digest(items: tuple[TaskItem, ...]) -> str:
-    digest = hashlib.sha256()
-    for it in items:
-        digest.update(f"{it.path}\0{it.box}\n".encode())
-    return digest.hexdigest()
+    return digest_lines(f"{it.path}\0{it.box}" for it in items)
 
 
 def cache_key(model_id: str, task: DownstreamTask, out_size: int, resize_size: int) -> tuple[str, dict]:
@@ -129,8 +116,7 @@ def cache_key(model_id: str, task: DownstreamTask, out_size: int, resize_size: i
     config = {"version": CACHE_VERSION, "model_id": model_id, "task": task.name, "root": str(task.root),
               "mode": task.mode, "trainval": _items_digest(task.trainval), "test": _items_digest(task.test),
               "out_size": out_size, "resize_size": resize_size}
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:24], config
+    return config_key(config), config
 
 
 @torch.no_grad()
@@ -154,12 +140,6 @@ def _extract(extractor, items, *, out_size, resize_size, batch_size, workers, de
 def _targets(task: DownstreamTask, split: str, kept: Tensor) -> Tensor:
     y = torch.from_numpy(task.targets(split))
     return y[kept]
-
-
-def _to_storage(x: Tensor) -> Tensor:
-    if bool((x.abs() <= FP16_MAX).all()):
-        return x.to(torch.float16)
-    return x.to(torch.float32)
 
 
 def task_features(extractor, task: DownstreamTask, *, out_size: int | None = None, resize_size: int | None = None,
@@ -198,7 +178,7 @@ def task_features(extractor, task: DownstreamTask, *, out_size: int | None = Non
     if use_cache:
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         path = folder / f"{task.name}-{key}.pt"
-        stored = _read_cache(path, config)
+        stored = read_entry(path, config, op=op)
         if stored is not None:
             return _assemble(task, stored, path, from_cache=True)
     stored = {"config": config}
@@ -212,26 +192,11 @@ def task_features(extractor, task: DownstreamTask, *, out_size: int | None = Non
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).any(dim=1).nonzero()[0, 0])
             raise ValueError(f"{op}: the extractor gave NaN/Inf features for {items[int(kept[bad])].path!r}")
-        stored[split] = _to_storage(x)
+        stored[split] = to_storage(x)
         stored[f"kept_{split}"] = kept
     if path is not None:
-        atomic_torch_save(stored, path)
+        write_entry(stored, path)
     return _assemble(task, stored, path, from_cache=False)
-
-
-def _read_cache(path: Path, config: dict) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a damaged file: recompute and overwrite
-        warnings.warn(f"task_features: ignoring unreadable feature cache {str(path)!r} ({error})", stacklevel=3)
-        return None
-    if not isinstance(stored, dict) or stored.get("config") != config:
-        warnings.warn(f"task_features: feature cache {str(path)!r} was made for other settings; recomputing",
-                      stacklevel=3)
-        return None
-    return stored
 
 
 def _assemble(task: DownstreamTask, stored: dict, path: Path | None, *, from_cache: bool) -> TaskFeatures:

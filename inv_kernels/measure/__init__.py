@@ -1,6 +1,7 @@
 """Invariance measurement (PAPER.md sections 3-4): ``measure(MeasureConfig(model=...))`` or
 ``python -m pipelines.measure``. Modules: model (feature extractors), features (clean views, statistics pass),
-synthetic (the 18 transform families), realworld (multi-view folder layouts), realworld_measure, report, driver."""
+synthetic (the 18 transform families), realworld (multi-view folder layouts), realworld_measure, report, sharding
+(splitting passes across torchrun processes), cache (the feature cache), driver."""
 
 _LAZY = {"MeasureConfig": "driver", "Measurement": "driver", "measure": "driver", "load_extractor": "model"}
 

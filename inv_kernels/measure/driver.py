@@ -3,23 +3,33 @@ family and real-world group invariance, written as JSON, CSV and a plot. ``pytho
 
 Without folders it measures on the built-in generated scenes: statistics and synthetic transforms on the
 classification set, real-world groups on the turntable (COIL-style) and lighting (ALOI-style) sets.
+
+Under ``torchrun`` (several processes: NCCL on GPUs, gloo on the CPU) every feature pass is split: each process takes
+a contiguous block of the images, the statistics pass merges the blocks' float64 moments exactly, and the feature
+blocks are gathered on the main process in order, which scores them and alone writes files. Features are cached on
+disk (``measure.cache``) so a rerun reads them instead of running the model again.
 """
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from inv_kernels.augment.folder import ImageFolderIndex, split_folders
+from inv_kernels.feature_cache import default_cache_dir, digest_lines, digest_tensors
 from inv_kernels.io import check_writable_dir
-from inv_kernels.measure.features import folder_statistics, load_images, sample_indices
+from inv_kernels.measure.cache import STORAGE, MeasureCache, auto_storage
+from inv_kernels.measure.features import folder_moments, load_images, path_features, sample_indices
 from inv_kernels.measure.model import load_extractor
 from inv_kernels.measure.report import write_results
-from inv_kernels.measure.synthetic import measure_synthetic
-from inv_kernels.stats import FeatureStats
-from inv_kernels.train.distributed import resolve_device
-from inv_kernels.transforms import APPEARANCE_FAMILIES, FAMILIES, MODES, SPATIAL_FAMILIES
+from inv_kernels.measure.sharding import all_gather_objects, broadcast_object, gather_rows, shard
+from inv_kernels.measure.synthetic import family_features, score_family
+from inv_kernels.stats import FeatureStats, RunningMoments
+from inv_kernels.train.distributed import DistContext
+from inv_kernels.transforms import APPEARANCE_FAMILIES, FAMILIES, MODES, SPATIAL_FAMILIES, get_family
 
 GENERATED_NUM_IMAGES = 32
 PAPER_NUM_IMAGES = 1000
@@ -49,6 +59,9 @@ class MeasureConfig:
     workers: int = 2
     seed: int = 0
     progress: bool = True
+    cache_dir: str | None = None  # feature cache folder; None: inv_kernels.feature_cache.default_cache_dir()
+    use_cache: bool = True  # False: compute every feature, read and write no cache
+    cache_precision: str = "auto"  # dtype of cached features: "float16", "float32", or "auto" (by conditioning)
     extra: dict = field(default_factory=dict)
 
 
@@ -81,7 +94,11 @@ def _parse_group_spec(spec: str) -> tuple[str, str]:
 
 
 class Measurement:
-    """Validates the settings and inputs on construction (before any work); ``run()`` measures."""
+    """Validates the settings and inputs on construction (before any work); ``run()`` measures.
+
+    Under torchrun the process group is joined here (``DistContext.from_environment``); every process must construct
+    and run the same configuration.
+    """
 
     def __init__(self, config: MeasureConfig):
         self.config = config
@@ -89,7 +106,8 @@ class Measurement:
             raise ValueError(f"unknown mode {config.mode!r}; expected one of {', '.join(MODES)}")
         self.families = resolve_families(config.transforms)
         self.out = check_writable_dir(config.out)
-        self.device = resolve_device(config.device)
+        self.ctx = DistContext.from_environment(config.device)
+        self.device = self.ctx.device
         self.extractor = load_extractor(config.model, device=self.device, arch=config.arch, seed=config.seed)
         trained = self.extractor.info.image_size
         self.out_size = config.out_size or trained or 224
@@ -109,6 +127,15 @@ class Measurement:
         if builtin and not specs:
             specs = _default_groups(max(16, self.out_size), config.progress)
         self.group_sets = self._find_group_sets(specs)
+        folder = (config.cache_dir or default_cache_dir()) if config.use_cache else None
+        base = {"model_id": self.extractor.info.model_id, "out_size": self.out_size, "resize_size": self.resize_size,
+                "precision": "bf16-autocast" if self.extractor.amp else "float32"}  # fmt: skip
+        if config.cache_precision not in ("auto", *STORAGE):
+            raise ValueError(f"cache_precision must be auto, float16 or float32, got {config.cache_precision!r}")
+        storage = "float16" if config.cache_precision == "auto" else config.cache_precision
+        self.cache = MeasureCache(folder, base, self.ctx, verbose=config.progress, storage=storage)
+        self.progress = config.progress and self.ctx.is_main
+        self.undecodable = 0
 
     def _find_group_sets(self, specs):
         if not specs:
@@ -117,56 +144,122 @@ class Measurement:
 
         return [(path, layout, find_groups(path, layout)) for path, layout in specs]
 
-    def statistics(self) -> FeatureStats:
+    def statistics(self) -> FeatureStats | None:
+        """The model's feature statistics: read from ``stats_file``, or from the cached moments of the statistics
+        images, else computed over all processes. Returns them on the main process (None on the others), where they
+        are also saved (``stats_file``, default out/feature_stats.pt)."""
         cfg = self.config
         model_id = self.extractor.info.model_id
         if cfg.stats_file and Path(cfg.stats_file).exists():
             return FeatureStats.load(cfg.stats_file, expected_model_id=model_id, expected_dim=self.extractor.info.feature_dim)
-        stats, failed = folder_statistics(
-            self.extractor, self.stats_index, out_size=self.out_size, resize_size=self.resize_size,
-            max_images=cfg.stats_images, seed=cfg.seed, shrinkage=cfg.shrinkage, batch_size=cfg.batch_size,
-            workers=cfg.workers, progress=cfg.progress,
-        )  # fmt: skip
-        self.undecodable = failed
+        chosen = sample_indices(len(self.stats_index), cfg.stats_images, seed=cfg.seed, with_replacement=False)
+        paths = [self.stats_index.paths[i] for i in chosen]
+
+        def compute():
+            moments, failed = folder_moments(
+                self.extractor, paths, out_size=self.out_size, resize_size=self.resize_size,
+                batch_size=cfg.batch_size, workers=cfg.workers, progress=self.progress, ctx=self.ctx,
+            )  # fmt: skip
+            if not self.ctx.is_main:
+                return None
+            state = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in moments.state_dict().items()}
+            return {"moments": state, "undecodable": failed}
+
+        entry = self.cache.get("measure-moments", {"images": digest_lines(paths)}, compute, features=False)
+        if entry is None:
+            return None
+        self.undecodable += entry["undecodable"]
+        moments = RunningMoments.from_state_dict(entry["moments"])
+        stats = FeatureStats.from_moments(moments, cfg.shrinkage, model_id=model_id)
         stats.save(cfg.stats_file or self.out / "feature_stats.pt")
         return stats
 
     def run(self) -> dict:
+        """Measures: statistics, synthetic families, real-world group sets. Returns the results dict on every process
+        (computed by the main process, which also writes them under ``config.out``)."""
         cfg, started = self.config, time.time()
         self.undecodable = 0
-        stats = self.statistics().to(self.device)
+        stats = self.statistics()
+        stats = stats.to(self.device) if stats is not None else None
+        if cfg.cache_precision == "auto":
+            self.cache.storage = broadcast_object(self.ctx, auto_storage(stats.condition_number) if stats else None)
+            if self.cache.storage == "float32" and self.cache.folder is not None:
+                self.cache.say(f"statistics condition number {stats.condition_number:.3g}: caching features in float32 "
+                               f"(whitening would amplify fp16 rounding)")  # fmt: skip
         chosen = sample_indices(len(self.index), self.num_images, seed=cfg.seed, with_replacement=cfg.mode == "paper")
-        images, failed = load_images([self.index.paths[i] for i in chosen])
-        if not images:
+        paths = [self.index.paths[i] for i in chosen]
+        block = shard(self.ctx, len(paths))  # one image at a time: a family's views are batched image by image
+        images, _ = load_images([paths[i] for i in block])
+        if sum(all_gather_objects(self.ctx, len(images))) == 0:
             raise ValueError(f"none of the {len(chosen)} sampled images of {self.index.root} could be decoded")
-        synthetic = measure_synthetic(
-            self.extractor, [im.to(self.device) for im in images], stats, self.families, mode=cfg.mode,
-            out_size=self.out_size, resize_size=self.resize_size, batch_size=cfg.batch_size, backend=cfg.backend,
-            progress=cfg.progress,
-        )  # fmt: skip
+        images = [im.to(self.device) for im in images]  # the transforms run where the model does
+        images_key = {"images": digest_lines(paths), "seed": cfg.seed}
+        clean = self._path_entry("measure-clean", images_key, paths, "clean views")
+        clean = None if clean is None else clean["features"].float()  # (n, D), n decodable images
+        synthetic = []
+        for family in tqdm(self.families, desc="transform families", unit="family", disable=not self.progress):
+            grid = get_family(family).grid(cfg.mode, out_size=self.out_size, resize_size=self.resize_size)
+            key = {**images_key, "family": family, "mode": cfg.mode, "grid": digest_tensors(grid)}
+            views = self._features(f"measure-{family}", key, lambda f=family: family_features(
+                self.extractor, images, f, mode=cfg.mode, out_size=self.out_size, resize_size=self.resize_size,
+                batch_size=cfg.batch_size, progress=self.progress))  # fmt: skip
+            if self.ctx.is_main:
+                synthetic.append(score_family(clean, views, stats, family, mode=cfg.mode, backend=cfg.backend))
         realworld = [self._measure_groups(path, layout, groups, stats) for path, layout, groups in self.group_sets]
-        results = {
-            "model": asdict(self.extractor.info),
-            "settings": {"mode": cfg.mode, "out_size": self.out_size, "resize_size": self.resize_size,
-                         "num_images": len(images), "families": self.families, "data": str(self.index.root),
-                         "backend": cfg.backend, "device": str(self.device)},  # fmt: skip
-            "statistics": stats.summary(),
-            "synthetic": [r.to_dict() for r in synthetic],
-            "realworld": realworld,
-            "undecodable_images": self.undecodable + len(failed),
-            "time_s": time.time() - started,
-        }
-        results["files"] = {k: str(v) for k, v in write_results(results, self.out).items()}
-        return results
+        results = None
+        if self.ctx.is_main:
+            results = {
+                "model": asdict(self.extractor.info),
+                "settings": {"mode": cfg.mode, "out_size": self.out_size, "resize_size": self.resize_size,
+                             "num_images": clean.shape[0], "families": self.families, "data": str(self.index.root),
+                             "backend": cfg.backend, "device": str(self.device),
+                             "world_size": self.ctx.world_size},  # fmt: skip
+                "statistics": stats.summary(),
+                "synthetic": [r.to_dict() for r in synthetic],
+                "realworld": realworld,
+                "undecodable_images": self.undecodable + len(paths) - clean.shape[0],
+                "feature_cache": self.cache.summary(),
+                "time_s": time.time() - started,
+            }
+            results["files"] = {k: str(v) for k, v in write_results(results, self.out).items()}
+        return broadcast_object(self.ctx, results)
 
-    def _measure_groups(self, path: str, layout: str, groups, stats) -> dict:
-        from inv_kernels.measure.realworld_measure import measure_groups
+    def _path_entry(self, name: str, key: dict, paths: list[str], desc: str) -> dict | None:
+        """Clean-view features of image files (``path_features``, split over the processes), cached under ``name``:
+        the entry {"features" (N', D), "positions" (N',) of the decodable files} on the main process, else None."""
 
-        return measure_groups(
-            self.extractor, groups, stats, out_size=self.out_size, resize_size=self.resize_size,
-            batch_size=self.config.batch_size, workers=self.config.workers, backend=self.config.backend,
-            progress=self.config.progress, name=f"{Path(path).name}:{layout}",
-        )  # fmt: skip
+        def compute():
+            found = path_features(
+                self.extractor, paths, out_size=self.out_size, resize_size=self.resize_size,
+                batch_size=self.config.batch_size, workers=self.config.workers, desc=desc, progress=self.progress,
+                ctx=self.ctx,
+            )  # fmt: skip
+            return None if found is None else {"features": found[0], "positions": found[1]}
+
+        return self.cache.get(name, key, compute)
+
+    def _features(self, name: str, key: dict, compute_block) -> torch.Tensor | None:
+        """Rows of features of the synthetic images, cached under ``name``; ``compute_block()`` gives this
+        process's block (its decodable images). Returns all rows (float32, CPU) on the main process, else None."""
+
+        def compute():
+            rows = gather_rows(self.ctx, compute_block())
+            return None if rows is None else {"features": rows}
+
+        entry = self.cache.get(name, key, compute)
+        return None if entry is None else entry["features"].float()
+
+    def _measure_groups(self, path: str, layout: str, groups, stats) -> dict | None:
+        from inv_kernels.measure.realworld_measure import group_paths, score_groups
+
+        name = f"{Path(path).name}:{layout}"
+        paths = group_paths(groups)
+        label = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{Path(path).name}-{layout}")
+        entry = self._path_entry(f"measure-groups-{label}", {"images": digest_lines(paths)}, paths, f"groups {name}")
+        if entry is None:
+            return None
+        return score_groups(entry["features"].float(), entry["positions"], groups, stats, backend=self.config.backend,
+                            name=name)  # fmt: skip
 
 
 def measure(config: MeasureConfig) -> dict:

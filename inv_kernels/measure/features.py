@@ -66,25 +66,85 @@ def stream_features(extractor, paths, labels=None, *, out_size: int, resize_size
         yield extractor(views), batch_labels, positions
 
 
+def path_features(extractor, paths, *, out_size: int, resize_size: int, batch_size: int = 256, workers: int = 0,
+                  desc: str = "features", progress: bool = True, ctx=None) -> tuple[Tensor, Tensor] | None:  # fmt: skip
+    """Clean-view features of image files; under torchrun each process computes a contiguous block of ``paths`` (whole
+    batches, so the batches are those of one process) and the main process gathers them in order.
+
+    Args:
+        extractor: images (B, 3, S, S) in [0, 1] -> features (B, D); ``info.feature_dim`` is D.
+        paths: the N image files.
+        ctx: the process's ``DistContext`` (None: a single process).
+
+    Returns:
+        On the main process (features (N', D) float32 CPU, positions (N',) int64: the indices in ``paths`` of the
+        images that decoded, ascending); None on the others.
+    """
+    from inv_kernels.measure.sharding import gather_positions, gather_rows, shard
+
+    block = range(len(paths)) if ctx is None else shard(ctx, len(paths), batch_size)
+    feats, kept = [torch.empty(0, extractor.info.feature_dim)], [torch.empty(0, dtype=torch.int64)]
+    for batch, _, positions in stream_features(
+        extractor, [paths[i] for i in block], out_size=out_size, resize_size=resize_size, batch_size=batch_size,
+        workers=workers, desc=desc, progress=progress,
+    ):  # fmt: skip
+        feats.append(batch.float().cpu())
+        kept.append(positions)
+    features, positions = torch.cat(feats), torch.cat(kept)
+    if ctx is None or ctx.world_size == 1:
+        return features, positions + block.start
+    gathered = gather_rows(ctx, features)
+    positions = gather_positions(ctx, positions, block.start)
+    return None if gathered is None else (gathered, positions)
+
+
+def folder_moments(extractor, paths, *, out_size: int, resize_size: int, batch_size: int = 256, workers: int = 0,
+                   progress: bool = True, ctx=None) -> tuple[RunningMoments, int]:  # fmt: skip
+    """Float64 streaming moments of the clean-view features of image files, over one or several processes.
+
+    Under torchrun each process streams a contiguous block of ``paths`` (whole batches) and the blocks' moments are
+    merged exactly in rank order (``RunningMoments.all_reduce``), so every process ends with the same moments, equal
+    to a one-process pass up to float64 rounding.
+
+    Args:
+        extractor: images (B, 3, S, S) in [0, 1] -> features (B, D); ``info.feature_dim`` is D.
+        paths: the image files.
+        ctx: the process's ``DistContext`` (None: a single process).
+
+    Returns:
+        (RunningMoments of D features, number of images that could not be decoded, over all processes).
+    """
+    from inv_kernels.measure.sharding import all_gather_objects, shard
+
+    block = range(len(paths)) if ctx is None else shard(ctx, len(paths), batch_size)
+    moments, seen = RunningMoments(extractor.info.feature_dim), 0
+    for features, _, positions in stream_features(
+        extractor, [paths[i] for i in block], out_size=out_size, resize_size=resize_size, batch_size=batch_size,
+        workers=workers, desc="statistics", progress=progress,
+    ):  # fmt: skip
+        moments.update(features)
+        seen += positions.numel()
+    if ctx is not None and ctx.world_size > 1:
+        moments.all_reduce()
+        seen = sum(all_gather_objects(ctx, seen))
+    return moments, len(paths) - seen
+
+
 def folder_statistics(extractor, index: ImageFolderIndex, *, out_size: int, resize_size: int,
                       max_images: int | None = None, seed: int = 0, shrinkage="none", batch_size: int = 256,
-                      workers: int = 0, progress: bool = True) -> tuple[FeatureStats, int]:  # fmt: skip
-    """Feature mean and covariance of a folder's clean views (PAPER.md section 4), streamed in float64.
+                      workers: int = 0, progress: bool = True, ctx=None) -> tuple[FeatureStats, int]:  # fmt: skip
+    """Feature mean and covariance of a folder's clean views (PAPER.md section 4), streamed in float64
+    (``folder_moments``; ``ctx`` as there).
 
     Returns:
         (FeatureStats tagged with the extractor's model id, number of images that could not be decoded).
     """
     chosen = sample_indices(len(index), max_images, seed=seed, with_replacement=False)
-    paths = [index.paths[i] for i in chosen]
-    moments, seen = RunningMoments(), 0
-    for features, _, positions in stream_features(
-        extractor, paths, out_size=out_size, resize_size=resize_size, batch_size=batch_size, workers=workers,
-        desc="statistics", progress=progress,
-    ):  # fmt: skip
-        moments.update(features)
-        seen += positions.numel()
-    stats = FeatureStats.from_moments(moments, shrinkage, model_id=extractor.info.model_id)
-    return stats, len(paths) - seen
+    moments, failed = folder_moments(
+        extractor, [index.paths[i] for i in chosen], out_size=out_size, resize_size=resize_size,
+        batch_size=batch_size, workers=workers, progress=progress, ctx=ctx,
+    )  # fmt: skip
+    return FeatureStats.from_moments(moments, shrinkage, model_id=extractor.info.model_id), failed
 
 
 def load_images(paths) -> tuple[list[Tensor], list[int]]:

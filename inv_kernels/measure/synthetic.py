@@ -29,50 +29,74 @@ class FamilyResult:
 
 
 @torch.no_grad()
-def _clean_features(extractor, images: list[Tensor], out_size: int, resize_size: int, batch_size: int) -> Tensor:
-    parts = []
+def clean_features(extractor, images: list[Tensor], *, out_size: int, resize_size: int, batch_size: int) -> Tensor:
+    """Features of the clean views (Resize + CenterCrop) of raw images.
+
+    Args:
+        extractor: images (B, 3, S, S) in [0, 1] -> features (B, D); ``info.feature_dim`` is D.
+        images: n raw (3, H, W) uint8 images (n may be 0).
+
+    Returns:
+        (n, D) float32 on the CPU.
+    """
+    parts = [torch.empty(0, extractor.info.feature_dim)]
     for start in range(0, len(images), batch_size):
         views = clean_view(images[start : start + batch_size], out_size=out_size, resize_size=resize_size)
-        parts.append(extractor(views))
+        parts.append(extractor(views).float().cpu())
     return torch.cat(parts)  # (n, D)
 
 
 @torch.no_grad()
-def measure_family(extractor, images: list[Tensor], clean: Tensor, stats, family: str, *, mode: str = "paper",
-                   out_size: int = 224, resize_size: int = 256, batch_size: int = 256, images_per_score: int = 16,
-                   backend: str = "auto", progress: bool = True) -> FamilyResult:  # fmt: skip
-    """One family's invariance.
+def family_features(extractor, images: list[Tensor], family: str, *, mode: str = "paper", out_size: int = 224,
+                    resize_size: int = 256, batch_size: int = 256, progress: bool = True) -> Tensor:  # fmt: skip
+    """Features of every transformed view of a family.
 
     Args:
-        extractor: images (B, 3, S, S) in [0, 1] -> features (B, D).
-        images: n raw (3, H, W) uint8 images (full resolution: paper mode transforms them before resizing).
-        clean: (n, D) features of their clean views.
-        stats: FeatureStats of the model on a statistics set.
+        extractor: images (B, 3, S, S) in [0, 1] -> features (B, D); ``info.feature_dim`` is D.
+        images: n raw (3, H, W) uint8 images (full resolution: paper mode transforms them before resizing; n may be 0).
         family: a name of inv_kernels.transforms.FAMILIES.
+
+    Returns:
+        (n, k, D) float32 on the CPU: row [i, j] is image i under the family's j-th parameter value.
     """
-    fam = get_family(family)
-    k = fam.k
-    n, dim = clean.shape
-    cosine = torch.empty(n, k, dtype=torch.float64)
-    distance = torch.empty(n, k, dtype=torch.float64)
-    buffer = torch.empty(min(images_per_score, n), k, dim, device=clean.device)  # (b, k, D) view features
-    first = 0  # index of the image in buffer row 0
-
-    def score(count: int) -> None:
-        result = invariance_scores(clean[first : first + count], buffer[:count], stats, backend=backend)
-        cosine[first : first + count] = result.cosine.double().cpu()
-        distance[first : first + count] = result.distance.double().cpu()
-
-    bar = tqdm(total=n * k, desc=f"{family} ({mode})", unit="view", disable=not progress, leave=False)
+    k = get_family(family).k
+    out = torch.empty(len(images), k, extractor.info.feature_dim)
+    if not images:
+        return out
+    bar = tqdm(total=len(images) * k, desc=f"{family} ({mode})", unit="view", disable=not progress, leave=False)
     for i, rows, views in iter_views(family, images, mode=mode, chunk=batch_size, out_size=out_size,
                                      resize_size=resize_size):  # fmt: skip
-        if i - first == buffer.shape[0]:
-            score(buffer.shape[0])
-            first = i
-        buffer[i - first, rows.to(buffer.device)] = extractor(views)
+        out[i, rows] = extractor(views).float().cpu()
         bar.update(rows.numel())
-    score(n - first)
     bar.close()
+    return out
+
+
+@torch.no_grad()
+def score_family(clean: Tensor, views: Tensor, stats, family: str, *, mode: str = "paper",
+                 images_per_score: int = 16, backend: str = "auto") -> FamilyResult:  # fmt: skip
+    """A family's invariance from features: per (image, value) scores, nanmean over images, mean over values.
+
+    Args:
+        clean: (n, D) features of the clean views, n >= 1, any device.
+        views: (n, k, D) features of the transformed views (row [i, j]: image i, value j).
+        stats: FeatureStats of the model on a statistics set; scoring runs on its device in float32.
+        family: the family's name (for its kind and k).
+    """
+    fam = get_family(family)
+    n, k, _ = views.shape
+    if clean.shape[0] != n or k != fam.k:
+        raise ValueError(f"score_family: expected clean (n, D) and views (n, {fam.k}, D) for {family!r}, got "
+                         f"{tuple(clean.shape)} and {tuple(views.shape)}")  # fmt: skip
+    cosine = torch.empty(n, k, dtype=torch.float64)
+    distance = torch.empty(n, k, dtype=torch.float64)
+    device = stats.device
+    for first in range(0, n, images_per_score):
+        last = min(first + images_per_score, n)
+        result = invariance_scores(clean[first:last].to(device, torch.float32),
+                                   views[first:last].to(device, torch.float32), stats, backend=backend)  # fmt: skip
+        cosine[first:last] = result.cosine.double().cpu()
+        distance[first:last] = result.distance.double().cpu()
     per_value_cos = torch.nanmean(cosine, dim=0)  # (k,)
     per_value_dist = torch.nanmean(distance, dim=0)
     return FamilyResult(
@@ -81,11 +105,28 @@ def measure_family(extractor, images: list[Tensor], clean: Tensor, stats, family
     )  # fmt: skip
 
 
+def measure_family(extractor, images: list[Tensor], clean: Tensor, stats, family: str, *, mode: str = "paper",
+                   out_size: int = 224, resize_size: int = 256, batch_size: int = 256, images_per_score: int = 16,
+                   backend: str = "auto", progress: bool = True) -> FamilyResult:  # fmt: skip
+    """One family's invariance: ``family_features`` then ``score_family``.
+
+    Args:
+        extractor: images (B, 3, S, S) in [0, 1] -> features (B, D).
+        images: n raw (3, H, W) uint8 images (full resolution: paper mode transforms them before resizing).
+        clean: (n, D) features of their clean views.
+        stats: FeatureStats of the model on a statistics set.
+        family: a name of inv_kernels.transforms.FAMILIES.
+    """
+    views = family_features(extractor, images, family, mode=mode, out_size=out_size, resize_size=resize_size,
+                            batch_size=batch_size, progress=progress)  # fmt: skip
+    return score_family(clean, views, stats, family, mode=mode, images_per_score=images_per_score, backend=backend)
+
+
 def measure_synthetic(extractor, images: list[Tensor], stats, families, *, mode: str = "paper",
                       out_size: int = 224, resize_size: int = 256, batch_size: int = 256, backend: str = "auto",
                       progress: bool = True) -> list[FamilyResult]:  # fmt: skip
     """measure_family for each of ``families`` on the same images (clean features computed once)."""
-    clean = _clean_features(extractor, images, out_size, resize_size, batch_size)
+    clean = clean_features(extractor, images, out_size=out_size, resize_size=resize_size, batch_size=batch_size)
     return [
         measure_family(extractor, images, clean, stats, name, mode=mode, out_size=out_size, resize_size=resize_size,
                        batch_size=batch_size, backend=backend, progress=progress)  # fmt: skip

@@ -35,7 +35,7 @@ def _config(tiny_sets, tmp_path, **overrides) -> MeasureConfig:
     values = dict(model="random:resnet18", data=str(tiny_sets["classification"]), num_images=3,
                   transforms=("h_flip", "grayscale", "rotation"), groups=(f"{tiny_sets['coil']}:coil",),
                   out=str(tmp_path / "measure"), out_size=16, resize_size=18, workers=0, progress=False,
-                  shrinkage="ledoit_wolf")  # fmt: skip
+                  shrinkage="ledoit_wolf", cache_dir=str(tmp_path / "cache"))  # fmt: skip
     values.update(overrides)
     return MeasureConfig(**values)
 
@@ -67,7 +67,7 @@ def test_cli_prints_tables(tiny_sets, tmp_path, capsys):
     code = measure_cli.main(["--model", "random:resnet18", "--data", str(tiny_sets["classification"]),
                              "--num-images", "2", "--transforms", "invert,posterize", "--crop-size", "16",
                              "--resize-size", "18", "--workers", "0", "--shrinkage", "ledoit_wolf",
-                             "--out", str(tmp_path / "cli")])  # fmt: skip
+                             "--out", str(tmp_path / "cli"), "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     assert "| invert | appearance | 2 |" in printed and "posterize" in printed

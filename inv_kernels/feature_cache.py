@@ -1,0 +1,108 @@
+"""The on-disk feature cache shared by downstream evaluation (``downstream.features``) and invariance measurement
+(``measure.cache``).
+
+An entry is one file ``<folder>/<name>-<key>.pt``. The key is the first 24 hex digits of the SHA-256 of a config dict
+(JSON, sorted keys) naming everything the stored tensors depend on: the model's id (checkpoint file name and SHA-256
+prefix, or ``random:<arch>:seed<s>``), the image list, the preprocessing, and so on. The file holds that config beside
+the tensors, so a hand-renamed file or a hash collision is caught on reading. Features are stored in fp16 (fp32 when a
+value would overflow fp16). Writes are atomic (``inv_kernels.io``): a crash leaves no partial file. A file that cannot
+be read, or that was made for another config, is ignored with a warning; the caller recomputes and overwrites it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from inv_kernels.io import atomic_torch_save
+
+FP16_MAX = 65504.0
+
+
+def default_cache_dir() -> Path:
+    """``inv_kernels.data.cache.cache_root() / "features"`` ($INV_KERNELS_CACHE honoured); not created."""
+    from inv_kernels.data.cache import cache_root
+
+    return cache_root() / "features"
+
+
+def config_key(config: dict) -> str:
+    """24 hex digits identifying a JSON-serialisable config (independent of key order)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def digest_lines(lines: Iterable[str]) -> str:
+    """SHA-256 (hex) of the lines in order: the identity of a file list (paths, or paths with crop boxes)."""
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(f"{line}\n".encode())
+    return digest.hexdigest()
+
+
+def digest_tensors(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 (hex) of named tensors' names, dtypes, shapes and bytes, in name order (e.g. a parameter grid)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}\n".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+def to_storage(x: Tensor, dtype: torch.dtype = torch.float16) -> Tensor:
+    """x as stored: ``dtype`` on the CPU; float16 falls back to float32 when some |value| exceeds its range.
+
+    Args:
+        x: (...) floating tensor, any device.
+        dtype: torch.float16 (the default) or torch.float32.
+
+    Returns:
+        (...) float16 or float32 CPU tensor.
+    """
+    if dtype not in (torch.float16, torch.float32):
+        raise ValueError(f"to_storage: dtype must be torch.float16 or torch.float32, got {dtype}")
+    x = x.detach().cpu()
+    if dtype == torch.float16 and (x.numel() == 0 or bool((x.abs() <= FP16_MAX).all())):
+        return x.to(torch.float16)
+    return x.to(torch.float32)
+
+
+def entry_path(folder: str | os.PathLike, name: str, config: dict) -> Path:
+    """``folder / f"{name}-{config_key(config)}.pt"``."""
+    return Path(folder) / f"{name}-{config_key(config)}.pt"
+
+
+def read_entry(path: str | os.PathLike, config: dict, *, op: str) -> dict | None:
+    """The stored dict at ``path`` when it exists, loads, and was made for ``config``; else None.
+
+    A damaged file, or one whose recorded config differs, gives a ``UserWarning`` (prefixed with ``op``) and None, so
+    the caller recomputes and overwrites it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        warnings.warn(f"{op}: ignoring unreadable feature cache {str(path)!r} ({type(error).__name__}: {error}); "
+                      f"recomputing", stacklevel=3)  # fmt: skip
+        return None
+    if not isinstance(stored, dict) or stored.get("config") != config:
+        warnings.warn(f"{op}: feature cache {str(path)!r} was made for other settings; recomputing", stacklevel=3)
+        return None
+    return stored
+
+
+def write_entry(entry: dict, path: str | os.PathLike) -> Path:
+    """Writes ``entry`` (a dict holding its ``"config"``, tensors on the CPU) to ``path`` atomically."""
+    if "config" not in entry:
+        raise ValueError("write_entry: entry must hold its 'config' (read_entry checks it)")
+    return atomic_torch_save(entry, path)
