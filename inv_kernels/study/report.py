@@ -1,0 +1,236 @@
+"""The study's report: ``report.json`` (every number, for programs), ``report.md`` (tables, figures and the verdicts
+on the paper's claims, for people) and ``figures/*.png`` under the study's output folder."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from inv_kernels.io import atomic_write_bytes, atomic_write_json
+from inv_kernels.study import aggregate, claims, figures
+from inv_kernels.study.claims import AGREES, DISAGREES
+from inv_kernels.study.config import StudyConfig
+from inv_kernels.transforms import APPEARANCE_FAMILIES, SPATIAL_FAMILIES
+
+
+def build_report(cfg: StudyConfig, inputs, pretrained: dict, measured: dict, latents: dict, transfer: dict, *,
+                 records: list[dict], seconds: float) -> dict:  # fmt: skip
+    """Every table, claim and timing of the study as one JSON-serialisable dict (see the module docstring)."""
+    from pipelines.correlate import correlate
+
+    seeds, models, tasks = list(cfg.seeds), list(cfg.models), [t.name for t in inputs.tasks]
+    synthetic = aggregate.synthetic_table(measured, models, seeds)
+    realworld = aggregate.realworld_table(measured, models, seeds)
+    latent_table = aggregate.latents_table(latents, models, seeds)
+    w3 = ("wide",) if cfg.wide and cfg.wide_arch_resolved == "resnet50w3" else ()
+    transfer_table = aggregate.transfer_table(transfer, tasks, seeds, mode=cfg.mode, wide_members=w3)
+    summary = aggregate.kind_summary(measured, models, seeds)
+    for model in models:
+        summary[model]["spatial_claim_families"] = aggregate.family_average(
+            measured, model, seeds, claims.SPATIAL_CLAIM_FAMILIES)  # fmt: skip
+        summary[model]["appearance_claim_families"] = aggregate.family_average(
+            measured, model, seeds, claims.APPEARANCE_CLAIM_FAMILIES)  # fmt: skip
+    invariance, scores = aggregate.correlation_inputs(measured, transfer, models, seeds, tasks)
+    pretraining = {
+        model: {str(seed): {"steps": e["summary"]["steps"], "epochs": e["summary"]["epochs_done"],
+                            "final_loss": next((h.get("loss") for h in reversed(e["summary"]["history"])
+                                                if h.get("loss") is not None), None),
+                            "knn_top1": e["summary"]["final_knn_top1"], "seconds": e["summary"]["time_s"]["total"],
+                            "images_per_s": e["summary"]["images_per_s"], "model_id": e["model_id"]}
+                for (m, seed), e in pretrained.items() if m == model}
+        for model in cfg.trained_models
+    }  # fmt: skip
+    return {
+        "title": "Invariance study (Ericsson, Gouk, Hospedales, BMVC 2022)",
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "config": cfg.to_dict(),
+        "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                        "machine": platform.machine(), "cpus": torch.get_num_threads(),
+                        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},  # fmt: skip
+        "inputs": {**inputs.identity, "group_sets": [{"name": g.name, "factor": g.factor, "spec": g.spec}
+                                                     for g in inputs.group_sets],
+                   "tasks": [{"name": t.name, "kind": t.kind, "metric": t.metric, "trainval": len(t.trainval),
+                              "test": len(t.test)} for t in inputs.tasks]},  # fmt: skip
+        "models": models,
+        "seeds": seeds,
+        "families": {"spatial": list(SPATIAL_FAMILIES), "appearance": list(APPEARANCE_FAMILIES)},
+        "pretraining": pretraining,
+        "synthetic": synthetic,
+        "kind_summary": summary,
+        "realworld": realworld,
+        "latents": latent_table,
+        "transfer": transfer_table,
+        "correlation": correlate(invariance, scores),
+        "claims": claims.all_claims(synthetic, realworld, latents, measured, transfer_table, seeds,
+                                    has_wide=cfg.wide),  # fmt: skip
+        "stages": records,
+        "time_s": seconds,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ Markdown
+def pm(stats: dict | None, spec: str = ".3f") -> str:
+    """"0.812 ± 0.013" (or "0.812" with one seed, "-" when missing)."""
+    if not stats or stats.get("mean") is None:
+        return "-"
+    if stats.get("std") is None:
+        return format(stats["mean"], spec)
+    return f"{format(stats['mean'], spec)} ± {format(stats['std'], spec)}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _num(value, spec: str = "+.3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _verdict_text(verdict: str) -> str:
+    if verdict == AGREES:
+        return "agrees with the paper"
+    if verdict == DISAGREES:
+        return "**DISAGREES with the paper**"
+    return "not assessable (one seed: no spread)"
+
+
+def _claims_section(report: dict) -> list[str]:
+    lines = ["## Verdicts on the paper's claims", "",
+             "A beats B when mean(A) - mean(B) exceeds the seed spread sqrt(std(A)^2 + std(B)^2) (std over seeds, "
+             "ddof 1); within noise when the difference is at least minus that spread. Tags as PAPER.md section 11.",
+             ""]  # fmt: skip
+    rows = [[c["id"], c["paper"], c["test"], c["summary"], _verdict_text(c["verdict"])] for c in report["claims"]]
+    lines += _table(["claim", "the paper says", "test", "this study", "verdict"], rows)
+    disagreements = [c for c in report["claims"] if c["verdict"] == DISAGREES]
+    lines.append("")
+    if disagreements:
+        lines += ["**Where this study disagrees with the paper:**", ""]
+        lines += [f"- Claim {c['id']} does not hold here: {c['summary']}." for c in disagreements]
+    else:
+        lines.append("No claim assessed here disagrees with the paper.")
+    return lines + [""]
+
+
+def _invariance_sections(report: dict) -> list[str]:
+    models, synthetic = report["models"], report["synthetic"]
+    lines = ["## Synthetic invariance (18 transform families)", "",
+             "Whitened cosine between a clean view and its transformed views (higher: more invariant), mean ± std "
+             "over seeds (PAPER.md 4.1).", "", "![invariance heat map](figures/invariance_heatmap.png)", ""]  # fmt: skip
+    rows = [[f, synthetic[models[0]][f]["kind"]] + [pm(synthetic[m][f]["cosine"]) for m in models]
+            for f in synthetic[models[0]]]  # fmt: skip
+    lines += _table(["family", "kind", *models], rows) + [""]
+    lines += ["## Spatial vs appearance invariance", "", "![spatial vs appearance](figures/kind_scatter.png)", ""]
+    summary = report["kind_summary"]
+    rows = [[m, pm(summary[m]["spatial"]), pm(summary[m]["appearance"]), pm(summary[m]["spatial_claim_families"]),
+             pm(summary[m]["appearance_claim_families"])] for m in models]  # fmt: skip
+    header = ["model", "all spatial families", "all appearance families", "resized crop, translation, scale, flip",
+              "brightness, contrast, saturation, hue, grayscale, blur"]  # fmt: skip
+    lines += _table(header, rows) + [""]
+    for claim in (c for c in report["claims"] if c["id"] in ("1a", "1b")):
+        winner, loser = ("spatial", "appearance") if claim["id"] == "1a" else ("appearance", "spatial")
+        rows = [[r["family"], format(r[winner], ".3f"), format(r[loser], ".3f"), _num(r["margin"]),
+                 _num(r["spread"], ".3f"), "yes" if r["beats"] else ("n/a" if r["beats"] is None else "no")]
+                for r in claim["rows"]]  # fmt: skip
+        lines += [f"Claim {claim['id']}: {winner} model against {loser} model.", ""]
+        lines += _table(["family", winner, loser, "margin", "seed spread", "beyond spread"], rows) + [""]
+    realworld = report["realworld"]
+    sets = list(realworld[models[0]])
+    lines += ["## Real-world group invariance", "",
+              "Mean off-diagonal whitened cosine within groups of views of one object (higher: more invariant; "
+              "PAPER.md 4.3), mean ± std over seeds.", ""]  # fmt: skip
+    rows = [[s, realworld[models[0]][s]["factor"], str(realworld[models[0]][s]["groups"])]
+            + [pm(realworld[m][s]["cosine_off_diagonal"]) for m in models] for s in sets]  # fmt: skip
+    lines += _table(["group set", "factor varied", "groups", *models], rows) + [""]
+    latents = report["latents"]
+    lines += ["## Latent-factor regression on the generated scenes (extrinsic invariance)", "",
+              "Test R^2 of an RBF kernel-ridge probe per latent (PAPER.md 5): higher R^2 means the feature keeps the "
+              "factor, i.e. is less invariant to it.", ""]  # fmt: skip
+    rows = [[name] + [pm(latents[m][name]) for m in models] for name in latents[models[0]]]
+    lines += _table(["latent", *models], rows) + [""]
+    return lines
+
+
+def _transfer_sections(report: dict) -> list[str]:
+    transfer = report["transfer"]
+    tasks = list(transfer)
+    names = list(dict.fromkeys(n for t in tasks for n in transfer[t]["entries"]))
+    folds = report["config"]["folds"]
+    lines = ["## Transfer", "", f"Linear probes with {folds}-fold cross-validation over the paper's "
+             "45-value grid (PAPER.md 6-7); fusions concatenate the members' features. Test score, mean ± std over "
+             "seeds.", "",
+             "![transfer](figures/transfer_bars.png)", ""]  # fmt: skip
+    def cell(task: str, name: str) -> str:
+        entry = transfer[task]["entries"].get(name)
+        return pm(entry) + (" †" if entry and entry["grid_edge_seeds"] else "")
+
+    rows = [[n] + [cell(t, n) for t in tasks] for n in names]
+    lines += _table(["model / fusion", *[f"{t} ({transfer[t]['metric']})" for t in tasks]], rows) + [""]
+    if any(e["grid_edge_seeds"] for t in tasks for e in transfer[t]["entries"].values()):
+        lines += ["† the probe chose an end of its regularisation grid for at least one seed, so the best value may "
+                  "lie outside the grid. In paper mode the ridge grid of a k-model fusion is shifted toward weaker "
+                  "regularisation (PAPER.md section 12); `--mode corrected` shifts it the intended way.", ""]  # fmt: skip
+    correlation = report["correlation"]
+    measures = list(dict.fromkeys(r["measure"] for r in correlation))
+    value = {(r["measure"], r["task"]): r["spearman"] for r in correlation}
+    points = correlation[0]["models"] if correlation else 0
+    lines += ["## Invariance vs transfer", "",
+              f"Spearman correlation across the {points} (model, seed) points between each invariance and each "
+              "task's transfer score (blank: undefined).", "", "![correlation](figures/correlation_spearman.png)", ""]
+    rows = [[m] + [_num(value.get((m, t)), "+.2f") for t in tasks] for m in measures]
+    lines += _table(["invariance", *tasks], rows) + [""]
+    return lines
+
+
+def _run_sections(report: dict) -> list[str]:
+    lines = ["## Pretraining", ""]
+    rows = [[m, s, str(e["steps"]), _num(e["final_loss"], ".3f"), _num(e["knn_top1"], ".3f"),
+             f"{e['seconds']:.0f}"] for m, per in report["pretraining"].items() for s, e in per.items()]  # fmt: skip
+    lines += _table(["model", "seed", "steps", "final InfoNCE loss", "kNN top-1", "seconds"], rows) + [""]
+    ran = [r for r in report["stages"] if r["status"] != "cached"]
+    computed = sum(r["computed_s"] for r in report["stages"])
+    lines += ["## Stages of this run", "",
+              f"{len(ran)} stages computed in this run, {len(report['stages']) - len(ran)} read from the cache; this "
+              f"run took {report['time_s']:.0f} s; computing every stage's output took {computed:.0f} s in all.", ""]
+    lines += _table(["stage", "status in this run", "seconds in this run", "seconds to compute"],
+                    [[r["stage"], r["status"], f"{r['seconds']:.1f}", f"{r['computed_s']:.1f}"]
+                     for r in report["stages"]]) + [""]  # fmt: skip
+    return lines
+
+
+def markdown(report: dict) -> str:
+    """The report page."""
+    cfg, env = report["config"], report["environment"]
+    data = cfg["data"] or f"built-in generated scenes ({report['inputs']['size']} px)"
+    device = env["cuda"] or f"CPU ({env['cpus']} threads)"
+    lines = [f"# {report['title']}", "",
+             f"Created {report['created']}; python {env['python']}, torch {env['torch']}, {device}.", "",
+             f"Data: {data}. Models: {', '.join(report['models'])} ({cfg['arch']}"
+             + (f"; wide: {cfg['wide_arch'] or 'resnet50'}" if cfg["wide"] else "") + f"), seeds "
+             f"{', '.join(map(str, report['seeds']))}, {cfg['epochs']} epochs of pretraining, {cfg['mode']} mode. "
+             f"Transfer tasks: {', '.join(t['name'] + ' (' + t['metric'] + ')' for t in report['inputs']['tasks'])}.",
+             ""]  # fmt: skip
+    lines += _claims_section(report) + _invariance_sections(report) + _transfer_sections(report)
+    lines += _run_sections(report)
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out: Path) -> dict[str, Path]:
+    """report.json, report.md and the figures under ``out``; returns the paths written."""
+    from pipelines.correlate import heatmap
+
+    out = Path(out)
+    fig_dir = out / "figures"
+    title = f"invariance per family (mean over seeds {', '.join(map(str, report['seeds']))})"
+    written = {
+        "invariance_heatmap": figures.invariance_heatmap(report["synthetic"], fig_dir / "invariance_heatmap.png",
+                                                         title),
+        "kind_scatter": figures.kind_scatter(report["kind_summary"], fig_dir / "kind_scatter.png"),
+        "transfer_bars": figures.transfer_bars(report["transfer"], fig_dir / "transfer_bars.png"),
+        "correlation": heatmap(report["correlation"], "spearman", fig_dir / "correlation_spearman.png"),
+    }  # fmt: skip
+    written["markdown"] = atomic_write_bytes(markdown(report).encode(), out / "report.md")
+    written["json"] = atomic_write_json(report, out / "report.json")
+    return written

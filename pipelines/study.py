@@ -1,0 +1,117 @@
+"""The whole study: ``python -m pipelines.study [--data FOLDER] [--seeds 0,1] [--epochs N] [--out DIR]``.
+
+Pretrains the default, spatial and appearance MoCo v2 models (optionally a wide default as a capacity control; a
+random network as the floor) for each seed, measures their invariance to the 18 synthetic transform families and
+across real view groups (generated turntables and lighting, plus --groups folders), regresses the generated scenes'
+latents, probes transfer of every model and fusion, and writes report.md (tables, figures, verdicts on the paper's
+claims with the spread over seeds), report.json (every number) and figures/ under --out. Every stage is cached under
+--out: rerunning skips finished stages and continues an interrupted one. Without --data it uses the built-in
+generated scenes at 32 px, sized to run in about 20 minutes on 2 CPU cores (docs/STUDY.md).
+"""
+
+import argparse
+import sys
+
+from inv_kernels.study.config import StudyConfig, parse_seeds
+
+DEFAULTS = StudyConfig()
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return parse_seeds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.study", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    data = p.add_argument_group("data")
+    data.add_argument("--data", default=None, help="folder with train/ and test/ (or val/) class folders, e.g. "
+                      "Tiny-ImageNet (default: the built-in generated scenes)")
+    data.add_argument("--image-size", type=int, default=None, help="image side (default: 32 on the built-in data, "
+                      "64 with --data)")
+    data.add_argument("--groups", action="append", default=[], help="extra multi-view folder as PATH or PATH:LAYOUT "
+                      "(repeatable; layouts as pipelines.measure)")
+    data.add_argument("--task", action="append", default=[], help="extra transfer task as NAME:ROOT (repeatable; "
+                      "names as pipelines.transfer)")
+    data.add_argument("--train-count", type=int, default=DEFAULTS.train_count, help="built-in pretraining images "
+                      "per class (7 classes)")
+    data.add_argument("--transfer-count", type=int, default=DEFAULTS.transfer_count, help="images per class of the "
+                      "generated transfer and latent sets")
+    data.add_argument("--group-objects", type=int, default=DEFAULTS.group_objects, help="objects per generated "
+                      "view-group set")
+    models = p.add_argument_group("models and pretraining")
+    models.add_argument("--seeds", type=_seeds, default=",".join(map(str, DEFAULTS.seeds)), help="comma-separated "
+                        "seeds; two or more give the spread over seeds")
+    models.add_argument("--arch", default=DEFAULTS.arch)
+    models.add_argument("--wide", action="store_true", help="also pretrain the default recipe on --wide-arch "
+                        "(the capacity control)")
+    models.add_argument("--wide-arch", default=None, help="default: resnet50 (resnet50w3 when --arch resnet50)")
+    models.add_argument("--no-random", action="store_true", help="leave out the random-network floor")
+    models.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    models.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    models.add_argument("--bn-splits", type=int, default=DEFAULTS.bn_splits, help="split-batch BN groups")
+    models.add_argument("--lr", type=float, default=DEFAULTS.base_lr, help="learning rate at batch 256")
+    models.add_argument("--queue-size", type=int, default=DEFAULTS.queue_size)
+    models.add_argument("--moco-momentum", type=float, default=DEFAULTS.moco_momentum)
+    models.add_argument("--max-steps", type=int, default=None, help="cap on pretraining steps per model")
+    models.add_argument("--no-knn", action="store_true", help="skip the kNN score after pretraining")
+    measure = p.add_argument_group("measurement and probes")
+    measure.add_argument("--num-images", type=int, default=DEFAULTS.num_images, help="images per synthetic family")
+    measure.add_argument("--stats-images", type=int, default=None, help="cap on statistics images (default: all)")
+    measure.add_argument("--shrinkage", default=DEFAULTS.shrinkage, help="none, ledoit_wolf or a ridge value")
+    measure.add_argument("--mode", default=DEFAULTS.mode, choices=("paper", "corrected"))
+    measure.add_argument("--latent-trainval", type=int, default=None, help="cap on kernel-ridge training images")
+    measure.add_argument("--folds", type=int, default=DEFAULTS.folds)
+    run = p.add_argument_group("run")
+    run.add_argument("--out", default=DEFAULTS.out, help="output folder (stages are cached here)")
+    run.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:<i>")
+    run.add_argument("--workers", type=int, default=DEFAULTS.workers, help="data loader processes")
+    run.add_argument("--eval-batch-size", type=int, default=DEFAULTS.eval_batch_size)
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> StudyConfig:
+    seeds = args.seeds if isinstance(args.seeds, tuple) else parse_seeds(args.seeds)
+    return StudyConfig(
+        data=args.data, out=args.out, seeds=seeds, wide=args.wide, random=not args.no_random, arch=args.arch,
+        wide_arch=args.wide_arch, image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
+        bn_splits=args.bn_splits, base_lr=args.lr, queue_size=args.queue_size, moco_momentum=args.moco_momentum,
+        max_steps=args.max_steps,
+        knn=not args.no_knn, train_count=args.train_count, transfer_count=args.transfer_count,
+        group_objects=args.group_objects, num_images=args.num_images, stats_images=args.stats_images,
+        shrinkage=args.shrinkage, mode=args.mode, groups=tuple(args.groups), latent_trainval=args.latent_trainval,
+        tasks=tuple(args.task), folds=args.folds, device=args.device, workers=args.workers,
+        eval_batch_size=args.eval_batch_size, progress=not args.quiet,
+    )  # fmt: skip
+
+
+def print_verdicts(report: dict) -> None:
+    from inv_kernels.study.report import _verdict_text
+
+    for claim in report["claims"]:
+        print(f"claim {claim['id']}: {_verdict_text(claim['verdict'])}: {claim['summary']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from inv_kernels.study.run import prepare, run_study
+
+    try:
+        config = config_from_args(args)
+        prepare(config)  # every setting and input folder checked before any work
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+        print(f"study: error: {error}", file=sys.stderr)
+        return 2
+    report = run_study(config)
+    print_verdicts(report)
+    print(f"\nstudy took {report['time_s']:.0f} s; wrote {report['files']['markdown']}, {report['files']['json']} "
+          f"and {len(report['files']) - 2} figures")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
