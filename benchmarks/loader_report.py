@@ -12,7 +12,6 @@ ratio to the torchvision loader. Builds nothing; DALI must be installed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from inv_kernels.augment.folder import ImageFolderIndex
+from inv_kernels.io import atomic_write_bytes, atomic_write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/benchmarks (the asv suite), as gpu_report.py
 from benchmarks.bench_two_view import TwoViewLoader  # noqa: E402
@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
-        Path(args.out).with_suffix(".json").write_text(json.dumps({"env": env, "rates": rates}, indent=2) + "\n")
+        atomic_write_bytes((text + "\n").encode(), args.out)
+        atomic_write_json({"env": env, "rates": rates}, Path(args.out).with_suffix(".json"))
     return 0
 
 
