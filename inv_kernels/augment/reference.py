@@ -77,7 +77,8 @@ def _as_views(images: Sequence[Tensor] | Tensor, sizes: Tensor | None) -> tuple[
     return list(images), torch.tensor([tuple(img.shape[1:]) for img in images], dtype=torch.int64).reshape(-1, 2)
 
 
-def _check_args(params: AugmentParams, n: int, sizes: Tensor, out_size: int, mean, std, out_dtype) -> None:
+def _check_args(params: AugmentParams, n: int, sizes: Tensor, out_size: int, mean, std, out_dtype,
+                blur_kernel: str | int) -> None:
     if not isinstance(params, AugmentParams):
         raise TypeError(f"{_OP}: params must be AugmentParams, got {type(params).__name__}")
     if n == 0:
@@ -99,6 +100,9 @@ def _check_args(params: AugmentParams, n: int, sizes: Tensor, out_size: int, mea
                          f"width {int(w[i])}) does not fit its image of size {tuple(sizes[i].tolist())}")
     if bool((p.blur_applied & ~(p.blur_sigma > 0)).any()):
         raise ValueError(f"{_OP}: blur_sigma must be > 0 where blur_applied")
+    if blur_kernel != "from_sigma" and (isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int)
+                                        or blur_kernel < 1 or blur_kernel % 2 == 0):
+        raise ValueError(f"{_OP}: blur_kernel must be 'from_sigma' or an odd positive int, got {blur_kernel!r}")
 
 
 def fused_augment_ref(
@@ -133,10 +137,7 @@ def fused_augment_ref(
             out_size or std, or blur_sigma <= 0 where blur is applied.
     """
     views, sizes = _as_views(images, sizes)
-    _check_args(params, len(views), sizes, out_size, mean, std, out_dtype)
-    if blur_kernel != "from_sigma" and (isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int)
-                                        or blur_kernel < 1 or blur_kernel % 2 == 0):
-        raise ValueError(f"{_OP}: blur_kernel must be 'from_sigma' or an odd positive int, got {blur_kernel!r}")
+    _check_args(params, len(views), sizes, out_size, mean, std, out_dtype, blur_kernel)
     p = params.as_dict()  # python scalars: one host sync for the whole batch
     out = []
     for i, img in enumerate(views):

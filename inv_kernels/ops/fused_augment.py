@@ -194,10 +194,7 @@ def fused_augment(
     if not isinstance(params, AugmentParams):
         raise TypeError(f"{OP}: params must be AugmentParams, got {type(params).__name__}")
     index = _check_source_index(source_index, len(params), batch.shape[0])
-    _check_args(params, len(params), sizes[index], out_size, mean, std, out_dtype)
-    if blur_kernel != "from_sigma" and (isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int)
-                                        or blur_kernel < 1 or blur_kernel % 2 == 0):
-        raise ValueError(f"{OP}: blur_kernel must be 'from_sigma' or an odd positive int, got {blur_kernel!r}")
+    _check_args(params, len(params), sizes[index], out_size, mean, std, out_dtype, blur_kernel)
     chosen = resolve_backend(backend, batch.device, op=OP)
     if chosen == "reference":
         views = [batch[int(i), :, : int(sizes[i, 0]), : int(sizes[i, 1])] for i in index]
