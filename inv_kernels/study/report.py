@@ -3,6 +3,7 @@ on the paper's claims, for people) and ``figures/*.png`` under the study's outpu
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from inv_kernels.io import atomic_write_bytes, atomic_write_json
 from inv_kernels.study import aggregate, claims, figures
 from inv_kernels.study.claims import AGREES, DISAGREES
-from inv_kernels.study.config import StudyConfig
+from inv_kernels.study.config import RANDOM, StudyConfig
 from inv_kernels.transforms import APPEARANCE_FAMILIES, SPATIAL_FAMILIES
 
 
@@ -97,11 +98,33 @@ def _verdict_text(verdict: str) -> str:
     return "not assessable (one seed: no spread)"
 
 
+def _training_check(report: dict) -> list[str]:
+    """A warning when no pretrained model beats the random network on any classification task beyond the seed
+    spread: the verdicts then compare models that have hardly learned, and test little of the paper."""
+    trained = [m for m in report["models"] if m != RANDOM]
+    tasks = {name: t for name, t in report["transfer"].items()
+             if t["kind"] == "classification" and RANDOM in t["entries"]}  # fmt: skip
+    if not tasks or not trained:
+        return []
+    for task in tasks.values():
+        floor = task["entries"][RANDOM]
+        for model in trained:
+            entry = task["entries"].get(model)
+            if entry and entry["mean"] - floor["mean"] > math.hypot(entry["std"] or 0.0, floor["std"] or 0.0):
+                return []
+    names = ", ".join(tasks)
+    return ["**Training check: no pretrained model beats the random network on classification "
+            f"({names}) by more than the seed spread.** The pretraining was too short (or the data too hard) for the "
+            "models to learn much, so the verdicts below compare barely trained networks and test little of the "
+            "paper; train longer (`--epochs`) before reading them as evidence.", ""]
+
+
 def _claims_section(report: dict) -> list[str]:
     lines = ["## Verdicts on the paper's claims", "",
              "A beats B when mean(A) - mean(B) exceeds the seed spread sqrt(std(A)^2 + std(B)^2) (std over seeds, "
              "ddof 1); within noise when the difference is at least minus that spread. Tags as PAPER.md section 11.",
              ""]  # fmt: skip
+    lines += _training_check(report)
     rows = [[c["id"], c["paper"], c["test"], c["summary"], _verdict_text(c["verdict"])] for c in report["claims"]]
     lines += _table(["claim", "the paper says", "test", "this study", "verdict"], rows)
     disagreements = [c for c in report["claims"] if c["verdict"] == DISAGREES]

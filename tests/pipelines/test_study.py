@@ -217,3 +217,18 @@ def test_inputs_with_a_data_folder_add_its_classification_task(tmp_path, monkeyp
     clash = write_dataset("classification", tmp_path / "shape", size=16, count=2, progress=False)
     with pytest.raises(ValueError, match="two transfer tasks are named shape"):
         resolve_inputs(cfg.with_(data=str(clash)))
+
+
+def _classification_report(trained_mean: float, trained_std: float) -> dict:
+    entry = lambda mean, std: {"mean": mean, "std": std}  # noqa: E731
+    return {"models": ["default", "random"],
+            "transfer": {"shape": {"kind": "classification", "entries": {
+                "default": entry(trained_mean, trained_std), "random": entry(0.20, 0.02)}}}}
+
+
+def test_training_check_warns_only_when_no_model_beats_the_random_floor():
+    from inv_kernels.study.report import _training_check
+
+    warning = _training_check(_classification_report(0.21, 0.02))  # within the spread of the floor
+    assert warning and "no pretrained model beats the random network" in warning[0] and "shape" in warning[0]
+    assert _training_check(_classification_report(0.60, 0.02)) == []  # clearly learned: no warning
