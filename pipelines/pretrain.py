@@ -33,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--image-size", type=int, default=None, help="view side in pixels (default 64 on the "
                       "built-in data, else 224)")
     data.add_argument("--workers", type=int, default=DEFAULTS.workers, help="data loader processes (DALI: threads)")
-    data.add_argument("--loader", default=DEFAULTS.loader, choices=LOADERS, help="torchvision: PIL decode and "
-                      "per-image augmentation in DataLoader workers (the baseline); dali: DALI decode (on the GPU "
-                      "when training on one) and both views of a batch in one fused_augment call")
+    data.add_argument("--loader", default=DEFAULTS.loader, choices=LOADERS, help="dali: DALI decode (on the GPU "
+                      "when training on one) and both views of a batch in one fused_augment call; torchvision: PIL "
+                      "decode and per-image augmentation in DataLoader workers (the baseline); auto: dali when NVIDIA "
+                      "DALI is installed (pip install -e '.[dali]'), else torchvision")
     model = p.add_argument_group("model")
     model.add_argument("--arch", default=DEFAULTS.arch, help="resnet18, resnet34, resnet50, resnet101, resnet50w3, "
                        "or timm:<name>")
@@ -100,6 +101,7 @@ def print_summary(summary: dict) -> None:
         ("time total / data wait / train step (s)",
          " / ".join(f"{summary['time_s'][k]:.1f}" for k in ("total", "data_wait", "train_step"))),
         ("final kNN top-1", "-" if summary["final_knn_top1"] is None else f"{100 * summary['final_knn_top1']:.1f}%"),
+        ("loader", summary["loader"]),
         ("skipped images", summary["skipped_images"]),
         ("checkpoint", summary["checkpoint"]),
     ]  # fmt: skip

@@ -6,7 +6,7 @@ from inv_kernels.models.backbones import ARCHS
 from inv_kernels.models.moco import OBJECTIVES
 
 BUILTIN_RECIPES = ("default", "spatial", "appearance")
-LOADERS = ("torchvision", "dali")
+LOADERS = ("auto", "torchvision", "dali")
 
 
 @dataclass
@@ -37,7 +37,9 @@ class PretrainConfig:
     mlp: bool = True
     bn_splits: int = 8  # one process only; under torch.distributed, batches are shuffled across processes
     workers: int = 2
-    loader: str = "torchvision"  # or "dali": DALI decoding + one fused_augment call per batch (pipelines/dali_two_view)
+    # "dali": DALI decoding + one fused_augment call per batch (pipelines/dali_two_view); "torchvision": the
+    # DataLoader baseline; "auto": dali when NVIDIA DALI is installed, else torchvision
+    loader: str = "auto"
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA

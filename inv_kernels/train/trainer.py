@@ -4,7 +4,7 @@ Every setting is checked and every input folder scanned before the first step. T
 (model with queue, optimizer, epoch and step, RNG states) is checkpointed atomically to ``<out>/checkpoint_last.pth.tar``;
 ``resume="auto"`` continues from it. Runs on one process, or under ``torchrun`` with DDP (NCCL on GPUs, gloo on CPUs).
 ``config.loader`` picks the data path: "torchvision" (``TwoViewDataset`` in DataLoader workers) or "dali"
-(``pipelines.dali_two_view``); both take each epoch's batches of files from (seed, epoch, rank) and can start an
+(``pipelines.dali_two_view``; "auto", the default, takes it when NVIDIA DALI is installed); both take each epoch's batches of files from (seed, epoch, rank) and can start an
 epoch at any step, so resume is exact with either.
 """
 
@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+import inv_kernels
 from inv_kernels.augment.folder import ImageFolderIndex, TwoViewDataset, collate_two_views, split_folders
 from inv_kernels.io import atomic_write_json, check_writable_dir
 from inv_kernels.models.checkpoint import LAST, read_checkpoint, save_pretraining_checkpoint, strip_module_prefix
@@ -85,7 +86,8 @@ class Trainer:
         if self.local_batch % self.bn_splits:
             raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of bn_splits {self.bn_splits}")
         self.dataset, self.sampler, self.dali_loader = None, None, None
-        if cfg.loader == "dali":
+        self.loader = cfg.loader if cfg.loader != "auto" else ("dali" if inv_kernels.HAS_DALI else "torchvision")
+        if self.loader == "dali":
             from pipelines.dali_two_view import DaliTwoViewLoader
 
             self.dali_loader = DaliTwoViewLoader(
@@ -316,6 +318,7 @@ class Trainer:
             "checkpoint": str(self.out / LAST),
             "device": str(self.device),
             "world_size": self.dist.world_size,
+            "loader": self.loader,
         }
         if self.dist.is_main:
             atomic_write_json(summary, self.out / "summary.json")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from inv_kernels import _ext
 from inv_kernels.data import write_dataset
 from inv_kernels.models.checkpoint import LAST, read_checkpoint
 from inv_kernels.train import PretrainConfig, Trainer
@@ -20,13 +19,6 @@ TINY = ["--image-size", "16", "--batch-size", "8", "--bn-splits", "2", "--queue-
         "--workers", "1", "--log-every-steps", "1", "--knn-every", "-1"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _fused_backend(monkeypatch):
-    """The trainer calls fused_augment with backend "auto"; until _C has the C++ kernel, the reference stands in."""
-    if _ext.C is None or not hasattr(_ext.C.cpu, "fused_augment"):
-        monkeypatch.setenv("INV_KERNELS_BACKEND", "reference")
-
-
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     """Generated scenes at 32 px: train/<shape>/*.jpg (21 images: 2 batches of 8) and test/."""
@@ -34,16 +26,16 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def test_one_epoch_with_the_dali_loader_from_the_cli(tiny_data, tmp_path, capsys):
-    assert pretrain_cli.build_parser().parse_args([]).loader == "torchvision"
+    assert pretrain_cli.build_parser().parse_args([]).loader == "auto"  # dali here, where DALI is installed
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
     some_class = sorted((data / "train").iterdir())[0]
     (some_class / "zz_truncated.jpg").write_bytes(next(some_class.glob("*.jpg")).read_bytes()[:200])
     out = tmp_path / "run"
-    args = ["--data", str(data), *TINY, "--epochs", "1", "--loader", "dali", "--out", str(out)]
+    args = ["--data", str(data), *TINY, "--epochs", "1", "--out", str(out)]
     assert pretrain_cli.main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["config"]["loader"] == "dali" and summary["epochs_done"] == 1 and summary["steps"] == 2
+    assert summary["loader"] == "dali" and summary["epochs_done"] == 1 and summary["steps"] == 2
     assert summary["skipped_images"] == 1
     losses = [r["loss"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r["event"] == "step"]
     assert len(losses) == 2 and all(loss > 0 for loss in losses)

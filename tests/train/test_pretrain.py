@@ -84,7 +84,8 @@ def test_cli_run_writes_checkpoint_logs_summary_and_exports(tiny_data, tmp_path,
 
 @pytest.mark.parametrize("recipe", ["default", "spatial", "appearance"])
 def test_each_recipe_trains_only_its_augmentations(tiny_data, tmp_path, recipe):
-    trainer = Trainer(_tiny_config(tiny_data, tmp_path, recipe=recipe, batch_size=32), progress=False)
+    config = _tiny_config(tiny_data, tmp_path, recipe=recipe, batch_size=32, loader="torchvision")  # inspects its dataset
+    trainer = Trainer(config, progress=False)
     trainer.dataset.set_epoch(0)
     items = [trainer.dataset[i] for i in range(32)]
     params = AugmentParams.cat([item["params"] for item in items])  # 64 views
@@ -164,3 +165,11 @@ def test_two_processes_under_torchrun_gloo(tiny_data, tmp_path):
     assert state["inv_kernels"]["world_size"] == 2 and state["inv_kernels"]["global_step"] == 3
     # Both processes enqueue their keys: 3 steps x 8 keys (4 per process).
     assert int(state["state_dict"]["module.queue_ptr"]) == 24
+
+
+def test_auto_loader_falls_back_to_torchvision_without_dali(tiny_data, tmp_path, monkeypatch):
+    import inv_kernels
+
+    monkeypatch.setattr(inv_kernels, "HAS_DALI", False)
+    trainer = Trainer(_tiny_config(tiny_data, tmp_path), progress=False)
+    assert trainer.loader == "torchvision" and trainer.dali_loader is None and trainer.dataset is not None
