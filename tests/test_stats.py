@@ -206,6 +206,7 @@ _WORKER = textwrap.dedent(
     except ValueError as err:
         out["mismatch"] = str(err)
     torch.save(out, out_file)
+    dist.barrier()  # no rank tears gloo down while the other still has the last collective in flight
     dist.destroy_process_group()
     """
 )
