@@ -50,31 +50,44 @@ def blur_kernel_size(sigma: float, blur_kernel: str | int, out_size: int) -> int
     return min(k, 2 * out_size - 1)
 
 
+def padded_sizes(op: str, batch: Tensor, sizes: Tensor | None) -> Tensor:
+    """The checked (B, 2) int64 CPU (H, W) of each image of a padded (B, 3, Hmax, Wmax) batch; default: the full
+    padded size. Raises TypeError / ValueError naming ``op`` for a bad dtype, shape or a size outside [1, max]."""
+    if sizes is None:
+        sizes = torch.tensor([batch.shape[2:]] * batch.shape[0], dtype=torch.int64)
+    check_tensor(op, "sizes", sizes, ndim=2, layout="(B, 2)", dtypes=(torch.int32, torch.int64))
+    sizes = sizes.to("cpu", torch.int64)
+    if sizes.shape != (batch.shape[0], 2):
+        raise ValueError(f"{op}: sizes must be ({batch.shape[0]}, 2), got {tuple(sizes.shape)}")
+    if bool(((sizes <= 0).any(dim=1) | (sizes[:, 0] > batch.shape[2]) | (sizes[:, 1] > batch.shape[3])).any()):
+        raise ValueError(f"{op}: sizes must lie in [1, {tuple(batch.shape[2:])}], got {sizes.tolist()}")
+    return sizes
+
+
+def image_list_sizes(op: str, images: Sequence[Tensor]) -> Tensor:
+    """The (B, 2) int64 (H, W) of a list of (3, H, W) uint8 tensors, each checked (TypeError / ValueError naming
+    ``op`` and the image's position)."""
+    for i, img in enumerate(images):
+        check_tensor(op, f"images[{i}]", img, ndim=3, layout="(3, H, W)", dtypes=(torch.uint8,))
+        if img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
+            raise ValueError(f"{op}: images[{i}] must be (3, H, W) with H, W >= 1, got {tuple(img.shape)}")
+    return torch.tensor([tuple(img.shape[1:]) for img in images], dtype=torch.int64).reshape(-1, 2)
+
+
 def _as_views(images: Sequence[Tensor] | Tensor, sizes: Tensor | None) -> tuple[list[Tensor], Tensor]:
     """The per-view (3, H, W) uint8 tensors and their (B, 2) sizes."""
     if isinstance(images, Tensor):
         check_tensor(_OP, "images", images, ndim=4, layout="(B, 3, Hmax, Wmax)", dtypes=(torch.uint8,))
         if images.shape[1] != 3:
             raise ValueError(f"{_OP}: images must be (B, 3, Hmax, Wmax), got shape {tuple(images.shape)}")
-        if sizes is None:
-            sizes = torch.tensor([images.shape[2:]] * images.shape[0], dtype=torch.int64)
-        check_tensor(_OP, "sizes", sizes, ndim=2, layout="(B, 2)", dtypes=(torch.int32, torch.int64))
-        sizes = sizes.to("cpu", torch.int64)
-        if sizes.shape != (images.shape[0], 2):
-            raise ValueError(f"{_OP}: sizes must be ({images.shape[0]}, 2), got {tuple(sizes.shape)}")
-        if bool(((sizes <= 0).any(dim=1) | (sizes[:, 0] > images.shape[2]) | (sizes[:, 1] > images.shape[3])).any()):
-            raise ValueError(f"{_OP}: sizes must lie in [1, {tuple(images.shape[2:])}], got {sizes.tolist()}")
+        sizes = padded_sizes(_OP, images, sizes)
         return [images[i, :, : sizes[i, 0], : sizes[i, 1]] for i in range(images.shape[0])], sizes
     if sizes is not None:
         raise ValueError(f"{_OP}: sizes is only for a padded (B, 3, Hmax, Wmax) tensor, not a list of images")
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
         raise TypeError(f"{_OP}: images must be a list of (3, H, W) uint8 tensors or a (B, 3, H, W) uint8 tensor, "
                         f"got {type(images).__name__}")
-    for i, img in enumerate(images):
-        check_tensor(_OP, f"images[{i}]", img, ndim=3, layout="(3, H, W)", dtypes=(torch.uint8,))
-        if img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
-            raise ValueError(f"{_OP}: images[{i}] must be (3, H, W) with H, W >= 1, got {tuple(img.shape)}")
-    return list(images), torch.tensor([tuple(img.shape[1:]) for img in images], dtype=torch.int64).reshape(-1, 2)
+    return list(images), image_list_sizes(_OP, images)
 
 
 def _check_args(params: AugmentParams, n: int, sizes: Tensor, out_size: int, mean, std, out_dtype,

@@ -32,6 +32,8 @@ from inv_kernels.augment.reference import (
     _check_args,
     blur_kernel_size,
     fused_augment_ref,
+    image_list_sizes,
+    padded_sizes,
 )
 from inv_kernels._validate import check_tensor
 from inv_kernels.backend import resolve_backend
@@ -80,15 +82,7 @@ def _as_padded(images: Sequence[Tensor] | Tensor, sizes: Tensor | None, layout: 
             raise ValueError(f"{OP}: images must have 3 channels in layout {layout}, got shape {tuple(images.shape)}")
         if batch.shape[0] == 0 or batch.shape[2] == 0 or batch.shape[3] == 0:
             raise ValueError(f"{OP}: images must not be empty, got shape {tuple(images.shape)}")
-        if sizes is None:
-            sizes = torch.tensor([batch.shape[2:]] * batch.shape[0], dtype=torch.int64)
-        check_tensor(OP, "sizes", sizes, ndim=2, layout="(B, 2)", dtypes=(torch.int32, torch.int64))
-        sizes = sizes.to("cpu", torch.int64)
-        if sizes.shape != (batch.shape[0], 2):
-            raise ValueError(f"{OP}: sizes must be ({batch.shape[0]}, 2), got {tuple(sizes.shape)}")
-        if bool(((sizes <= 0).any(dim=1) | (sizes[:, 0] > batch.shape[2]) | (sizes[:, 1] > batch.shape[3])).any()):
-            raise ValueError(f"{OP}: sizes must lie in [1, {tuple(batch.shape[2:])}], got {sizes.tolist()}")
-        return batch, sizes
+        return batch, padded_sizes(OP, batch, sizes)
     if sizes is not None:
         raise ValueError(f"{OP}: sizes is only for a padded tensor, not a list of images")
     if layout != "NCHW":
@@ -96,13 +90,10 @@ def _as_padded(images: Sequence[Tensor] | Tensor, sizes: Tensor | None, layout: 
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence) or len(images) == 0:
         raise TypeError(f"{OP}: images must be a non-empty list of (3, H, W) uint8 tensors or a padded uint8 batch, "
                         f"got {type(images).__name__}")
+    sizes = image_list_sizes(OP, images)  # (B, 2)
     for i, img in enumerate(images):
-        check_tensor(OP, f"images[{i}]", img, ndim=3, layout="(3, H, W)", dtypes=(torch.uint8,))
-        if img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
-            raise ValueError(f"{OP}: images[{i}] must be (3, H, W) with H, W >= 1, got {tuple(img.shape)}")
         if img.device != images[0].device:
             raise ValueError(f"{OP}: images[{i}] is on {img.device}, images[0] on {images[0].device}")
-    sizes = torch.tensor([tuple(img.shape[1:]) for img in images], dtype=torch.int64)  # (B, 2)
     h_max, w_max = int(sizes[:, 0].max()), int(sizes[:, 1].max())
     batch = images[0].new_zeros((len(images), 3, h_max, w_max))
     for i, img in enumerate(images):
