@@ -19,13 +19,12 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from inv_kernels.augment.folder import DECODE_ERRORS, decode_rgb
 from inv_kernels.downstream.common import DownstreamTask, TaskItem, check_sizes
 from inv_kernels.feature_cache import config_key, default_cache_dir, digest_lines, read_entry, to_storage, write_entry
-from inv_kernels.transforms import clean_view
+from inv_kernels.measure.features import CleanViewDataset, collate_skipping
 
 CACHE_VERSION = 1
 
@@ -49,35 +48,19 @@ def crop_image(image: Tensor, box: tuple[int, int, int, int] | None) -> Tensor:
     return out
 
 
-class CropViewDataset(Dataset):
-    """Item i: (view (3, out_size, out_size) float32 in [0, 1], position i), or None when the image cannot be
-    decoded (or its box is empty)."""
+class CropViewDataset(CleanViewDataset):
+    """Item i: (view (3, out_size, out_size) float32 in [0, 1] of the image cropped to its box, 0, position i), or
+    None when the image cannot be decoded or its box is empty."""
 
     def __init__(self, items: tuple[TaskItem, ...], *, out_size: int, resize_size: int):
-        self.paths = [it.path for it in items]
+        super().__init__([it.path for it in items], [0] * len(items), out_size=out_size, resize_size=resize_size)
         self.boxes = [it.box for it in items]
-        self.out_size, self.resize_size = out_size, resize_size
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        try:
-            image = decode_rgb(self.paths[i])  # (3, H, W) uint8
-        except DECODE_ERRORS:
-            return None
+    def source(self, i: int, image: Tensor) -> Tensor | None:
         box = self.boxes[i]
         if box is not None and (box[2] <= box[0] or box[3] <= box[1]):
             return None
-        view = clean_view([crop_image(image, box)], out_size=self.out_size, resize_size=self.resize_size)[0]
-        return view, i
-
-
-def _collate(batch):
-    good = [b for b in batch if b is not None]
-    if not good:
-        return None
-    return torch.stack([b[0] for b in good]), torch.tensor([b[1] for b in good], dtype=torch.int64)
+        return crop_image(image, box)
 
 
 @dataclass
@@ -122,13 +105,13 @@ def cache_key(model_id: str, task: DownstreamTask, out_size: int, resize_size: i
 @torch.no_grad()
 def _extract(extractor, items, *, out_size, resize_size, batch_size, workers, desc, progress):
     dataset = CropViewDataset(items, out_size=out_size, resize_size=resize_size)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping,
                         pin_memory=getattr(extractor, "device", torch.device("cpu")).type == "cuda")
     feats, kept = [], []
     for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
         if batch is None:
             continue
-        views, positions = batch  # (B, 3, S, S), (B,)
+        views, _, positions = batch  # (B, 3, S, S), labels, (B,)
         out = extractor(views)  # (B, D)
         feats.append(out.float().cpu())
         kept.append(positions)

@@ -23,10 +23,17 @@ class CleanViewDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def source(self, i: int, image: Tensor) -> Tensor | None:
+        """The part of decoded image i (3, H, W) that is viewed (all of it here), or None to skip the item."""
+        return image
+
     def __getitem__(self, i: int):
         try:
             image = decode_rgb(self.paths[i])  # (3, H, W) uint8
         except DECODE_ERRORS:
+            return None
+        image = self.source(i, image)
+        if image is None:
             return None
         view = clean_view([image], out_size=self.out_size, resize_size=self.resize_size)[0]
         return view, self.labels[i], i

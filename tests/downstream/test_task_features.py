@@ -153,7 +153,7 @@ def test_landmark_lands_where_the_target_says(tmp_path):
     for mode in ("paper", "corrected"):
         task = w300_task(tmp_path, mode=mode, out_size=32)
         item = task.trainval[0]
-        view, _ = CropViewDataset((item,), out_size=32, resize_size=32)[0]  # (3, 32, 32)
+        view, _, _ = CropViewDataset((item,), out_size=32, resize_size=32)[0]  # (3, 32, 32)
         weight = view[0].double()
         ys, xs = torch.meshgrid(torch.arange(32.0) + 0.5, torch.arange(32.0) + 0.5, indexing="ij")
         centroid = (float((weight * xs).sum() / weight.sum()), float((weight * ys).sum() / weight.sum()))
