@@ -24,6 +24,17 @@ import torch
 import inv_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# INV_KERNELS_CUDA_EMULATION=1: backend="cuda" runs the CUDA kernels emulated on the CPU (tests/cuda_emu), so the
+# tests marked `cuda` run here without a GPU; tests marked `gpu` still need one.
+CUDA_EMULATION = os.environ.get("INV_KERNELS_CUDA_EMULATION") == "1"
+if CUDA_EMULATION:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "cuda_emu"))
+    from activate import activate
+
+    activate()
 SHARED_DATA = Path(os.environ.get("INV_KERNELS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
@@ -31,7 +42,7 @@ def _skip_reasons() -> dict[str, str | None]:
     gpu = None if torch.cuda.is_available() else "no CUDA GPU on this machine"
     return {
         "gpu": gpu,
-        "cuda": inv_kernels.CUDA_MISSING or gpu,
+        "cuda": None if CUDA_EMULATION else inv_kernels.CUDA_MISSING or gpu,
         "triton": inv_kernels.TRITON_MISSING
         or (None if torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1" else gpu),
         "dali": None if inv_kernels.HAS_DALI else "NVIDIA DALI is not installed (pip install nvidia-dali-cuda130)",
@@ -57,7 +68,7 @@ def pytest_report_header(config):
         f"inv_kernels test seed: INV_KERNELS_TEST_SEED={SESSION_SEED}",
         f"inv_kernels: _C={inv_kernels.HAS_C_EXT} cuda_ext={inv_kernels.HAS_CUDA_EXT} "
         f"triton={inv_kernels.HAS_TRITON} (interpreter={os.environ.get('TRITON_INTERPRET') == '1'}) "
-        f"dali={inv_kernels.HAS_DALI} gpu={torch.cuda.is_available()}",
+        f"dali={inv_kernels.HAS_DALI} gpu={torch.cuda.is_available()} cuda_emulation={CUDA_EMULATION}",
     ]
 
 

@@ -125,6 +125,19 @@ def test_blur_and_jitter_on_every_view(backend, blur_kernel, size):
     _check_parity(backend, out, images, params, size, blur_kernel=blur_kernel)
 
 
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("size,blur_kernel", [(45, 23), (77, 41)])
+def test_views_of_several_tiles_and_wide_blurs(backend, size, blur_kernel):
+    """Views wider than one 32 x 32 tile of the CUDA kernel (partial edge tiles), and a blur of radius 20, beyond
+    the tiled path's 11 (the CUDA kernel's wide-blur path), on every view."""
+    _skip_unavailable(backend)
+    images = _images(SHAPES[2:])
+    params = _force(sample_augment_params("default", _sizes(images)), blur_applied=True)
+    params = dataclasses.replace(params, blur_sigma=0.1 + 1.9 * torch.rand(len(params)))
+    out = fused_augment(images, params, size, blur_kernel=blur_kernel, backend=backend)
+    _check_parity(backend, out, images, params, size, blur_kernel=blur_kernel)
+
+
 @pytest.fixture(scope="module")
 def photographs(real_data_cache):
     """Two CIFAR-10 JPEGs (32 x 32) and one Tiny-ImageNet JPEG (64 x 64), decoded to (3, H, W) uint8."""

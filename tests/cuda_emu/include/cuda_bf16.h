@@ -1,0 +1,3 @@
+// The CUDA emulation stands in for <cuda_bf16.h> (tests/cuda_emu).
+#pragma once
+#include "cuda_emu.h"
