@@ -4,98 +4,14 @@ correlation across models between the invariance (whitened cosine) and the trans
 table as CSV, Markdown and JSON under --out. With fewer than 3 models a correlation is undefined and left empty."""
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
-from scipy import stats as scipy_stats
-
+from inv_kernels.correlation import correlate, heatmap, invariance_table, transfer_table
 from inv_kernels.io import atomic_write_bytes, atomic_write_json
 from inv_kernels.measure.report import markdown_table, write_csv
 
-
-def _load_json(path: str, what: str) -> dict:
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"{what} file {file} does not exist")
-    try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{what} file {file} is not valid JSON ({error})") from None
-
-
-def invariance_table(pairs: list[str]) -> dict[str, dict[str, float]]:
-    """model name -> {measure name -> whitened cosine}, from NAME=results.json pairs of pipelines.measure."""
-    table = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--invariance expects NAME=PATH, got {pair!r}")
-        results = _load_json(path, "invariance")
-        row = {r["family"]: r["cosine_mean"] for r in results.get("synthetic", [])}
-        row.update({f"real:{r['name']}": r["cosine_off_diagonal"] for r in results.get("realworld", [])})
-        if not row:
-            raise ValueError(f"invariance file {path} holds no synthetic or real-world results")
-        table[name] = row
-    return table
-
-
-def transfer_table(path: str) -> dict[str, dict[str, float]]:
-    """model name -> {task -> test score}, from the JSON of pipelines.transfer."""
-    results = _load_json(path, "transfer")
-    table: dict[str, dict[str, float]] = {}
-    for row in results.get("results", []):
-        table.setdefault(row["model"], {})[row["task"]] = row["test_score"]
-    if not table:
-        raise ValueError(f"transfer file {path} holds no results")
-    return table
-
-
-def correlate(invariance: dict, transfer: dict) -> list[dict]:
-    """One row per (measure, task): Spearman and Pearson correlation over the models present in both tables."""
-    models = sorted(set(invariance) & set(transfer))
-    measures = sorted({m for name in models for m in invariance[name]})
-    tasks = sorted({t for name in models for t in transfer[name]})
-    rows = []
-    for measure in measures:
-        for task in tasks:
-            used = [n for n in models if measure in invariance[n] and task in transfer[n]]
-            x = np.array([invariance[n][measure] for n in used])
-            y = np.array([transfer[n][task] for n in used])
-            defined = len(used) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
-            rows.append({
-                "measure": measure, "task": task, "models": len(used),
-                "spearman": float(scipy_stats.spearmanr(x, y).statistic) if defined else None,
-                "pearson": float(scipy_stats.pearsonr(x, y).statistic) if defined else None,
-            })  # fmt: skip
-    return rows
-
-
-def heatmap(rows: list[dict], key: str, path: Path) -> Path:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    measures = sorted({r["measure"] for r in rows})
-    tasks = sorted({r["task"] for r in rows})
-    grid = np.full((len(measures), len(tasks)), np.nan)
-    for r in rows:
-        if r[key] is not None:
-            grid[measures.index(r["measure"]), tasks.index(r["task"])] = r[key]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(tasks), 1.0 + 0.32 * len(measures)))
-    image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
-    ax.set_yticks(range(len(measures)), measures)
-    fig.colorbar(image, ax=ax, label=f"{key} correlation (invariance vs transfer)")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(buffer.getvalue(), path)
+__all__ = ["correlate", "heatmap", "invariance_table", "main", "transfer_table"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,18 +1,28 @@
 """The ops: one file each, holding the torch reference, the Triton kernels, the launchers and the registration."""
 
+from inv_kernels.ops.contrastive_modules import InfoNCELoss, KeyQueue, NTXentLoss, gather_with_grad
 from inv_kernels.ops.fused_augment import fused_augment
 from inv_kernels.ops.group_invariance import GroupInvariance, group_invariance, group_invariance_ref
+from inv_kernels.ops.infonce import infonce_loss, infonce_loss_ref, ntxent_loss, ntxent_loss_ref
 from inv_kernels.ops.invariance_scores import InvarianceScores, invariance_scores, invariance_scores_ref
 from inv_kernels.ops.row_cosine import row_cosine, row_cosine_ref
 
 __all__ = [
     "GroupInvariance",
+    "InfoNCELoss",
     "InvarianceScores",
+    "KeyQueue",
+    "NTXentLoss",
     "fused_augment",
+    "gather_with_grad",
     "group_invariance",
     "group_invariance_ref",
+    "infonce_loss",
+    "infonce_loss_ref",
     "invariance_scores",
     "invariance_scores_ref",
+    "ntxent_loss",
+    "ntxent_loss_ref",
     "row_cosine",
     "row_cosine_ref",
 ]

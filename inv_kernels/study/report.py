@@ -20,7 +20,7 @@ from inv_kernels.transforms import APPEARANCE_FAMILIES, SPATIAL_FAMILIES
 def build_report(cfg: StudyConfig, inputs, pretrained: dict, measured: dict, latents: dict, transfer: dict, *,
                  records: list[dict], seconds: float) -> dict:  # fmt: skip
     """Every table, claim and timing of the study as one JSON-serialisable dict (see the module docstring)."""
-    from pipelines.correlate import correlate
+    from inv_kernels.correlation import correlate
 
     seeds, models, tasks = list(cfg.seeds), list(cfg.models), [t.name for t in inputs.tasks]
     synthetic = aggregate.synthetic_table(measured, models, seeds)
@@ -242,7 +242,7 @@ def markdown(report: dict) -> str:
 
 def write_report(report: dict, out: Path) -> dict[str, Path]:
     """report.json, report.md and the figures under ``out``; returns the paths written."""
-    from pipelines.correlate import heatmap
+    from inv_kernels.correlation import heatmap
 
     out = Path(out)
     fig_dir = out / "figures"
