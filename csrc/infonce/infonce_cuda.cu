@@ -199,11 +199,12 @@ void bwd(const char* op, std::uintptr_t grad, std::uintptr_t x, std::uintptr_t k
     using A = typename CudaAcc<T>::type;
     const std::size_t dyn = static_cast<std::size_t>(kWarps) * static_cast<std::size_t>(D) * sizeof(A);
     auto kernel = &infonce_bwd_kernel<T, A>;
-    if (dyn > 48 * 1024) {
+    // A block gets 48 KiB of shared memory, its static tiles and the dynamic rows together, unless the kernel opts in.
+    const std::size_t fixed = sizeof(A) * (kTile * (kChunk + 1) + kWarps * kChunk);
+    if (dyn + fixed > 48 * 1024) {
       int limit = 0;
       cuda_check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), op,
                  "cudaDeviceGetAttribute");
-      const std::size_t fixed = sizeof(A) * (kTile * (kChunk + 1) + kWarps * kChunk);
       if (dyn + fixed > static_cast<std::size_t>(limit))
         fail_argument(op, "D = " + std::to_string(D) + " is too large for the CUDA backward's shared memory");
       cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dyn)),

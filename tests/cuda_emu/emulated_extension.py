@@ -2,7 +2,9 @@
 
 ``load()`` compiles every source of csrc/ with g++: the C++ files as they are, the .cu files after two rewrites that
 plain C++ cannot express (``kernel<<<grid, block, smem, stream>>>(args)`` becomes ``::emu::launch(kernel, grid,
-block, smem, stream)(args)``, and ``extern __shared__ T name[];`` a pointer to the launch's dynamic shared memory),
+block, smem, stream)(args)``, and ``extern __shared__ T name[];`` a pointer to the launch's dynamic shared memory;
+calls that report each static ``__shared__`` array's size and each kernel's ``__launch_bounds__`` are added, so a
+launch a GPU would refuse fails here too),
 against include/cuda_emu.h in place of the CUDA headers. The module has the real one's Python API (``cpu`` and
 ``cuda`` submodules); its ``cuda`` functions take host pointers and run the kernels block by block, thread by thread.
 The build is cached under ~/.cache/inv_kernels/cuda_emu/<module>-<hash of the sources>.
@@ -27,6 +29,8 @@ EMU_INCLUDE = Path(__file__).resolve().parent / "include"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "inv_kernels" / "cuda_emu"
 
 LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^<>;()]*>)?)\s*<<<(.*?)>>>\s*\(", re.S)
+STATIC_SHARED = re.compile(r"__shared__\s+([^;{}()]+?)\s+(\w+)\s*((?:\[[^\]]+\])+)\s*;")
+LAUNCH_BOUNDS = re.compile(r"__launch_bounds__\(([^()]*)\)(\s*[A-Za-z_]\w*\s*\([^()]*\)\s*\{)")
 DYNAMIC_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?([A-Za-z_][\w:]*(?:\s+[A-Za-z_]\w*)*?)\s+(\w+)\s*\[\s*\]\s*;")
 FLAGS = ["-std=c++17", "-O1", "-fPIC", "-fopenmp", "-DINV_WITH_CUDA=1", "-Wno-unknown-pragmas", "-Wno-attributes"]
 # INV_KERNELS_CUDA_EMULATION_ASAN=1: AddressSanitizer finds reads and writes outside the tensors (run python with
@@ -41,7 +45,9 @@ def translate(source: str, name: str) -> str:
     out, replaced = LAUNCH.subn(lambda m: f"::emu::launch({m[1]}, {m[2]})(", source)
     if replaced != launches:
         raise RuntimeError(f"{name}: rewrote {replaced} of {launches} kernel launches")
+    out = LAUNCH_BOUNDS.sub(lambda m: f"__launch_bounds__({m[1]}){m[2]} ::emu::note_launch_bounds({m[1]});", out)
     out = DYNAMIC_SHARED.sub(lambda m: f"{m[1]}* {m[2]} = reinterpret_cast<{m[1]}*>(::emu::dynamic_shared());", out)
+    out = STATIC_SHARED.sub(lambda m: f"__shared__ {m[1]} {m[2]}{m[3]}; ::emu::note_static_shared(sizeof({m[2]}));", out)
     if re.search(r"extern\s+__shared__", out):
         raise RuntimeError(f"{name}: an extern __shared__ declaration the rewrite does not understand")
     return f'#line 1 "{name}"\n' + out

@@ -64,6 +64,18 @@ __global__ void dynamic_smem_kernel(float* out) {
   out[threadIdx.x] = big[(threadIdx.x + 1) % blockDim.x];
 }
 
+// 40 KiB of static shared memory next to the dynamic part.
+__global__ void static_and_dynamic_kernel(float* out) {
+  __shared__ float fixed[10 * 1024];
+  extern __shared__ float extra[];
+  fixed[threadIdx.x] = 1.0f;
+  extra[threadIdx.x] = 2.0f;
+  __syncthreads();
+  out[threadIdx.x] = fixed[(threadIdx.x + 1) % blockDim.x] + extra[threadIdx.x];
+}
+
+__global__ void __launch_bounds__(64) bounded_kernel(float* out) { out[threadIdx.x] = 1.0f; }
+
 }  // namespace
 
 namespace py = pybind11;
@@ -104,6 +116,20 @@ PYBIND11_MODULE(cuda_emu_selftest, m) {
     if (limit > 0) check(cudaFuncSetAttribute(dynamic_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
     std::vector<float> out(64, -1.0f);
     dynamic_smem_kernel<<<1, 64, bytes>>>(out.data());
+    check(cudaGetLastError());
+    return out;
+  });
+  m.def("static_and_dynamic", [](std::size_t bytes, int limit) {
+    if (limit > 0)
+      check(cudaFuncSetAttribute(static_and_dynamic_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
+    std::vector<float> out(64, -1.0f);
+    static_and_dynamic_kernel<<<2, 64, bytes>>>(out.data());
+    check(cudaGetLastError());
+    return out;
+  });
+  m.def("bounded", [](int threads) {
+    std::vector<float> out(threads, -1.0f);
+    bounded_kernel<<<1, threads>>>(out.data());
     check(cudaGetLastError());
     return out;
   });

@@ -30,13 +30,17 @@ def selftest():
 def test_translate_rewrites_launches_and_dynamic_shared_memory():
     source = (
         "extern __shared__ __align__(16) unsigned char smem[];\n"
+        "  __shared__ A tile[kTile][kChunk + 1];\n"
         "k<T, A><<<grid_for(M), dim3(32, 4),\n bytes, s>>>(a, b);\n"
         "other<<<1, 32>>>(x);\n"
+        "__global__ void __launch_bounds__(kThreads)\n    fwd_kernel(const T* __restrict__ v, int n) {\n"
     )
     out = emulated_extension.translate(source, "x.cu")
     assert "unsigned char* smem = reinterpret_cast<unsigned char*>(::emu::dynamic_shared());" in out
     assert "::emu::launch(k<T, A>, grid_for(M), dim3(32, 4),\n bytes, s)(a, b);" in out
     assert "::emu::launch(other, 1, 32)(x);" in out
+    assert "__shared__ A tile[kTile][kChunk + 1]; ::emu::note_static_shared(sizeof(tile));" in out
+    assert "fwd_kernel(const T* __restrict__ v, int n) { ::emu::note_launch_bounds(kThreads);" in out
     assert "<<<" not in out
 
 
@@ -84,6 +88,21 @@ def test_dynamic_shared_memory_over_the_limit_fails_the_launch(selftest):
     assert selftest.dynamic_smem(64 * 1024, 64 * 1024) == [1.0] * 64
     with pytest.raises(RuntimeError, match="cudaErrorInvalidValue"):
         selftest.dynamic_smem(64 * 1024, 228 * 1024)  # over the card's 227 KiB
+
+
+def test_static_and_dynamic_shared_memory_share_the_limit(selftest):
+    assert selftest.static_and_dynamic(8 * 1024, 0) == [3.0] * 64  # 40 + 8 KiB: exactly the default 48 KiB
+    with pytest.raises(RuntimeError, match="40960 bytes of static and 9216 bytes of dynamic"):
+        selftest.static_and_dynamic(9 * 1024, 0)  # a GPU refuses: over 48 KiB without cudaFuncSetAttribute
+    assert selftest.static_and_dynamic(16 * 1024, 16 * 1024) == [3.0] * 64
+    with pytest.raises(RuntimeError, match="over the block's limit"):
+        selftest.static_and_dynamic(16 * 1024, 200 * 1024)  # 40 KiB + 200 KiB exceeds the card's 227 KiB
+
+
+def test_a_block_over_the_launch_bounds_fails(selftest):
+    assert selftest.bounded(64) == [1.0] * 64
+    with pytest.raises(RuntimeError, match=r"128 threads exceeds the kernel's __launch_bounds__\(64\)"):
+        selftest.bounded(128)
 
 
 @pytest.mark.parametrize("block_x,grid_x", [(1025, 1), (0, 1), (32, 0)])

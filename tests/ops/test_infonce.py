@@ -172,6 +172,37 @@ def test_ntxent_values_and_gradients(backend, dtype, shape):
         assert_within_torch_error(g2, t2, d2, atol=atol / t, name=f"{backend} dz2 {dtype}")
 
 
+# Rows longer than the Triton kernels' single tile (4096 bytes), whose CUDA backward needs more than the default
+# 48 KiB of shared memory once its static tiles are counted: 1300 float32 (41.6 KiB dynamic + 10.4 KiB static) and
+# 600 float64 (38.4 + 20.7 KiB).
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("dtype,d", [(torch.float32, 1300), (torch.float64, 600)], ids=["float32-1300", "float64-600"])
+def test_long_rows(backend, dtype, d):
+    _skip_unavailable(backend)
+    q, k, queue = _moco_inputs(6, 9, d, dtype)
+    z1, z2 = _ntxent_inputs(5, d, dtype)
+    if backend == "triton":
+        with pytest.raises(ValueError, match="single-tile row"):
+            infonce_loss(q, k, queue, 0.2, backend=backend)
+        return
+    t = 0.2
+    rows = infonce_loss(q, k, queue, t, reduction="none", backend=backend)
+    g = torch.rand(6, device=DEVICE, dtype=rows.dtype) + 0.5
+    gq, gk = torch.autograd.grad(rows, (q, k), g)
+    loss64, dq64, dk64, _ = numpy_infonce(to_float64(q), to_float64(k), to_float64(queue), t, to_float64(g))
+    atol = (1e-5 if dtype == torch.float32 else 1e-10) / t
+    assert_close(rows, loss64, reduction_size=d, name=f"{backend} loss")
+    assert_close(gq, dq64, atol=atol, reduction_size=d, name=f"{backend} dq")
+    assert_close(gk, dk64, atol=atol, reduction_size=d, name=f"{backend} dk")
+    rows = ntxent_loss(z1, z2, t, reduction="none", backend=backend)
+    g = torch.rand(10, device=DEVICE, dtype=rows.dtype) + 0.5
+    g1, g2 = torch.autograd.grad(rows, (z1, z2), g)
+    loss64, d1, d2, _ = numpy_ntxent(to_float64(z1), to_float64(z2), t, to_float64(g))
+    assert_close(rows, loss64, reduction_size=d, name=f"{backend} ntxent loss")
+    assert_close(g1, d1, atol=atol, reduction_size=d, name=f"{backend} dz1")
+    assert_close(g2, d2, atol=atol, reduction_size=d, name=f"{backend} dz2")
+
+
 def _fp32_condition(x: Tensor, c: Tensor, temperature: float) -> float:
     """The rounding scale of an fp32 InfoNCE at this temperature: a logit s carries |s| eps of error, so
     p = exp(s - lse) carries a relative |s| eps, and a gradient (1/T) sum_j p_j c_j an absolute

@@ -160,6 +160,8 @@ struct Runtime {
   std::vector<std::uint32_t> warp_mask;       // [warp]: the lanes the current warp barrier waits for
   unsigned char* shared = nullptr;            // dynamic shared memory of the running launch
   std::map<const void*, std::size_t> smem_limit;  // per kernel, from cudaFuncSetAttribute
+  std::size_t static_shared = 0;                  // bytes of __shared__ arrays the first block declared
+  bool first_block = false;
   cudaError_t last_error = cudaSuccess;
 
   ~Runtime() {
@@ -176,6 +178,23 @@ inline Fiber& self() { return rt().fibers[rt().current]; }
 inline int linear_id(const dim3& i, const dim3& d) { return static_cast<int>(i.x + d.x * (i.y + d.y * i.z)); }
 
 [[noreturn]] inline void fail(const std::string& message) { throw std::runtime_error("cuda emulation: " + message); }
+
+// Called after each __shared__ declaration (emulated_extension.translate adds the call): thread 0 of the first block
+// sums the sizes, which the launch then checks against the kernel's shared-memory limit.
+inline void note_static_shared(std::size_t bytes) {
+  if (rt().first_block && rt().current == 0) rt().static_shared += bytes;
+}
+
+// Called at the top of a kernel declared with __launch_bounds__ (emulated_extension.translate adds the call): a GPU
+// refuses a larger block.
+inline void note_launch_bounds(long max_threads, long = 0) {
+  const dim3& b = rt().block_dim;
+  const long threads = static_cast<long>(b.x) * b.y * b.z;
+  if (threads > max_threads) {
+    fail("a block of " + std::to_string(threads) + " threads exceeds the kernel's __launch_bounds__(" +
+         std::to_string(max_threads) + ") (a GPU refuses the launch)");
+  }
+}
 
 inline void yield_to_scheduler() { swapcontext(&self().context, &rt().scheduler); }
 
@@ -299,8 +318,11 @@ template <typename... P> struct Launch {
       r.last_error = cudaErrorInvalidConfiguration;
       return;
     }
-    const auto limit = r.smem_limit.find(reinterpret_cast<const void*>(kernel));
-    if (smem > (limit == r.smem_limit.end() ? kDefaultDynamicSmem : limit->second)) {
+    // Without cudaFuncSetAttribute a block has 48 KiB of shared memory, static and dynamic together; with it, the
+    // dynamic part may reach the set value, and static + set value may reach the card's opt-in limit.
+    const auto raised = r.smem_limit.find(reinterpret_cast<const void*>(kernel));
+    const bool has_raised = raised != r.smem_limit.end();
+    if (smem > (has_raised ? raised->second : kDefaultDynamicSmem)) {
       r.last_error = cudaErrorInvalidValue;
       return;
     }
@@ -330,8 +352,17 @@ template <typename... P> struct Launch {
         for (unsigned y = 0; y < grid.y; ++y)
           for (unsigned x = 0; x < grid.x; ++x) {
             r.block_idx = dim3(x, y, z);
+            r.first_block = x == 0 && y == 0 && z == 0;
+            if (r.first_block) r.static_shared = 0;
             std::memset(r.shared, 0xFF, smem);
             run_block((x + y + z) % 2 == 1);
+            if (r.first_block && (has_raised ? r.static_shared + raised->second > kMaxDynamicSmem
+                                             : r.static_shared + smem > kDefaultDynamicSmem)) {
+              throw std::runtime_error("cuda emulation: the launch needs " + std::to_string(r.static_shared) +
+                                       " bytes of static and " + std::to_string(smem) +
+                                       " bytes of dynamic shared memory, over the block's limit (a GPU refuses "
+                                       "the launch: cudaErrorInvalidValue)");
+            }
           }
     } catch (...) {
       munmap(mapped, mapped_bytes);
