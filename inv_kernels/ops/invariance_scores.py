@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from inv_kernels import _ext
-from inv_kernels._triton import tl, triton
+from inv_kernels._triton import tl, triton, triton_interpreting
 from inv_kernels._validate import (
     check_finite,
     check_nonempty,
@@ -424,7 +424,7 @@ def _scores_fwd_triton(views: Tensor, zc: Tensor, mean: Tensor, whitening: Tenso
     m = c * k
     acc = zc.dtype
     zc = zc.contiguous()
-    interpreting = views.device.type == "cpu"
+    interpreting = triton_interpreting()
     # mu A in float64, so that v A - mu A cancels accurately whatever the matmul precision.
     mua = (mean.double() @ whitening.double()).to(acc).contiguous()  # (D,)
     # The interpreter's bf16 tl.dot is broken: multiply the (exact) half values in float32 there.

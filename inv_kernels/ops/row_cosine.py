@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from inv_kernels import _ext
-from inv_kernels._triton import tl, triton
+from inv_kernels._triton import tl, triton, triton_interpreting
 from inv_kernels._validate import (
     check_finite,
     check_nonempty,
@@ -159,7 +159,7 @@ if triton is not None:
 def _triton_blocks(m: int, d: int) -> tuple[int, int]:
     """(BLOCK_M, BLOCK_D): about 4096 elements per step on a GPU; 16384 in the interpreter, where programs are slow."""
     block_d = min(triton.next_power_of_2(d), 256)
-    budget = 4096 if torch.cuda.is_available() else 16384
+    budget = 16384 if triton_interpreting() else 4096
     block_m = max(1, min(budget // block_d, triton.next_power_of_2(m)))
     return block_m, block_d
 
