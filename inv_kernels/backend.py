@@ -1,8 +1,9 @@
 """Backend choice for every op: ``reference`` (plain torch), ``cpu`` (C++ with OpenMP), ``triton``, ``cuda``.
 
 Order of precedence: the op's ``backend=`` argument, then the ``INV_KERNELS_BACKEND`` environment variable, then the
-automatic rule: a CUDA tensor goes to ``cuda`` if ``_C`` has CUDA kernels, else ``triton``, else ``reference``; a CPU
-tensor goes to ``cpu`` if ``_C`` is built, else ``reference``. A backend that was asked for (by argument or by the
+automatic rule: a CUDA tensor goes to ``cuda`` if ``_C`` has CUDA kernels, else ``triton``, else ``reference`` (ops whose
+Triton kernel is the tuned GPU path, with tensor-core tiles, try ``triton`` first); a CPU tensor goes to ``cpu`` if
+``_C`` is built, else ``reference``. A backend that was asked for (by argument or by the
 environment variable) never falls back: if it cannot run, a RuntimeError says what is missing and why.
 """
 
@@ -58,8 +59,8 @@ def available_backends(device: torch.device | str, supported: Iterable[str] = BA
     return [b for b in BACKENDS if b in tuple(supported) and unavailable_reason(b, device) is None]
 
 
-def _automatic(device: torch.device, supported: tuple[str, ...]) -> str:
-    preference = ("cuda", "triton", "reference") if device.type == "cuda" else ("cpu", "reference")
+def _automatic(device: torch.device, supported: tuple[str, ...], gpu_order: tuple[str, ...]) -> str:
+    preference = (*gpu_order, "reference") if device.type == "cuda" else ("cpu", "reference")
     for backend in preference:
         if backend in supported and unavailable_reason(backend, device) is None:
             return backend
@@ -67,7 +68,12 @@ def _automatic(device: torch.device, supported: tuple[str, ...]) -> str:
 
 
 def resolve_backend(
-    requested: str | None, device: torch.device, *, op: str, supported: Iterable[str] = BACKENDS
+    requested: str | None,
+    device: torch.device,
+    *,
+    op: str,
+    supported: Iterable[str] = BACKENDS,
+    gpu_order: tuple[str, ...] = ("cuda", "triton"),
 ) -> str:
     """The backend that runs ``op`` on tensors of ``device``.
 
@@ -76,6 +82,8 @@ def resolve_backend(
         device: the device of the op's tensors.
         op: the op's name, for messages.
         supported: the backends the op implements.
+        gpu_order: the automatic rule's order of preference for CUDA tensors (ops whose Triton kernel is the tuned
+            one put "triton" first).
 
     Returns:
         One of BACKENDS.
@@ -90,7 +98,7 @@ def resolve_backend(
         requested = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
         source = f"{ENV_VAR}="
         if requested == "auto":
-            return _automatic(device, supported)
+            return _automatic(device, supported, gpu_order)
     if requested not in BACKENDS:
         raise ValueError(
             f"{op}: unknown backend {source}{requested!r}; expected 'auto' or one of {', '.join(BACKENDS)}"

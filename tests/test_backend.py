@@ -32,6 +32,21 @@ def test_automatic_choice_on_cuda_prefers_cuda_then_triton(monkeypatch):
     assert resolve_backend("auto", cuda, op="t", supported=("reference", "triton")) == "reference"
 
 
+def test_an_op_can_prefer_triton_on_cuda(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    cuda = torch.device("cuda", 0)
+    reasons = {"cuda": None, "triton": None}
+    monkeypatch.setattr(
+        backend_module, "unavailable_reason", lambda b, d: None if b == "reference" else reasons.get(b, "x")
+    )
+    order = ("triton", "cuda")
+    assert resolve_backend("auto", cuda, op="t", gpu_order=order) == "triton"
+    reasons["triton"] = "no triton"
+    assert resolve_backend("auto", cuda, op="t", gpu_order=order) == "cuda"
+    assert resolve_backend("cuda", cuda, op="t", gpu_order=order) == "cuda"  # an explicit request is honoured
+    assert resolve_backend("auto", CPU, op="t", gpu_order=order) in ("cpu", "reference")  # CPU tensors: unchanged
+
+
 def test_automatic_choice_without_extension(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setattr(inv_kernels._ext, "C_MISSING", "not built")

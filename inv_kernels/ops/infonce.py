@@ -56,7 +56,7 @@ from inv_kernels._validate import (
     check_same_shape,
     check_tensor,
 )
-from inv_kernels.backend import ENV_VAR, resolve_backend, unavailable_reason
+from inv_kernels.backend import ENV_VAR, resolve_backend
 
 OP_INFONCE = "infonce_loss"
 OP_NTXENT = "ntxent_loss"
@@ -626,12 +626,10 @@ def _choose_backend(backend: str, device: torch.device, op: str, d: int, dtype: 
     are the tuned GPU path (tensor-core tiles, split-K for long queues); the CUDA kernel is a simple one-warp-per-row
     kernel kept for builds without Triton. An explicit backend= or INV_KERNELS_BACKEND is honoured as usual."""
     automatic = backend in (None, "auto") and os.environ.get(ENV_VAR, "auto").strip().lower() in ("", "auto")
-    if automatic and device.type == "cuda" and unavailable_reason("triton", device) is None:
-        if _triton_row_fits(d, dtype):
-            return "triton"
-        if unavailable_reason("cuda", device) is not None:
-            return "reference"  # rows too long for the Triton tiles and no CUDA kernel
-    return resolve_backend(backend, device, op=op)
+    if automatic and device.type == "cuda" and not _triton_row_fits(d, dtype):
+        # rows too long for the Triton tiles: the CUDA kernel, else the reference
+        return resolve_backend(backend, device, op=op, supported=("reference", "cpu", "cuda"))
+    return resolve_backend(backend, device, op=op, gpu_order=("triton", "cuda"))
 
 
 def _check_reduction(op: str, reduction: str) -> None:

@@ -575,7 +575,9 @@ def invariance_scores(
         check_finite(OP, "clean", clean)
         if not streamed:
             check_finite(OP, "views", views)
-    chosen = resolve_backend(backend, compute_device, op=OP)
+    # On a GPU the Triton kernel (tensor-core tiles, autotuned) is the tuned path; the CUDA kernel is a simple
+    # CUDA-core GEMM (csrc/scoring/scoring_cuda.cu).
+    chosen = resolve_backend(backend, compute_device, op=OP, gpu_order=("triton", "cuda"))
 
     clean, views = clean.detach(), views.detach()
     w_op = operand_whitening(w_acc, views.dtype)  # (D, D)
