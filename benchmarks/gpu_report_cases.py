@@ -60,8 +60,40 @@ def _backends(device: torch.device, check=require_backend) -> tuple[list[str], d
     return usable, skipped
 
 
-def _dtypes(quick: bool) -> list[str]:
-    return ["float32"] if quick else ["float32", "bfloat16"]
+def _dtypes(quick: bool, tf32: bool = False) -> list[str]:
+    """The dtypes a case runs in; ``tf32`` adds a float32 row under torch.set_float32_matmul_precision("high") for
+    ops whose products follow it (ours and the torch baseline alike)."""
+    if quick:
+        return ["float32"]
+    return ["float32", "tf32", "bfloat16"] if tf32 else ["float32", "bfloat16"]
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    return torch.float32 if name == "tf32" else DTYPES[name]
+
+
+def _under_precision(name: str, impls: dict[str, Callable[[], object]]) -> dict[str, Callable[[], object]]:
+    """``impls`` unchanged, or for "tf32" each call wrapped in torch's "high" float32 matmul precision."""
+    if name != "tf32":
+        return impls
+
+    def wrap(call):
+        def run():
+            previous = torch.get_float32_matmul_precision()
+            torch.set_float32_matmul_precision("high")
+            try:
+                return call()
+            finally:
+                torch.set_float32_matmul_precision(previous)
+
+        return run
+
+    return {backend: wrap(call) for backend, call in impls.items()}
+
+
+def _flops_dtype(name: str) -> str:
+    """The product rate that bounds a case: float32's is measured with TF32 allowed, so it bounds "tf32" too."""
+    return "float32" if name == "tf32" else name
 
 
 def _size(dtype: torch.dtype) -> int:
@@ -90,13 +122,13 @@ def invariance_scores_cases(device: torch.device, quick: bool) -> Iterator[Case]
     for shape in ["16x32x256"] if quick else ["1000x256x2048"]:
         n, k, d = bench_invariance_scores._shape(shape)
         mean, whitening = bench_invariance_scores._statistics(d, device)
-        for dtype in _dtypes(quick):
-            clean, views = bench_invariance_scores._inputs(shape, DTYPES[dtype], device)
+        for dtype in _dtypes(quick, tf32=True):
+            clean, views = bench_invariance_scores._inputs(shape, _torch_dtype(dtype), device)
             impls = {b: lambda b=b: invariance_scores(clean, views, mean=mean, whitening=whitening, backend=b,
                                                       check_finite_inputs=False) for b in backends}  # fmt: skip
             traffic = (n * k + n) * d * _size(views.dtype) + d * d * 4
-            yield Case("invariance_scores", shape, dtype, traffic, 2 * n * (k + 1) * d * d, dtype, REFERENCE, impls,
-                       skipped)  # fmt: skip
+            yield Case("invariance_scores", shape, dtype, traffic, 2 * n * (k + 1) * d * d, _flops_dtype(dtype),
+                       REFERENCE, _under_precision(dtype, impls), skipped)  # fmt: skip
 
 
 def group_invariance_cases(device: torch.device, quick: bool) -> Iterator[Case]:
@@ -116,29 +148,29 @@ def infonce_cases(device: torch.device, quick: bool) -> Iterator[Case]:
     backends, skipped = _backends(device)
     for shape in ["64x4096x128"] if quick else ["256x65536x128", "4096x65536x128"]:
         n, k, d = (int(v) for v in shape.split("x"))
-        for dtype in _dtypes(quick):
-            q, key, queue = bench_infonce._moco_inputs(shape, DTYPES[dtype], device)
+        for dtype in _dtypes(quick, tf32=True):
+            q, key, queue = bench_infonce._moco_inputs(shape, _torch_dtype(dtype), device)
             impls = {b: _grad(lambda b=b: infonce_loss(q, key, queue, 0.2, backend=b, check_finite_inputs=False),
                               (q, key)) for b in backends}  # fmt: skip
             # forward 2 N K D flops; backward 4 N K D (the logits are recomputed); q, k, queue read twice, grads written
-            yield Case("infonce fwd+bwd", shape, dtype, (6 * n + 2 * k) * d * _size(q.dtype), 6 * n * k * d, dtype,
-                       REFERENCE, impls, skipped)  # fmt: skip
+            yield Case("infonce fwd+bwd", shape, dtype, (6 * n + 2 * k) * d * _size(q.dtype), 6 * n * k * d,
+                       _flops_dtype(dtype), REFERENCE, _under_precision(dtype, impls), skipped)  # fmt: skip
 
 
 def ntxent_cases(device: torch.device, quick: bool) -> Iterator[Case]:
     backends, skipped = _backends(device)
     for shape in ["256x128"] if quick else ["4096x128", "32768x128"]:
         n, d = (int(v) for v in shape.split("x"))
-        for dtype in _dtypes(quick):
-            z1, z2 = bench_infonce._ntxent_inputs(shape, DTYPES[dtype], device)
+        for dtype in _dtypes(quick, tf32=True):
+            z1, z2 = bench_infonce._ntxent_inputs(shape, _torch_dtype(dtype), device)
             usable, why = list(backends), dict(skipped)
             if n > 16384 and device.type == "cuda":
                 usable.remove(REFERENCE)  # its 2N x 2N logits and their gradient do not fit an 80 GB card
                 why[REFERENCE] = "the materialised 2N x 2N reference does not fit at this size"
             impls = {b: _grad(lambda b=b: ntxent_loss(z1, z2, 0.2, backend=b, check_finite_inputs=False), (z1, z2))
                      for b in usable}  # fmt: skip
-            yield Case("ntxent fwd+bwd", shape, dtype, 6 * n * d * _size(z1.dtype), 6 * (2 * n) ** 2 * d, dtype,
-                       REFERENCE, impls, why)  # fmt: skip
+            yield Case("ntxent fwd+bwd", shape, dtype, 6 * n * d * _size(z1.dtype), 6 * (2 * n) ** 2 * d,
+                       _flops_dtype(dtype), REFERENCE, _under_precision(dtype, impls), why)  # fmt: skip
 
 
 def _inf_cl_loss():

@@ -75,3 +75,17 @@ def test_bad_arguments(gpu_report, tmp_path):
         with pytest.raises(SystemExit):
             gpu_report.main(["--device", "cuda", "--out", str(tmp_path / "r.md")])
     assert not (tmp_path / "r.md").exists()
+
+
+def test_tf32_rows_run_under_torchs_high_precision(gpu_report):
+    import gpu_report_cases as cases
+
+    seen = []
+    wrapped = cases._under_precision("tf32", {"x": lambda: seen.append(torch.get_float32_matmul_precision())})
+    previous = torch.get_float32_matmul_precision()
+    wrapped["x"]()
+    assert seen == ["high"] and torch.get_float32_matmul_precision() == previous
+    plain = {"x": lambda: None}
+    assert cases._under_precision("float32", plain) is plain
+    assert cases._dtypes(False, tf32=True) == ["float32", "tf32", "bfloat16"] and cases._dtypes(True, tf32=True) == ["float32"]
+    assert cases._torch_dtype("tf32") == torch.float32 and cases._flops_dtype("tf32") == "float32"

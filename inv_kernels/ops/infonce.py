@@ -29,6 +29,10 @@ Rows of zeros: without ``normalize`` a zero row has all logits 0, so its loss is
 ``F.normalize`` (eps 1e-12), which maps a zero row to zero: the same finite loss, and a finite (zero-row) gradient.
 Never NaN.
 
+Precision: float32 inputs are multiplied in IEEE float32 under torch's default matmul precision ("highest"); under
+``torch.set_float32_matmul_precision("high")`` the Triton kernels multiply in TF32 on tensor cores (about 1e-3
+relative error in the logits), as torch's own float32 matmuls then do. float16 / bfloat16 products are exact.
+
 Backends: the torch references (materialised logits: the specification), the C++ CPU kernel (``_C.cpu``: register-
 tiled AVX2/AVX-512 products, OpenMP over row blocks), the Triton kernels below (the GPU path: tensor-core tiles,
 split-K over long queues) and a simple CUDA kernel (``_C.cuda``: one warp per row, shared-memory candidate tiles;
@@ -46,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from inv_kernels import _ext
-from inv_kernels._triton import tl, triton, triton_interpreting
+from inv_kernels._triton import matmul_input_precision, tl, triton, triton_interpreting
 from inv_kernels._validate import (
     check_finite,
     check_nonempty,
@@ -176,6 +180,7 @@ if triton is not None:
         scale2,  # log2(e) / T: logits in log2 units
         SYM: tl.constexpr,
         CAST: tl.constexpr,  # cast tiles to the accumulation dtype before tl.dot (interpreter, float64)
+        INPUT_PRECISION: tl.constexpr,  # tl.dot's: "ieee", or "tf32" for float32 under torch's "high" precision
         BLOCK_M: tl.constexpr,  # rows per program
         BLOCK_N: tl.constexpr,  # candidates per tile
         BLOCK_D: tl.constexpr,  # >= D: the whole feature dimension in one tile
@@ -213,7 +218,8 @@ if triton is not None:
             )
             if CAST:
                 ct = ct.to(acc_dtype)
-            s = tl.dot(xt, tl.trans(ct), input_precision="ieee", out_dtype=acc_dtype) * scale2  # (BLOCK_M, BLOCK_N)
+            # (BLOCK_M, BLOCK_N)
+            s = tl.dot(xt, tl.trans(ct), input_precision=INPUT_PRECISION, out_dtype=acc_dtype) * scale2
             keep = cmask[None, :] & row_mask[:, None]
             if SYM:
                 keep = keep & (cols[None, :] != rows[:, None]) & (cols[None, :] != prow[:, None])
@@ -273,6 +279,7 @@ if triton is not None:
         inv_t,  # 1 / T
         SYM: tl.constexpr,
         CAST: tl.constexpr,
+        INPUT_PRECISION: tl.constexpr,
         BLOCK_M: tl.constexpr,
         BLOCK_N: tl.constexpr,
         BLOCK_D: tl.constexpr,
@@ -304,7 +311,7 @@ if triton is not None:
             )
             if CAST:
                 ct = ct.to(acc_dtype)
-            s = tl.dot(xt, tl.trans(ct), input_precision="ieee", out_dtype=acc_dtype) * scale2
+            s = tl.dot(xt, tl.trans(ct), input_precision=INPUT_PRECISION, out_dtype=acc_dtype) * scale2
             keep = cmask[None, :] & row_mask[:, None]
             if SYM:
                 keep = keep & (cols[None, :] != rows[:, None])
@@ -313,7 +320,7 @@ if triton is not None:
                 gc = tl.load(grad_ptr + cols, mask=cmask, other=0.0)
                 lc = tl.load(lse_ptr + cols, mask=cmask, other=0.0) * 1.4426950408889634
                 w += gc[None, :] * tl.exp2(tl.where(keep, s - lc[None, :], float("-inf")))
-            acc += tl.dot(w.to(ct.dtype), ct, input_precision="ieee", out_dtype=acc_dtype)
+            acc += tl.dot(w.to(ct.dtype), ct, input_precision=INPUT_PRECISION, out_dtype=acc_dtype)
         first = pid_s == 0
         if SYM:
             prow = (rows + HALF) % M
@@ -375,7 +382,9 @@ def _triton_config(m: int, k: int, d: int, dtype: torch.dtype, device: torch.dev
         splits = max(1, min(tiles, 2 * _SM_COUNT[device] // triton.cdiv(m, block_m)))
     tiles_per_split = triton.cdiv(tiles, splits)
     splits = triton.cdiv(tiles, tiles_per_split)
-    cfg = {"CAST": cast, "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_D": block_d}
+    # float32 follows torch's matmul precision (TF32 tensor cores under "high"); half types multiply exactly.
+    precision = matmul_input_precision(dtype) or "ieee"
+    cfg = {"CAST": cast, "INPUT_PRECISION": precision, "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_D": block_d}
     return cfg, splits, tiles_per_split * block_n
 
 

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from inv_kernels import _ext
-from inv_kernels._triton import tl, triton, triton_interpreting
+from inv_kernels._triton import matmul_input_precision, tl, triton, triton_interpreting
 from inv_kernels._validate import (
     check_finite,
     check_nonempty,
@@ -376,14 +376,6 @@ if triton is not None:
     )(_invariance_scores_fwd_kernel)
 
 
-def _input_precision(dtype: torch.dtype) -> str | None:
-    if dtype == torch.float64:
-        return "ieee"
-    if dtype == torch.float32:
-        return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
-    return None  # half types: exact products, fp32 accumulation
-
-
 def _interpreter_blocks(m: int, d: int) -> tuple[int, int, int]:
     """(BLOCK_M, BLOCK_N, BLOCK_K) for the CPU interpreter: large blocks (few, slow programs); tl.dot needs >= 16."""
     p2 = triton.next_power_of_2
@@ -430,7 +422,7 @@ def _scores_fwd_triton(views: Tensor, zc: Tensor, mean: Tensor, whitening: Tenso
     # The interpreter's bf16 tl.dot is broken: multiply the (exact) half values in float32 there.
     w = whitening.to(acc) if interpreting and views.dtype in HALF_DTYPES else whitening
     w = w.contiguous()
-    precision = _input_precision(views.dtype)
+    precision = matmul_input_precision(views.dtype)
     with torch.cuda.device(views.device) if views.is_cuda else nullcontext():
         if interpreting:
             block_m, block_n, block_k = _interpreter_blocks(m, d)

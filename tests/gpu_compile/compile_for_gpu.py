@@ -184,6 +184,16 @@ def _cases():
                         nce.TRITON_SPLITS_OVERRIDE = None
 
                 cases.append((f"infonce + ntxent {name} D={d} splits={splits or 'auto'}", losses))
+                if dt == torch.float32 and splits is None:
+
+                    def tf32_losses(losses=losses):
+                        torch.set_float32_matmul_precision("high")
+                        try:
+                            losses()
+                        finally:
+                            torch.set_float32_matmul_precision("highest")
+
+                    cases.append((f"infonce + ntxent float32 D={d} tf32", tf32_losses))
 
     for name, dt in (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16)):
 

@@ -172,6 +172,26 @@ def test_ntxent_values_and_gradients(backend, dtype, shape):
         assert_within_torch_error(g2, t2, d2, atol=atol / t, name=f"{backend} dz2 {dtype}")
 
 
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_float32_under_torch_high_matmul_precision(backend):
+    """Under torch.set_float32_matmul_precision("high") the Triton kernels may multiply in TF32 (10-bit mantissas):
+    the loss and gradients stay within TF32's error of float64 (the other backends are unaffected)."""
+    _skip_unavailable(backend)
+    q, k, queue = _moco_inputs(37, 130, 128, torch.float32)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        rows = infonce_loss(q, k, queue, 0.2, reduction="none", backend=backend)
+        gq, gk = torch.autograd.grad(rows.sum(), (q, k))
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    loss64, dq64, dk64, _ = numpy_infonce(to_float64(q), to_float64(k), to_float64(queue), 0.2, np.ones(37))
+    tf32 = 2.0**-10 * 5.0  # unit rows: |logit| <= 1 / T = 5, each carrying a TF32 rounding
+    assert np.abs(rows.detach().double().cpu().numpy() - loss64).max() < 4 * tf32
+    assert np.abs(gq.double().cpu().numpy() - dq64).max() < 4 * tf32 * 5.0
+    assert np.abs(gk.double().cpu().numpy() - dk64).max() < 4 * tf32 * 5.0
+
+
 # Rows longer than the Triton kernels' single tile (4096 bytes), whose CUDA backward needs more than the default
 # 48 KiB of shared memory once its static tiles are counted: 1300 float32 (41.6 KiB dynamic + 10.4 KiB static) and
 # 600 float64 (38.4 + 20.7 KiB).
