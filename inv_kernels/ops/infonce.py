@@ -385,6 +385,9 @@ def _triton_config(m: int, k: int, d: int, dtype: torch.dtype, device: torch.dev
     # float32 follows torch's matmul precision (TF32 tensor cores under "high"); half types multiply exactly.
     precision = matmul_input_precision(dtype) or "ieee"
     cfg = {"CAST": cast, "INPUT_PRECISION": precision, "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_D": block_d}
+    if not interpreting and block_d * dtype.itemsize > 2048:
+        # rows of 4 KiB: two pipeline stages keep the tiles within an A100's 163 KiB (three need 192 KiB)
+        cfg["num_stages"] = 2
     return cfg, splits, tiles_per_split * block_n
 
 

@@ -8,7 +8,8 @@ launchers run on "meta" tensors (shapes and dtypes, no memory), so Triton specia
 exactly as on a GPU, down to the cubin (with the ptxas Triton ships); the launch itself is skipped. Each autotuned
 kernel is compiled once per listed config. For every kernel the report gives its shared memory (from Triton's
 metadata; a GPU refuses a launch over the card's limit) and its registers and local memory per thread (from the
-cubin, with the cuobjdump Triton ships; local memory means register spills, slow but legal).
+cubin, with the cuobjdump Triton ships; local memory means register spills, slow but legal), and whether its PTX
+uses tensor cores (wgmma / mma) or only the CUDA cores.
 
 Exit status 0 when every case compiled, 1 otherwise; the JSON holds cases, kernels and errors. A kernel over the
 card's shared memory fails at launch, except an autotuner's config, which the autotuner skips.
@@ -90,9 +91,19 @@ def _record_instead_of_loading(self) -> None:
             "num_warps": self.metadata.num_warps,
             "num_stages": self.metadata.num_stages,
             "shared_bytes": self.metadata.shared,
+            "tensor_cores": _tensor_core_instruction(self.asm.get("ptx", "")),
             **_resource_usage(self.asm["cubin"]),
         }
     self._run = lambda *args, **kwargs: None
+
+
+def _tensor_core_instruction(ptx: str) -> str | None:
+    """The tensor-core instruction family the kernel's PTX uses ("wgmma" on sm_90, "mma"), or None (CUDA cores)."""
+    if "wgmma.mma_async" in ptx:
+        return "wgmma"
+    if "mma.sync" in ptx:
+        return "mma"
+    return None
 
 
 def _resource_usage(cubin: bytes) -> dict:
@@ -228,11 +239,12 @@ def main(argv: list[str] | None = None) -> int:
             errors[name] = traceback.format_exc(limit=6)
     limit = SHARED_LIMIT.get(args.arch)
     kernels = sorted(COMPILED.values(), key=lambda r: (r["case"], r["kernel"]))
-    print(f"{'case':44} {'kernel':34} {'warps':>5} {'stages':>6} {'shared KB':>9} {'regs':>4} {'local B':>7}")
+    print(f"{'case':44} {'kernel':34} {'warps':>5} {'stages':>6} {'shared KB':>9} {'regs':>4} {'local B':>7} {'mma':>5}")
     for r in kernels:
         over = "" if limit is None or r["shared_bytes"] <= limit else " over (skipped)" if r["autotuned"] else " OVER"
         print(f"{r['case'][:44]:44} {r['kernel'][:34]:34} {r['num_warps']:5} {r['num_stages']:6} "
-              f"{r['shared_bytes'] / 1024:9.1f} {r['registers'] or '-':>4} {r['local_bytes'] if r['local_bytes'] is not None else '-':>7}{over}")  # fmt: skip
+              f"{r['shared_bytes'] / 1024:9.1f} {r['registers'] or '-':>4} "
+              f"{r['local_bytes'] if r['local_bytes'] is not None else '-':>7} {r['tensor_cores'] or '-':>5}{over}")  # fmt: skip
     for name, error in errors.items():
         print(f"\nFAILED {name}:\n{error}")
     report = {"arch": args.arch, "shared_limit_bytes": limit, "cases": case_names, "kernels": kernels, "errors": errors,

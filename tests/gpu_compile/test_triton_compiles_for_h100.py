@@ -57,3 +57,21 @@ def test_every_kernel_fits_the_card(report):
     for k in report["kernels"]:
         assert k["registers"] is None or k["registers"] <= 255, k
         assert k["num_warps"] * 32 <= 1024, k
+
+
+@pytest.mark.slow
+def test_the_product_kernels_use_tensor_cores(report):
+    """Half types and TF32 reach the H100's tensor cores (wgmma) in the kernels whose time is matrix products; under
+    torch's default "highest" precision float32 stays on the CUDA cores (IEEE products)."""
+
+    def instructions(case_prefix, kernel):
+        return {k["tensor_cores"] for k in report["kernels"] if k["case"].startswith(case_prefix) and k["kernel"] == kernel}
+
+    for dtype in ("bfloat16", "float16"):
+        assert instructions(f"invariance_scores {dtype}", "_invariance_scores_fwd_kernel") == {"wgmma"}
+        for kernel in ("_infonce_fwd_kernel", "_infonce_bwd_kernel"):
+            assert instructions(f"infonce + ntxent {dtype} D=128", kernel) == {"wgmma"}, (dtype, kernel)
+    assert instructions("invariance_scores float32 D=2048 tf32", "_invariance_scores_fwd_kernel") == {"wgmma"}
+    for kernel in ("_infonce_fwd_kernel", "_infonce_bwd_kernel"):
+        assert instructions("infonce + ntxent float32 D=128 tf32", kernel) == {"wgmma"}, kernel
+        assert instructions("infonce + ntxent float32 D=128 splits=auto", kernel) == {None}, kernel
