@@ -220,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch sees no CUDA GPU (use --device cpu for a CPU run)")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # the timing events record on the current device's stream
     families = [f for f in gpu_report_cases.ALL if args.only is None or f.__name__.removesuffix("_cases") in args.only]
     if not families:
         parser.error(f"--only matched no family; choose from "

@@ -47,8 +47,9 @@ def _distributed() -> bool:
 @torch.no_grad()
 def _gather(tensor: Tensor) -> Tensor:
     """Concatenation of ``tensor`` (B, ...) from every process, in rank order: (world * B, ...), no gradient."""
-    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, tensor.contiguous())
+    tensor = tensor.contiguous()  # NCCL gathers flat buffers: inputs and outputs in one (standard) layout
+    parts = [torch.empty_like(tensor, memory_format=torch.contiguous_format) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor)
     return torch.cat(parts)
 
 

@@ -581,7 +581,8 @@ def invariance_scores(
         i1 = min(n, i0 + rows)
         chunk = views[i0:i1]  # (c, k, D)
         if streamed:
-            chunk = chunk.to(compute_device, non_blocking=True)
+            # non-blocking only towards a GPU: a non-blocking copy to the CPU may not have landed when read
+            chunk = chunk.to(compute_device, non_blocking=compute_device.type == "cuda")
             if check_finite_inputs:
                 check_finite(OP, f"views[{i0}:{i1}]", chunk)
         if chosen == "reference":

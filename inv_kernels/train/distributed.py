@@ -2,6 +2,7 @@
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -42,5 +43,7 @@ class DistContext:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         device = resolve_device(device_preference, local_rank)
         if world > 1 and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            # The main process alone runs the kNN monitor and writes checkpoints while the others wait in their
+            # next collective: allow it an hour (the default watchdog gives up after 10 minutes).
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=1))
         return cls(rank, world, local_rank, device)
