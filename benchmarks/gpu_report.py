@@ -9,7 +9,8 @@ the copy bandwidth (a large device-to-device copy: bytes read + written per seco
 (large float32 (TF32 allowed on a GPU), bfloat16 and float64 products). A kernel's floor is
 max(bytes / bandwidth, FLOPs / rate); "% of floor" = floor / time. Times are medians of CUDA-event timings (or
 perf_counter on the CPU), each repetition after a write of a buffer larger than the last-level cache. Peak memory is
-torch's allocator peak above what was allocated before the call (n/a on the CPU). Exits 1 if any timing failed.
+torch's allocator peak above what was allocated before the call (n/a on the CPU). A last table gives the verdict
+on each issue goal the report measures (benchmarks/gpu_report_goals.py). Exits 1 if any timing failed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from inv_kernels.io import atomic_write_bytes, atomic_write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/benchmarks (the asv suite) and the cases
 import gpu_report_cases  # noqa: E402
+import gpu_report_goals  # noqa: E402
 
 
 class Timer:
@@ -206,6 +208,7 @@ def markdown(report: dict) -> str:
     if skipped:
         lines += ["", "Not run here:", ""]
         lines += [f"- {impl} ({', '.join(sorted(kernels))}): {why}" for (impl, why), kernels in skipped.items()]
+    lines += gpu_report_goals.markdown(report["goals"])
     return "\n".join(lines) + "\n"
 
 
@@ -240,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{case.kernel} {case.shape} {case.dtype}", flush=True)
             rows += run_case(case, timer, report["rates"])
     report["rows"] = rows
+    report["goals"] = gpu_report_goals.evaluate(report)
     text = markdown(report)
     atomic_write_bytes(text.encode(), out)
     atomic_write_json(report, out.with_suffix(".json"))

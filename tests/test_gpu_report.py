@@ -63,7 +63,8 @@ def test_markdown_table_matches_the_json(written):
     header = next(line for line in text.splitlines() if line.startswith("| kernel |"))
     for column in ("shape", "time (ms)", "baseline (ms)", "speed-up", "% of floor", "peak (MiB)"):
         assert column in header
-    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| kernel |")]
+    kernel_table = text.split("## Issue goals")[0]
+    rows = [line for line in kernel_table.splitlines() if line.startswith("| ") and not line.startswith("| kernel |")]
     assert len(rows) == sum("time_ms" in r for r in report["rows"])
     assert "Not run here:" in text and "triton" in text  # the interpreter is not timed
 
@@ -89,3 +90,38 @@ def test_tf32_rows_run_under_torchs_high_precision(gpu_report):
     assert cases._under_precision("float32", plain) is plain
     assert cases._dtypes(False, tf32=True) == ["float32", "tf32", "bfloat16"] and cases._dtypes(True, tf32=True) == ["float32"]
     assert cases._torch_dtype("tf32") == torch.float32 and cases._flops_dtype("tf32") == "float32"
+
+
+def test_goal_verdicts(gpu_report, written):
+    import gpu_report_goals as goals
+
+    _, text, report = written
+    assert "## Issue goals" in text
+    assert {v["verdict"] for v in report["goals"]} == {"not measured"}  # a quick CPU run measures no H100 goal
+    # A made-up GPU report: the scoring goal met by triton (tf32 row), missed in bfloat16; NT-Xent under the time
+    # but over the memory; Inf-CL beaten on time only.
+    rows = [
+        {"kernel": "invariance_scores", "shape": "1000x256x2048", "dtype": "float32", "impl": "reference", "time_ms": 15.0},
+        {"kernel": "invariance_scores", "shape": "1000x256x2048", "dtype": "float32", "impl": "triton", "time_ms": 9.0},
+        {"kernel": "invariance_scores", "shape": "1000x256x2048", "dtype": "tf32", "impl": "triton", "time_ms": 6.0},
+        {"kernel": "invariance_scores", "shape": "1000x256x2048", "dtype": "bfloat16", "impl": "cuda", "time_ms": 4.0},
+        {"kernel": "ntxent fwd+bwd", "shape": "32768x128", "dtype": "tf32", "impl": "triton", "time_ms": 10.0,
+         "peak_mib": 900.0},
+        {"kernel": "contrastive N x N logits (vs Inf-CL)", "shape": "32768x32768x128", "dtype": "float32",
+         "impl": "triton", "time_ms": 20.0, "peak_mib": 500.0},
+        {"kernel": "contrastive N x N logits (vs Inf-CL)", "shape": "32768x32768x128", "dtype": "float32",
+         "impl": "inf-cl", "time_ms": 28.4, "peak_mib": 340.0},
+        {"kernel": "fused_augment (2 views, default)", "shape": "256x256x256->224", "dtype": "bfloat16",
+         "impl": "cuda", "time_ms": 0.4},
+    ]
+    verdicts = {v["goal"]: v for v in goals.evaluate({"device": "cuda:0", "quick": False, "rows": rows})}
+    by_start = lambda text: next(v for g, v in verdicts.items() if g.startswith(text))  # noqa: E731
+    fp32 = by_start("scores n=1000, k=256, D=2048 in <= 8 ms")
+    assert fp32["verdict"] == "met" and fp32["best"]["dtype"] == "tf32" and fp32["best"]["time_ms"] == 6.0
+    assert by_start("scores n=1000, k=256, D=2048 in <= 3.5 ms")["verdict"] == "NOT met"
+    assert by_start("NT-Xent N=32768")["verdict"] == "NOT met"  # 900 MiB > 512
+    assert by_start("NT-Xent N=4096")["verdict"] == "not measured"
+    assert by_start("beat Inf-CL")["verdict"] == "NOT met"  # faster, but more memory
+    assert by_start(">= 1,000,000")["verdict"] == "met"  # 512 views in 0.4 ms: 1.28 M views/s
+    lines = goals.markdown(list(verdicts.values()))
+    assert any("**NOT met**" in line for line in lines)

@@ -1,0 +1,116 @@
+"""The speed and memory goals of the project's issues that benchmarks/gpu_report.py measures, and their verdicts.
+
+A goal names a report case (kernel, shape) and the input dtypes it is about; the verdict takes the fastest of our
+backends over those rows (a goal about float32 features counts the plain float32 row and the TF32 one, since the
+goal's eager baseline ran with TF32). Goals are H100 goals: on another device they are listed as not measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+NOT_OURS = {"reference", "torchvision", "inf-cl", "numpy", "torch float64"}  # baselines and rivals
+
+
+@dataclass(frozen=True)
+class Goal:
+    issue: int
+    text: str  # the goal as the issue states it
+    kernel: str
+    shape: str
+    dtypes: tuple[str, ...]
+    max_ms: float | Callable[[str], float] | None = None  # or a function of the shape
+    max_mib: float | None = None  # peak extra device memory
+    beat: str | None = None  # an implementation to beat on time and on memory
+    elsewhere: str | None = None  # a goal this report does not time: the command that does
+
+
+def _fused_views_ms(views_per_s: float) -> Callable[[str], float]:
+    """The time limit of a fused_augment case ("Bx256x256->S", two views per source) at ``views_per_s``."""
+    return lambda shape: 2 * int(shape.split("x")[0]) / views_per_s * 1e3
+
+
+GOALS = [
+    Goal(4, "scores n=1000, k=256, D=2048 in <= 8 ms (float32 features)", "invariance_scores", "1000x256x2048",
+         ("float32", "tf32"), max_ms=8.0),
+    Goal(4, "scores n=1000, k=256, D=2048 in <= 3.5 ms (bfloat16 features)", "invariance_scores", "1000x256x2048",
+         ("bfloat16",), max_ms=3.5),
+    Goal(5, "NT-Xent N=32768, D=128 fwd+bwd in <= 12 ms with <= 0.5 GiB extra", "ntxent fwd+bwd", "32768x128",
+         ("float32", "tf32"), max_ms=12.0, max_mib=512.0),
+    Goal(5, "NT-Xent N=4096, D=128 fwd+bwd in <= 0.6 ms", "ntxent fwd+bwd", "4096x128", ("float32", "tf32"),
+         max_ms=0.6),
+    Goal(5, "MoCo N=256, K=65536, D=128 fwd+bwd in <= 0.2 ms", "infonce fwd+bwd", "256x65536x128",
+         ("float32", "tf32"), max_ms=0.2),
+    Goal(5, "MoCo N=4096, K=65536, D=128 fwd+bwd in <= 1 ms with <= 64 MB extra", "infonce fwd+bwd",
+         "4096x65536x128", ("float32", "tf32"), max_ms=1.0, max_mib=64e6 / 2**20),
+    Goal(5, "beat Inf-CL on time and memory (N x N logits, N=32768, D=128)", "contrastive N x N logits (vs Inf-CL)",
+         "32768x32768x128", ("float32",), beat="inf-cl"),
+    Goal(6, ">= 1,000,000 default-recipe views/s at 224 x 224 from uint8", "fused_augment (2 views, default)",
+         "256x256x256->224", ("float32", "bfloat16"), max_ms=_fused_views_ms(1e6)),
+    Goal(4, "one synthetic family for a ResNet-50, 1000 images x 256 values, end to end in <= 60 s", "", "", (),
+         elsewhere="time python -m pipelines.measure --model random:resnet50 --num-images 1000 --transforms <family>"),
+    Goal(6, "DALI two-view pipeline >= 3x the torchvision DataLoader on real JPEGs", "", "", (),
+         elsewhere="bash benchmarks/gpu_session.sh loader <tiny-imagenet train> (benchmarks/loader_report.py)"),
+    Goal(8, "logistic 45 x 5 CV protocol on 5,000 x 512, 10 classes, in <= 10 s", "", "", (),
+         elsewhere="asv run --bench LogisticCVGPU on the GPU machine (benchmarks/benchmarks/bench_probes.py)"),
+]  # fmt: skip
+
+
+def _ours(rows: list[dict], goal: Goal) -> list[dict]:
+    return [r for r in rows if r["kernel"] == goal.kernel and r["shape"] == goal.shape and r["dtype"] in goal.dtypes
+            and r["impl"] not in NOT_OURS and "time_ms" in r]  # fmt: skip
+
+
+def evaluate(report: dict) -> list[dict]:
+    """One verdict per goal: "met", "NOT met" or "not measured", with the best row of ours that it rests on."""
+    on_gpu = report["device"].startswith("cuda") and not report["quick"]
+    verdicts = []
+    for goal in GOALS:
+        verdict = {"issue": goal.issue, "goal": goal.text, "verdict": "not measured", "best": None}
+        rows = _ours(report["rows"], goal) if on_gpu else []
+        if goal.elsewhere is not None:
+            verdict["why"] = f"not timed by this report: {goal.elsewhere}"
+        elif not on_gpu:
+            verdict["why"] = "an H100 goal; this run is " + ("quick" if report["quick"] else report["device"])
+        elif not rows:
+            verdict["why"] = "no row of ours ran for this case"
+        else:
+            best = min(rows, key=lambda r: r["time_ms"])
+            verdict["best"] = {k: best.get(k) for k in ("impl", "dtype", "time_ms", "peak_mib")}
+            met = True
+            if goal.max_ms is not None:
+                limit = goal.max_ms(goal.shape) if callable(goal.max_ms) else goal.max_ms
+                verdict["limit_ms"] = limit
+                met &= best["time_ms"] <= limit
+            if goal.max_mib is not None:
+                verdict["limit_mib"] = goal.max_mib
+                met &= best.get("peak_mib") is not None and best["peak_mib"] <= goal.max_mib
+            if goal.beat is not None:
+                rival = [r for r in report["rows"] if r["kernel"] == goal.kernel and r["shape"] == goal.shape
+                         and r["impl"] == goal.beat and "time_ms" in r]  # fmt: skip
+                if not rival:
+                    verdict.update(verdict="not measured", why=f"{goal.beat} did not run")
+                    verdicts.append(verdict)
+                    continue
+                verdict["rival"] = {k: rival[0].get(k) for k in ("time_ms", "peak_mib")}
+                met &= best["time_ms"] < rival[0]["time_ms"] and (best.get("peak_mib") or 0) < (rival[0].get("peak_mib") or 0)
+            verdict["verdict"] = "met" if met else "NOT met"
+        verdicts.append(verdict)
+    return verdicts
+
+
+def markdown(verdicts: list[dict]) -> list[str]:
+    """The goals section of the report."""
+    lines = ["", "## Issue goals", "", "| issue | goal | verdict | best of ours (impl, dtype) | time (ms) | peak (MiB) |",
+             "|---|---|---|---|---:|---:|"]  # fmt: skip
+    for v in verdicts:
+        best = v["best"]
+        if best is None:
+            lines.append(f"| #{v['issue']} | {v['goal']} | {v['verdict']} ({v.get('why', '')}) | | | |")
+            continue
+        peak = "n/a" if best.get("peak_mib") is None else f"{best['peak_mib']:.1f}"
+        verdict = f"**{v['verdict']}**" if v["verdict"] != "met" else "met"
+        lines.append(f"| #{v['issue']} | {v['goal']} | {verdict} | {best['impl']}, {best['dtype']} | "
+                     f"{best['time_ms']:.4g} | {peak} |")  # fmt: skip
+    return lines
