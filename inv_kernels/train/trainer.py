@@ -202,7 +202,9 @@ class Trainer:
         n -= n % self.bn_splits
         return views[:n]
 
-    def _train_step(self, views: torch.Tensor) -> tuple[float, float]:
+    def _train_step(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; returns the loss and the positive-pair accuracy as 0-dim device tensors (reading them
+        waits for the device, so the loop reads them only when it logs or checks them)."""
         views = views.to(self.device, non_blocking=True)  # (B, 2, 3, S, S)
         im_q, im_k = views[:, 0], views[:, 1]
         if self.channels_last:
@@ -210,15 +212,18 @@ class Trainer:
             im_k = im_k.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.step_model(im_q, im_k)
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(
-                f"loss became {float(out.loss)} at step {self.global_step}; the last good checkpoint is "
-                f"{self.out / LAST} (lower the learning rate, or check the data)"
-            )
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.optimizer.step()
-        return float(out.loss.detach()), float(out.accuracy)
+        return out.loss.detach(), out.accuracy.detach()
+
+    def _raise_non_finite(self, loss: float, first_step: int) -> None:
+        last = self.global_step
+        steps = f"at step {last}" if first_step == last else f"between steps {first_step} and {last}"
+        raise FloatingPointError(
+            f"loss became {loss} {steps}; the last good checkpoint is {self.out / LAST} "
+            "(lower the learning rate, or check the data)"
+        )
 
     def _monitor(self) -> float | None:
         if self.knn_indexes is None or not self.dist.is_main:
@@ -254,6 +259,10 @@ class Trainer:
         total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
         kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0"))
         started, data_time, step_time, images = time.time(), 0.0, 0.0, 0
+        # On a GPU, reading the loss waits for the device: read it (and check it is finite) on logged steps, before
+        # a checkpoint and at the end of an epoch; in between, the non-finite flags of the steps accumulate on device.
+        loss, accuracy, bad = float("nan"), float("nan"), torch.zeros((), dtype=torch.bool, device=self.device)
+        unchecked_since = self.global_step + 1
         bar = tqdm(total=total, initial=min(self.global_step, total), disable=not self.progress, unit="step",
                    desc=f"pretrain {cfg.recipe}/{cfg.arch}")  # fmt: skip
         self._log({"event": "start", "config": cfg.to_dict(), "steps_per_epoch": per_epoch, "world": self.dist.world_size})
@@ -271,19 +280,30 @@ class Trainer:
                 self.skipped_images += batch["skipped"]
                 views = self._usable(batch["views"])
                 tick = time.time()
-                loss, accuracy = self._train_step(views) if views.shape[0] else (float("nan"), float("nan"))
+                if views.shape[0]:
+                    loss_t, accuracy_t = self._train_step(views)
+                    bad |= ~torch.isfinite(loss_t)
                 step_time += time.time() - tick
                 images += views.shape[0] * self.dist.world_size
                 self.global_step += 1
                 self.step_in_epoch += 1
                 elapsed = time.time() - started
                 bar.update(1)
-                bar.set_postfix(epoch=self.epoch, loss=f"{loss:.3f}", acc=f"{accuracy:.2f}", img_s=f"{images / elapsed:.0f}")
-                if self.global_step % max(cfg.log_every_steps, 1) == 0:
+                logged = self.global_step % max(cfg.log_every_steps, 1) == 0
+                saving = bool(cfg.save_every_steps) and self.global_step % cfg.save_every_steps == 0
+                last = self.step_in_epoch >= per_epoch or self.global_step >= total
+                if (logged or saving or last) and views.shape[0]:
+                    loss, accuracy = float(loss_t), float(accuracy_t)
+                    if bool(bad):
+                        self._raise_non_finite(loss if not math.isfinite(loss) else float("nan"), unchecked_since)
+                    unchecked_since = self.global_step + 1
+                    bar.set_postfix(epoch=self.epoch, loss=f"{loss:.3f}", acc=f"{accuracy:.2f}",
+                                    img_s=f"{images / elapsed:.0f}")  # fmt: skip
+                if logged:
                     self._log({"event": "step", "epoch": self.epoch, "step": self.global_step, "loss": loss,
                                "accuracy": accuracy, "lr": self.optimizer.param_groups[0]["lr"],
                                "images_per_s": images / elapsed})  # fmt: skip
-                if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0:
+                if saving:
                     self.save()
                 if kill_at and self.global_step == kill_at:
                     os.kill(os.getpid(), signal.SIGKILL)

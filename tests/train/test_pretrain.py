@@ -173,3 +173,23 @@ def test_auto_loader_falls_back_to_torchvision_without_dali(tiny_data, tmp_path,
     monkeypatch.setattr(inv_kernels, "HAS_DALI", False)
     trainer = Trainer(_tiny_config(tiny_data, tmp_path), progress=False)
     assert trainer.loader == "torchvision" and trainer.dali_loader is None and trainer.dataset is not None
+
+
+def test_a_non_finite_loss_stops_training_before_any_checkpoint_holds_it(tiny_data, tmp_path, monkeypatch):
+    """The loss is read on logged steps only (no device wait every step); a NaN at step 3 is caught at the step-4
+    read, and the checkpoint on disk is the last one written before it (here: none)."""
+    trainer = Trainer(_tiny_config(tiny_data, tmp_path / "run", log_every_steps=2, epochs=3, knn_every=-1),
+                      progress=False)  # fmt: skip
+    real_step = trainer._train_step
+
+    def step(views):
+        loss, accuracy = real_step(views)
+        return (loss * float("nan") if trainer.global_step == 2 else loss), accuracy  # the 3rd step (0-based 2)
+
+    monkeypatch.setattr(trainer, "_train_step", step)
+    with pytest.raises(FloatingPointError, match=r"loss became nan between steps 3 and 4"):
+        trainer.run()
+    assert not (tmp_path / "run" / LAST).exists()
+    steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in steps if r.get("event") == "step"] == [2]
+
