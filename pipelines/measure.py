@@ -15,6 +15,7 @@ import sys
 
 from inv_kernels.measure.driver import MeasureConfig
 from inv_kernels.measure.report import markdown_table
+from inv_kernels.train.distributed import leave_process_group
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         results = measurement.run()
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError) as error:
         print(f"measure: error: {error}", file=sys.stderr)
+        leave_process_group(synchronise=False)
         return 2
-    finally:
-        _leave_process_group()
+    leave_process_group()
     if not measurement.ctx.is_main:
         return 0
     print(f"model {results['model']['model_id']} ({results['model']['arch']}), {results['settings']['mode']} mode, "
@@ -90,13 +91,6 @@ def main(argv: list[str] | None = None) -> int:
                                                     ("distance", "distance", ".2f")]))  # fmt: skip
     print(f"\nwrote {', '.join(results['files'].values())}")
     return 0
-
-
-def _leave_process_group() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -115,6 +115,7 @@ def print_summary(summary: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from inv_kernels.train.distributed import leave_process_group
     from inv_kernels.train.trainer import Trainer
 
     try:
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pretrain: error: {error}", file=sys.stderr)
         return 2
     summary = trainer.run()
+    leave_process_group()
     if trainer.dist.is_main:
         print_summary(summary)
     return 0

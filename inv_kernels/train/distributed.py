@@ -47,3 +47,18 @@ class DistContext:
             # next collective: allow it an hour (the default watchdog gives up after 10 minutes).
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=1))
         return cls(rank, world, local_rank, device)
+
+
+def leave_process_group(*, synchronise: bool = True) -> None:
+    """Ends this process's part in torch.distributed; nothing without a process group.
+
+    Args:
+        synchronise: meet every process at a barrier first, so that none tears gloo down while another still has
+            its last collective in flight (which can abort the process at exit). Pass False after an error, when
+            the others may never arrive.
+    """
+    if dist.is_available() and dist.is_initialized():
+        if synchronise:
+            dist.barrier()
+        dist.destroy_process_group()
+

@@ -610,6 +610,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent(
         loss.backward()
         keys = gather_with_grad(k[mine])  # MoCo: every process enqueues every process's keys
         torch.save({"loss": loss.detach(), "g1": a.grad, "g2": b.grad, "keys": keys}, f"{out_dir}/rank{rank}.pt")
+        dist.barrier()  # no rank tears gloo down while the other still has the last collective in flight
         dist.destroy_process_group()
 
 
