@@ -340,7 +340,8 @@ if triton is not None:
                 mask=k_mask[:, None] & col_mask[None, :],
                 other=0.0,
             )
-            acc = tl.dot(v.to(w_ptr.dtype.element_ty), a, acc, input_precision=INPUT_PRECISION)
+            # out_dtype named: Triton 3.6 (the GPU machine's) requires it to match a float64 accumulator
+            acc = tl.dot(v.to(w_ptr.dtype.element_ty), a, acc, input_precision=INPUT_PRECISION, out_dtype=acc_dtype)
 
         mua = tl.load(mua_ptr + cols, mask=col_mask, other=0.0)
         z = acc - mua[None, :]  # (BLOCK_M, BLOCK_N) whitened views; 0 in masked columns

@@ -19,10 +19,19 @@ HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.skipif(not inv_kernels.HAS_TRITON, reason=f"triton: {inv_kernels.TRITON_MISSING}")
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
+# The Triton this environment has, and (when INV_KERNELS_GPU_TRITON names a folder holding another Triton package,
+# as .ci/run prepares with the GPU machine's 3.6.0) that one too: a kernel must compile under both.
+TRITONS = ["installed"] + (["gpu-machine"] if os.environ.get("INV_KERNELS_GPU_TRITON") else [])
+
+
+@pytest.fixture(scope="module", params=TRITONS)
+def report(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_compile") / "sm90.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    if request.param == "gpu-machine":
+        folder = os.environ["INV_KERNELS_GPU_TRITON"]
+        env["PYTHONPATH"] = os.pathsep.join([folder, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton-cache"))
     done = subprocess.run([sys.executable, str(HERE / "compile_for_gpu.py"), "--arch", "90", "--out", str(out)],
                           cwd=HERE.parents[1], env=env, capture_output=True, text=True, timeout=1800)  # fmt: skip
     if not out.exists():
