@@ -4,7 +4,7 @@
 # tool brings that folder back; it defaults to ./gpu-session-out elsewhere), and a summary is printed last.
 #
 #   bash benchmarks/gpu_session.sh build            # pip install --no-build-isolation -e . (CUDA for this card)
-#   bash benchmarks/gpu_session.sh test             # pytest -m "cuda or triton or gpu" (and dali where installed)
+#   bash benchmarks/gpu_session.sh test [PATHS]     # pytest -m "cuda or triton or gpu" (and dali where installed)
 #   bash benchmarks/gpu_session.sh report [ARGS]    # benchmarks/gpu_report.py -> $OUT/gpu_report.md and .json
 #   bash benchmarks/gpu_session.sh loader DATA      # benchmarks/loader_report.py --device cuda on an image folder
 #   bash benchmarks/gpu_session.sh all [DATA]       # build, test, report (and loader when DATA is given)
@@ -36,11 +36,11 @@ stage_build() {
     | tee -a "$OUT/build.log"
 }
 
-stage_test() {
+stage_test() {  # extra arguments go to pytest (e.g. tests/ops, to split the run over two calls)
   local markers="cuda or triton or gpu"
   $PY -c "import nvidia.dali" 2>/dev/null && markers="$markers or dali"
   local t0=$SECONDS
-  $PY -m pytest -q -m "$markers" -p no:cacheprovider --junitxml="$OUT/tests.xml" >"$OUT/tests.log" 2>&1
+  $PY -m pytest -q -m "$markers" -p no:cacheprovider --junitxml="$OUT/tests.xml" "$@" >"$OUT/tests.log" 2>&1
   local rc=$?
   note "tests ($markers): rc=$rc in $((SECONDS - t0)) s: $(tail -1 "$OUT/tests.log")"
   [ $rc -eq 0 ] || grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -20
@@ -74,7 +74,7 @@ shift || true
 status=0
 case "$stage" in
   build) stage_build || status=1 ;;
-  test) stage_test || status=1 ;;
+  test) stage_test "$@" || status=1 ;;
   report) stage_report "$@" || status=1 ;;
   loader) stage_loader "$@" || status=1 ;;
   all)
