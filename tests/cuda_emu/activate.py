@@ -60,6 +60,9 @@ def activate() -> None:
         return
     from inv_kernels import _ext, backend
 
+    if torch.cuda.is_available():
+        # the op tests use CUDA tensors where a GPU exists; the emulated kernels take host pointers
+        raise RuntimeError("CUDA emulation is for machines without a GPU: this one runs the real kernels")
     if _ext.C is None:
         raise RuntimeError(f"CUDA emulation needs the compiled extension: {_ext.C_MISSING}")
     emulated = emulated_extension.load()

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import emulated_extension
 
@@ -123,6 +124,7 @@ def _asan_preload() -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the cuda tests run the real kernels")
 def test_the_cuda_kernels_pass_every_cuda_op_test_under_emulation():
     """Every test marked `cuda` in tests/ops, on the emulated kernels, with AddressSanitizer watching every read and
     write of the kernels where g++ has it (an access outside a tensor aborts the run with a report)."""
