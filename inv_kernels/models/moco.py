@@ -21,6 +21,7 @@ from torch import Tensor
 
 from inv_kernels.models.backbones import build_backbone
 from inv_kernels.models.split_bn import convert_to_split_batchnorm
+from inv_kernels.ops.contrastive_modules import gather_with_grad, is_distributed
 from inv_kernels.ops.infonce import infonce_loss, ntxent_loss
 
 OBJECTIVES = ("moco", "simclr")
@@ -38,19 +39,6 @@ def projection_head(feature_dim: int, dim: int, mlp: bool) -> nn.Module:
     if not mlp:
         return nn.Linear(feature_dim, dim)
     return nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(inplace=True), nn.Linear(feature_dim, dim))
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-@torch.no_grad()
-def _gather(tensor: Tensor) -> Tensor:
-    """Concatenation of ``tensor`` (B, ...) from every process, in rank order: (world * B, ...), no gradient."""
-    tensor = tensor.contiguous()  # NCCL gathers flat buffers: inputs and outputs in one (standard) layout
-    parts = [torch.empty_like(tensor, memory_format=torch.contiguous_format) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, tensor)
-    return torch.cat(parts)
 
 
 class MoCo(nn.Module):
@@ -96,7 +84,7 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def _enqueue(self, keys: Tensor) -> None:
         """Writes keys (B, dim) into the ring buffer in place, wrapping around its end."""
-        keys = _gather(keys) if _distributed() else keys
+        keys = gather_with_grad(keys)
         size = self.queue.shape[1]
         keys = keys[-size:]  # a batch larger than the queue keeps its newest keys
         ptr = int(self.queue_ptr)
@@ -108,15 +96,15 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def _keys(self, im_k: Tensor) -> Tensor:
         """Key embeddings (B, dim) of im_k (B, 3, H, W) through the momentum encoder with a shuffled batch."""
-        if _distributed():
-            everything = _gather(im_k)  # (world * B, 3, H, W)
+        if is_distributed():
+            everything = gather_with_grad(im_k)  # (world * B, 3, H, W)
             order = torch.randperm(everything.shape[0], device=im_k.device)
             dist.broadcast(order, src=0)
             rank, b = dist.get_rank(), im_k.shape[0]
             mine = order.view(dist.get_world_size(), b)[rank]
             k = F.normalize(self.encoder_k(everything[mine]), dim=1)
             restore = torch.argsort(order)
-            return _gather(k)[restore].view(dist.get_world_size(), b, -1)[rank]
+            return gather_with_grad(k)[restore].view(dist.get_world_size(), b, -1)[rank]
         order = torch.randperm(im_k.shape[0], device=im_k.device)
         k = F.normalize(self.encoder_k(im_k[order]), dim=1)  # (B, dim), shuffled
         return k[torch.argsort(order)]
@@ -134,7 +122,7 @@ class MoCo(nn.Module):
         q = F.normalize(self.encoder_q(im_q), dim=1)  # (B, dim)
         if self.objective == "simclr":
             z2 = F.normalize(self.encoder_q(im_k), dim=1)  # (B, dim)
-            if _distributed():
+            if is_distributed():
                 q_all = torch.cat(dist.nn.functional.all_gather(q))
                 z2_all = torch.cat(dist.nn.functional.all_gather(z2))
                 loss, accuracy = ntxent_loss(q_all, z2_all, self.temperature, return_accuracy=True)

@@ -17,7 +17,8 @@ from inv_kernels._validate import check_positive, check_tensor
 from inv_kernels.ops.infonce import OP_INFONCE, OP_NTXENT, _check_reduction, infonce_loss, ntxent_loss
 
 
-def _distributed() -> bool:
+def is_distributed() -> bool:
+    """True under an initialised torch.distributed process group of more than one process."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -33,10 +34,11 @@ def gather_with_grad(x: Tensor) -> Tensor:
     Returns:
         (world * B, ...) tensor.
     """
-    if not _distributed():
+    if not is_distributed():
         return x
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.detach().contiguous())
+    flat = x.detach().contiguous()  # NCCL gathers flat buffers: input and outputs in one (standard) layout
+    parts = [torch.empty_like(flat, memory_format=torch.contiguous_format) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, flat)
     parts[dist.get_rank()] = x
     return torch.cat(parts, dim=0)
 
@@ -164,4 +166,4 @@ class KeyQueue(nn.Module):
         self.ptr.fill_((ptr + b) % size)
 
 
-__all__ = ["InfoNCELoss", "KeyQueue", "NTXentLoss", "gather_with_grad"]
+__all__ = ["InfoNCELoss", "KeyQueue", "NTXentLoss", "gather_with_grad", "is_distributed"]
