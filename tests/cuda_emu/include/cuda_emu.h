@@ -175,7 +175,6 @@ inline Runtime& rt() {
 }
 
 inline Fiber& self() { return rt().fibers[rt().current]; }
-inline int linear_id(const dim3& i, const dim3& d) { return static_cast<int>(i.x + d.x * (i.y + d.y * i.z)); }
 
 [[noreturn]] inline void fail(const std::string& message) { throw std::runtime_error("cuda emulation: " + message); }
 
@@ -305,6 +304,33 @@ inline void run_block(bool reverse) {
   }
 }
 
+// A launch's dynamic shared memory, followed by an inaccessible page (a write past the end faults); unmapped, and
+// the runtime's pointers to it and to the kernel cleared, when the launch ends, normally or not.
+class SharedMemory {
+ public:
+  explicit SharedMemory(std::size_t bytes) : bytes_(bytes) {
+    const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t usable = (bytes + page - 1) / page * page;
+    mapped_bytes_ = usable + page;
+    mapped_ = mmap(nullptr, mapped_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapped_ == MAP_FAILED) fail("cannot map shared memory");
+    mprotect(static_cast<char*>(mapped_) + usable, page, PROT_NONE);
+    rt().shared = static_cast<unsigned char*>(mapped_) + (usable - bytes) / 16 * 16;
+  }
+  ~SharedMemory() {
+    munmap(mapped_, mapped_bytes_);
+    rt().shared = nullptr;
+    rt().body = nullptr;
+  }
+  SharedMemory(const SharedMemory&) = delete;
+  SharedMemory& operator=(const SharedMemory&) = delete;
+  void poison() { std::memset(rt().shared, 0xFF, bytes_); }  // unwritten values read as NaN
+
+ private:
+  std::size_t bytes_, mapped_bytes_;
+  void* mapped_;
+};
+
 template <typename... P> struct Launch {
   void (*kernel)(P...);
   dim3 grid, block;
@@ -331,48 +357,27 @@ template <typename... P> struct Launch {
     r.warp_slots.assign((threads + 31) / 32 * 32, 0);
     r.warp_arrived.assign((threads + 31) / 32, 0);
     r.warp_mask.assign((threads + 31) / 32, 0);
-    void* mapped = nullptr;
-    std::size_t mapped_bytes = 0;
-    {
-      const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-      const std::size_t usable = (smem + page - 1) / page * page;
-      mapped_bytes = usable + page;
-      mapped = mmap(nullptr, mapped_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (mapped == MAP_FAILED) fail("cannot map shared memory");
-      mprotect(static_cast<char*>(mapped) + usable, page, PROT_NONE);  // a write past the end faults
-      r.shared = static_cast<unsigned char*>(mapped) + (usable - smem) / 16 * 16;
-      std::memset(r.shared, 0xFF, smem);
-    }
+    SharedMemory shared(smem);
     r.grid_dim = grid;
     r.block_dim = block;
     r.error = nullptr;
     r.body = [&]() { kernel(static_cast<P>(args)...); };
-    try {
-      for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-          for (unsigned x = 0; x < grid.x; ++x) {
-            r.block_idx = dim3(x, y, z);
-            r.first_block = x == 0 && y == 0 && z == 0;
-            if (r.first_block) r.static_shared = 0;
-            std::memset(r.shared, 0xFF, smem);
-            run_block((x + y + z) % 2 == 1);
-            if (r.first_block && (has_raised ? r.static_shared + raised->second > kMaxDynamicSmem
-                                             : r.static_shared + smem > kDefaultDynamicSmem)) {
-              throw std::runtime_error("cuda emulation: the launch needs " + std::to_string(r.static_shared) +
-                                       " bytes of static and " + std::to_string(smem) +
-                                       " bytes of dynamic shared memory, over the block's limit (a GPU refuses "
-                                       "the launch: cudaErrorInvalidValue)");
-            }
+    for (unsigned z = 0; z < grid.z; ++z)
+      for (unsigned y = 0; y < grid.y; ++y)
+        for (unsigned x = 0; x < grid.x; ++x) {
+          r.block_idx = dim3(x, y, z);
+          r.first_block = x == 0 && y == 0 && z == 0;
+          if (r.first_block) r.static_shared = 0;
+          shared.poison();
+          run_block((x + y + z) % 2 == 1);
+          if (r.first_block && (has_raised ? r.static_shared + raised->second > kMaxDynamicSmem
+                                           : r.static_shared + smem > kDefaultDynamicSmem)) {
+            throw std::runtime_error("cuda emulation: the launch needs " + std::to_string(r.static_shared) +
+                                     " bytes of static and " + std::to_string(smem) +
+                                     " bytes of dynamic shared memory, over the block's limit (a GPU refuses "
+                                     "the launch: cudaErrorInvalidValue)");
           }
-    } catch (...) {
-      munmap(mapped, mapped_bytes);
-      r.shared = nullptr;
-      r.body = nullptr;
-      throw;
-    }
-    munmap(mapped, mapped_bytes);
-    r.shared = nullptr;
-    r.body = nullptr;
+        }
   }
 };
 
