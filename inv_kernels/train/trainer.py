@@ -292,8 +292,9 @@ class Trainer:
                 logged = self.global_step % max(cfg.log_every_steps, 1) == 0
                 saving = bool(cfg.save_every_steps) and self.global_step % cfg.save_every_steps == 0
                 last = self.step_in_epoch >= per_epoch or self.global_step >= total
-                if (logged or saving or last) and views.shape[0]:
-                    loss, accuracy = float(loss_t), float(accuracy_t)
+                if logged or saving or last:
+                    if views.shape[0]:  # (a batch emptied by skipped images ran no step: the last reading stands)
+                        loss, accuracy = float(loss_t), float(accuracy_t)
                     if bool(bad):
                         self._raise_non_finite(loss if not math.isfinite(loss) else float("nan"), unchecked_since)
                     unchecked_since = self.global_step + 1
