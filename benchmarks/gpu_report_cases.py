@@ -29,6 +29,7 @@ from inv_kernels.ops.group_invariance import group_invariance
 from inv_kernels.ops.infonce import infonce_loss, ntxent_loss
 from inv_kernels.ops.invariance_scores import invariance_scores
 from inv_kernels.ops.row_cosine import row_cosine
+from inv_kernels.testing import float32_matmul_precision
 
 REFERENCE = "reference"  # the torch eager reference: the baseline of every op but fused_augment and stats
 
@@ -79,12 +80,8 @@ def _under_precision(name: str, impls: dict[str, Callable[[], object]]) -> dict[
 
     def wrap(call):
         def run():
-            previous = torch.get_float32_matmul_precision()
-            torch.set_float32_matmul_precision("high")
-            try:
+            with float32_matmul_precision("high"):
                 return call()
-            finally:
-                torch.set_float32_matmul_precision(previous)
 
         return run
 

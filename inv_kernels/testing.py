@@ -7,6 +7,9 @@ in the same precision, plus a small atol (``assert_within_torch_error``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -101,3 +104,16 @@ def assert_within_torch_error(
         raise AssertionError(
             f"{name}: kernel error {kernel_error:.3e} exceeds {factor} x torch's error {torch_error:.3e} + {atol:.1e}"
         )
+
+
+@contextmanager
+def float32_matmul_precision(precision: str) -> Iterator[None]:
+    """Runs its block under ``torch.set_float32_matmul_precision(precision)`` ("highest", "high" or "medium"), then
+    restores the previous setting."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+

@@ -37,6 +37,8 @@ from triton.backends.driver import DriverBase  # noqa: E402
 from triton.compiler import compiler as triton_compiler  # noqa: E402
 from triton.runtime import driver  # noqa: E402
 
+from inv_kernels.testing import float32_matmul_precision  # noqa: E402
+
 # Opt-in shared memory per block, bytes (CUDA programming guide, compute capabilities table).
 SHARED_LIMIT = {80: 163 * 1024, 86: 99 * 1024, 89: 99 * 1024, 90: 227 * 1024}
 
@@ -151,16 +153,15 @@ def _cases():
         def scores(dt=dt, acc=acc, precision="highest"):
             tuned = isc._invariance_scores_fwd_kernel_tuned_fp64 if dt == torch.float64 else isc._invariance_scores_fwd_kernel_tuned
             configs = list(tuned.configs)
-            torch.set_float32_matmul_precision(precision)
             AUTOTUNED[0] = True
             try:
-                for config in configs:  # one config at a time: compiled, never benchmarked
-                    tuned.configs, tuned.cache = [config], {}
-                    isc._scores_fwd_triton(_meta(8, 256, 2048, dtype=dt), _meta(8, 2048, dtype=acc), _meta(2048, dtype=acc),
-                                           _meta(2048, 2048, dtype=acc), 1e-8)  # fmt: skip
+                with float32_matmul_precision(precision):
+                    for config in configs:  # one config at a time: compiled, never benchmarked
+                        tuned.configs, tuned.cache = [config], {}
+                        isc._scores_fwd_triton(_meta(8, 256, 2048, dtype=dt), _meta(8, 2048, dtype=acc),
+                                               _meta(2048, dtype=acc), _meta(2048, 2048, dtype=acc), 1e-8)  # fmt: skip
             finally:
                 tuned.configs, tuned.cache = configs, {}
-                torch.set_float32_matmul_precision("highest")
                 AUTOTUNED[0] = False
 
         cases.append((f"invariance_scores {name} D=2048", scores))
@@ -198,11 +199,8 @@ def _cases():
                 if dt == torch.float32 and splits is None:
 
                     def tf32_losses(losses=losses):
-                        torch.set_float32_matmul_precision("high")
-                        try:
+                        with float32_matmul_precision("high"):
                             losses()
-                        finally:
-                            torch.set_float32_matmul_precision("highest")
 
                     cases.append((f"infonce + ntxent float32 D={d} tf32", tf32_losses))
 

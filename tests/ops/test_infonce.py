@@ -30,7 +30,7 @@ from inv_kernels.ops.infonce import (
     ntxent_loss,
     ntxent_loss_ref,
 )
-from inv_kernels.testing import assert_close, assert_within_torch_error, to_float64
+from inv_kernels.testing import assert_close, assert_within_torch_error, float32_matmul_precision, to_float64
 from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE
 from _op_backends import skip_unavailable as _skip_unavailable
 
@@ -178,13 +178,9 @@ def test_float32_under_torch_high_matmul_precision(backend):
     the loss and gradients stay within TF32's error of float64 (the other backends are unaffected)."""
     _skip_unavailable(backend)
     q, k, queue = _moco_inputs(37, 130, 128, torch.float32)
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high")
-    try:
+    with float32_matmul_precision("high"):
         rows = infonce_loss(q, k, queue, 0.2, reduction="none", backend=backend)
         gq, gk = torch.autograd.grad(rows.sum(), (q, k))
-    finally:
-        torch.set_float32_matmul_precision(previous)
     loss64, dq64, dk64, _ = numpy_infonce(to_float64(q), to_float64(k), to_float64(queue), 0.2, np.ones(37))
     tf32 = 2.0**-10 * 5.0  # unit rows: |logit| <= 1 / T = 5, each carrying a TF32 rounding
     assert np.abs(rows.detach().double().cpu().numpy() - loss64).max() < 4 * tf32
