@@ -4,6 +4,7 @@ and the real photographs of ../shared/data extracted once into a cache folder.""
 import os
 import shutil
 import tarfile
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -120,3 +121,24 @@ def real_data_cache(shared_data_dir) -> Path:
     for name in ("cifar10-jpeg.tar.gz", "tinyimagenet100-jpeg.tar.gz"):
         _extract(shared_data_dir / name, cache)
     return cache
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path(request, tmp_path_factory) -> Path:
+    """A folder for one module's shared outputs (pretraining checkpoints of about 137 MB each, a whole study),
+    deleted when the module's tests are done unless a test has failed by then, so the suite's disk use does not
+    add up over the modules (a CI run that ran out of disk failed every later checkpoint write)."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    if not request.session.testsfailed:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After failures, the free disk space where the tests write, so that a run out of disk (checkpoint writes
+    failing with OSError 28) shows it in the last lines of the log."""
+    if not (terminalreporter.stats.get("failed") or terminalreporter.stats.get("error")):
+        return
+    for label, folder in (("temporary files", Path(tempfile.gettempdir())), ("repository", ROOT)):
+        free = shutil.disk_usage(folder).free / 2**30
+        terminalreporter.write_line(f"free disk space, {label} ({folder}): {free:.1f} GiB")

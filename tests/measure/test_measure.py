@@ -23,8 +23,8 @@ def tiny_sets(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tiny_sets, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pretrain")
+def tiny_checkpoint(tiny_sets, module_tmp_path) -> Path:
+    out = module_tmp_path / "pretrain"
     config = PretrainConfig(data=str(tiny_sets["classification"]), out=str(out), image_size=16, batch_size=8,
                             bn_splits=2, queue_size=64, moco_dim=16, workers=0, epochs=1, max_steps=2, knn_every=-1)  # fmt: skip
     Trainer(config, progress=False).run()

@@ -24,10 +24,10 @@ FUSIONS = ["default+spatial", "default+appearance", "spatial+appearance", "defau
 
 
 @pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
+def tiny_study(module_tmp_path):
     """The tiny study, run once through the CLI into a fresh output folder and cache. Yields (out, first): the study
     folder (later tests rerun it) and a copy of the first run's report, records and figures."""
-    root = tmp_path_factory.mktemp("study")
+    root = module_tmp_path
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("INV_KERNELS_CACHE", str(root / "cache"))
         out, first = root / "out", root / "first"
