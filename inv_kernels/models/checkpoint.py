@@ -20,8 +20,11 @@ PREFIX_Q = "module.encoder_q."
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Loads a checkpoint file onto the CPU; FileNotFoundError / ValueError name the file and the problem."""
+    """Loads a checkpoint file onto the CPU; FileNotFoundError / IsADirectoryError / ValueError name the file and the
+    problem."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
