@@ -1,16 +1,17 @@
-"""One command for the GPU machine: every kernel against its baseline and its floor, as a Markdown table and a JSON.
+"""One command for a GPU: every kernel against its baseline and its floor, as a Markdown table and a JSON.
 
-    python benchmarks/gpu_report.py --out docs/gpu_report.md          # on a GPU (the extension built beforehand)
-    python benchmarks/gpu_report.py --device cpu --quick --out /tmp/r.md   # the same path end to end on a CPU
+    python benchmarks/gpu_report.py --out docs/gpu_report.md                  # on a GPU (the extension built first)
+    python benchmarks/gpu_report.py --device cpu --quick --out report-cpu.md  # the same path end to end on a CPU
 
 It builds nothing: it times whatever backends this installation can run (benchmarks/gpu_report_cases.py lists the
-kernels) and skips the rest with the reason. In the same run it measures the two rates that bound every kernel:
-the copy bandwidth (a large device-to-device copy: bytes read + written per second) and the matrix-product rate
-(large float32 (TF32 allowed on a GPU), bfloat16 and float64 products). A kernel's floor is
-max(bytes / bandwidth, FLOPs / rate); "% of floor" = floor / time. Times are medians of CUDA-event timings (or
-perf_counter on the CPU), each repetition after a write of a buffer larger than the last-level cache. Peak memory is
-torch's allocator peak above what was allocated before the call (n/a on the CPU). A last table gives the verdict
-on each issue goal the report measures (benchmarks/gpu_report_goals.py). Exits 1 if any timing failed.
+kernels, benchmarks/benchmarks/_workloads.py their shapes, bytes and FLOPs) and skips the rest with the reason. In
+the same run it measures the two rates that bound every kernel: the copy bandwidth (a large device-to-device copy:
+bytes read + written per second) and the matrix-product rate (large float32 (TF32 allowed on a GPU), bfloat16 and
+float64 products). A kernel's floor is max(bytes / bandwidth, FLOPs / rate); "% of floor" = floor / time. Times are
+medians of CUDA-event timings (or perf_counter on the CPU), each repetition after a write of a buffer larger than the
+last-level cache. Peak memory is torch's allocator peak above what was allocated before the call (n/a on the CPU). A
+last table gives the verdict on each of the toolkit's speed and memory goals that the report times
+(benchmarks/gpu_report_goals.py). Exits 1 if any timing failed.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The kernels of benchmarks/gpu_report.py: for each op family and shape, one zero-argument callable per available
 backend plus the baseline, with the bytes and FLOPs that set its floor. Inputs come from the asv suite's helpers
-(benchmarks/benchmarks/), so the report and the suite time the same work.
+(benchmarks/benchmarks/), and shapes, bytes and FLOPs from its _workloads module, so the report and the suite time
+the same work.
 
 Each ``*_cases(device, quick)`` is a generator: a case's tensors are freed before the next case is built."""
 
@@ -12,11 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from benchmarks import _workloads as work
 from benchmarks import bench_infonce, bench_invariance_scores, bench_row_cosine, bench_stats
 from benchmarks._augment import (
     BASELINE as TORCHVISION,
-    blur_flops,
-    bytes_moved,
     require_fused_backend,
     run_torchvision,
     torchvision_transform,
@@ -32,6 +32,28 @@ from inv_kernels.ops.row_cosine import row_cosine
 from inv_kernels.testing import float32_matmul_precision
 
 REFERENCE = "reference"  # the torch eager reference: the baseline of every op but fused_augment and stats
+FUSED_AUGMENT = "fused_augment (2 views, default)"
+QUICK_FUSED_AUGMENT_BATCH = 4
+
+# Per kernel: (the full run's shapes, the --quick run's). The full shapes are the GPU shapes of the asv suite.
+SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "row_cosine fwd+bwd": (work.ROW_COSINE_GPU, ("4096x128",)),
+    "invariance_scores": (work.INVARIANCE_SCORES_GPU, ("16x32x256",)),
+    "group_invariance": (work.GROUP_INVARIANCE_GPU, ("16x8x256",)),
+    "infonce fwd+bwd": (work.MOCO_GPU, ("64x4096x128",)),
+    "ntxent fwd+bwd": (work.NTXENT_GPU, ("256x128",)),
+    "contrastive N x N logits (vs Inf-CL)": (work.CONTRASTIVE_NXN_GPU, ("2048x2048x128",)),
+    FUSED_AUGMENT: (tuple(work.fused_augment_shape(work.FUSED_AUGMENT_GPU_BATCH, size)
+                          for size in work.FUSED_AUGMENT_OUT_SIZES),
+                    (work.fused_augment_shape(QUICK_FUSED_AUGMENT_BATCH, 64),)),
+    "stats moments": (work.STATS_GPU, ("4096x256",)),
+    "stats whiten": (work.STATS_GPU, ("4096x256",)),
+}  # fmt: skip
+
+
+def _shapes(kernel: str, quick: bool) -> tuple[str, ...]:
+    full, small = SHAPES[kernel]
+    return small if quick else full
 
 
 @dataclass
@@ -102,72 +124,78 @@ def _grad(loss, inputs):
 
 
 def row_cosine_cases(device: torch.device, quick: bool) -> Iterator[Case]:
+    kernel = "row_cosine fwd+bwd"
     backends, skipped = _backends(device)
-    for shape in ["4096x128"] if quick else ["16384x512", "256x65536"]:
+    for shape in _shapes(kernel, quick):
+        m, d = work.dims(shape)
         for dtype in _dtypes(quick):
             x, y = bench_row_cosine._inputs(shape, DTYPES[dtype], device, requires_grad=True)
             grad = torch.ones(x.shape[0], dtype=x.dtype, device=device)
             impls = {b: lambda b=b: torch.autograd.grad(row_cosine(x, y, backend=b, check_finite_inputs=False),
                                                         (x, y), grad) for b in backends}  # fmt: skip
-            # forward reads x, y; backward reads them again and writes both gradients
-            yield Case("row_cosine fwd+bwd", shape, dtype, 6 * x.numel() * _size(x.dtype), 16 * x.numel(), dtype,
-                       REFERENCE, impls, skipped)  # fmt: skip
+            yield Case(kernel, shape, dtype, work.row_cosine_bytes(m, d, _size(x.dtype), backward=True),
+                       work.row_cosine_flops(m, d), dtype, REFERENCE, impls, skipped)  # fmt: skip
 
 
 def invariance_scores_cases(device: torch.device, quick: bool) -> Iterator[Case]:
+    kernel = "invariance_scores"
     backends, skipped = _backends(device)
-    for shape in ["16x32x256"] if quick else ["1000x256x2048"]:
-        n, k, d = bench_invariance_scores._shape(shape)
+    for shape in _shapes(kernel, quick):
+        n, k, d = work.dims(shape)
         mean, whitening = bench_invariance_scores._statistics(d, device)
         for dtype in _dtypes(quick, tf32=True):
             clean, views = bench_invariance_scores._inputs(shape, _torch_dtype(dtype), device)
             impls = {b: lambda b=b: invariance_scores(clean, views, mean=mean, whitening=whitening, backend=b,
                                                       check_finite_inputs=False) for b in backends}  # fmt: skip
-            traffic = (n * k + n) * d * _size(views.dtype) + d * d * 4
-            yield Case("invariance_scores", shape, dtype, traffic, 2 * n * (k + 1) * d * d, _flops_dtype(dtype),
-                       REFERENCE, _under_precision(dtype, impls), skipped)  # fmt: skip
+            yield Case(kernel, shape, dtype, work.invariance_scores_bytes(n, k, d, _size(views.dtype)),
+                       work.invariance_scores_flops(n, k, d), _flops_dtype(dtype), REFERENCE,
+                       _under_precision(dtype, impls), skipped)  # fmt: skip
 
 
 def group_invariance_cases(device: torch.device, quick: bool) -> Iterator[Case]:
+    kernel = "group_invariance"
     backends, skipped = _backends(device)
-    for shape in ["16x8x256"] if quick else ["1000x72x2048", "3000x8x2048"]:
-        g, k, d = bench_invariance_scores._shape(shape)
+    for shape in _shapes(kernel, quick):
+        g, k, d = work.dims(shape)
         features, ids = bench_invariance_scores._group_inputs(shape, device)
         mean, whitening = bench_invariance_scores._statistics(d, device)
         impls = {b: lambda b=b: group_invariance(features, ids, mean=mean, whitening=whitening, backend=b,
                                                  check_finite_inputs=False) for b in backends}  # fmt: skip
-        flops = 2 * g * k * d * d + 2 * g * k * k * d  # whitening, then each group's k x k products
-        yield Case("group_invariance", shape, "float32", (g * k + d) * d * 4, flops, "float32", REFERENCE, impls,
-                   skipped)
+        yield Case(kernel, shape, "float32", work.group_invariance_bytes(g, k, d), work.group_invariance_flops(g, k, d),
+                   "float32", REFERENCE, impls, skipped)  # fmt: skip
 
 
 def infonce_cases(device: torch.device, quick: bool) -> Iterator[Case]:
+    kernel = "infonce fwd+bwd"
     backends, skipped = _backends(device)
-    for shape in ["64x4096x128"] if quick else ["256x65536x128", "4096x65536x128"]:
-        n, k, d = (int(v) for v in shape.split("x"))
+    for shape in _shapes(kernel, quick):
+        n, k, d = work.dims(shape)
         for dtype in _dtypes(quick, tf32=True):
             q, key, queue = bench_infonce._moco_inputs(shape, _torch_dtype(dtype), device)
             impls = {b: _grad(lambda b=b: infonce_loss(q, key, queue, 0.2, backend=b, check_finite_inputs=False),
                               (q, key)) for b in backends}  # fmt: skip
-            # forward 2 N K D flops; backward 4 N K D (the logits are recomputed); q, k, queue read twice, grads written
-            yield Case("infonce fwd+bwd", shape, dtype, (6 * n + 2 * k) * d * _size(q.dtype), 6 * n * k * d,
-                       _flops_dtype(dtype), REFERENCE, _under_precision(dtype, impls), skipped)  # fmt: skip
+            yield Case(kernel, shape, dtype, work.contrastive_bytes(2 * n, k, d, _size(q.dtype)),
+                       work.contrastive_flops(n, k, d), _flops_dtype(dtype), REFERENCE,
+                       _under_precision(dtype, impls), skipped)  # fmt: skip
 
 
 def ntxent_cases(device: torch.device, quick: bool) -> Iterator[Case]:
+    kernel = "ntxent fwd+bwd"
     backends, skipped = _backends(device)
-    for shape in ["256x128"] if quick else ["4096x128", "32768x128"]:
-        n, d = (int(v) for v in shape.split("x"))
+    for shape in _shapes(kernel, quick):
+        n, d = work.dims(shape)
         for dtype in _dtypes(quick, tf32=True):
             z1, z2 = bench_infonce._ntxent_inputs(shape, _torch_dtype(dtype), device)
             usable, why = list(backends), dict(skipped)
-            if n > 16384 and device.type == "cuda":
-                usable.remove(REFERENCE)  # its 2N x 2N logits and their gradient do not fit an 80 GB card
-                why[REFERENCE] = "the materialised 2N x 2N reference does not fit at this size"
+            too_big = work.ntxent_reference_skip(n)
+            if too_big and device.type == "cuda":
+                usable.remove(REFERENCE)
+                why[REFERENCE] = too_big
             impls = {b: _grad(lambda b=b: ntxent_loss(z1, z2, 0.2, backend=b, check_finite_inputs=False), (z1, z2))
                      for b in usable}  # fmt: skip
-            yield Case("ntxent fwd+bwd", shape, dtype, 6 * n * d * _size(z1.dtype), 6 * (2 * n) ** 2 * d,
-                       _flops_dtype(dtype), REFERENCE, _under_precision(dtype, impls), why)  # fmt: skip
+            yield Case(kernel, shape, dtype, work.contrastive_bytes(2 * n, 0, d, _size(z1.dtype)),
+                       work.contrastive_flops(2 * n, 2 * n, d), _flops_dtype(dtype), REFERENCE,
+                       _under_precision(dtype, impls), why)  # fmt: skip
 
 
 def _inf_cl_loss():
@@ -186,11 +214,12 @@ def inf_cl_cases(device: torch.device, quick: bool) -> Iterator[Case]:
     kernels for CUDA)."""
     if device.type != "cuda":
         return
+    kernel = "contrastive N x N logits (vs Inf-CL)"
     backends, skipped = _backends(device)
     backends = [b for b in backends if b != REFERENCE]
     inf_cl, why = _inf_cl_loss()
-    for n in [2048] if quick else [32768]:
-        d = 128
+    for shape in _shapes(kernel, quick):
+        n, _, d = work.dims(shape)
         z1, z2 = bench_infonce._ntxent_inputs(f"{n // 2}x{d}", torch.float32, device)
         impls = {b: _grad(lambda b=b: ntxent_loss(z1, z2, 0.2, backend=b, check_finite_inputs=False), (z1, z2))
                  for b in backends}  # fmt: skip
@@ -200,31 +229,31 @@ def inf_cl_cases(device: torch.device, quick: bool) -> Iterator[Case]:
         else:
             q, k = (torch.cat([z1, z2]).detach().clone().requires_grad_(True) for _ in range(2))
             impls["inf-cl"] = _grad(lambda: inf_cl(q, k, scale=1 / 0.2, head_dim=d).mean(), (q, k))
-        yield Case("contrastive N x N logits (vs Inf-CL)", f"{n}x{n}x{d}", "float32", 6 * n * d * 4, 6 * n * n * d,
+        # the floor counts Inf-CL's traffic: n queries and n keys, each read twice and its gradient written
+        yield Case(kernel, shape, "float32", work.contrastive_bytes(2 * n, 0, d, 4), work.contrastive_flops(n, n, d),
                    "float32", "inf-cl", impls, case_skipped)  # fmt: skip
 
 
 def fused_augment_cases(device: torch.device, quick: bool) -> Iterator[Case]:
     backends, skipped = _backends(device, require_fused_backend)
-    batch = 4 if quick else 256
-    for out_size in [64] if quick else [64, 224]:
-        images, params, index = two_view_inputs(batch, 256, "default", device)
+    for shape in _shapes(FUSED_AUGMENT, quick):
+        batch, side, out_size = work.fused_augment_dims(shape)
+        images, params, index = two_view_inputs(batch, side, "default", device)
         for dtype in _dtypes(quick):
             out_dtype = DTYPES[dtype]
             impls = {b: lambda b=b: fused_augment(images, params, out_size, out_dtype=out_dtype, source_index=index,
                                                   backend=b) for b in backends}  # fmt: skip
             transform = torchvision_transform("default", out_size, out_dtype)
             impls[TORCHVISION] = lambda transform=transform: run_torchvision(transform, images, index)
-            yield Case("fused_augment (2 views, default)", f"{batch}x256x256->{out_size}", dtype,
-                       bytes_moved(params, out_size, out_dtype), blur_flops(params, out_size), "float32", TORCHVISION,
-                       impls, skipped)  # fmt: skip
+            yield Case(FUSED_AUGMENT, shape, dtype, work.fused_augment_bytes(params, out_size, out_dtype),
+                       work.fused_augment_flops(params, out_size), "float32", TORCHVISION, impls, skipped)  # fmt: skip
 
 
 def stats_cases(device: torch.device, quick: bool) -> Iterator[Case]:
     """Moments and whitening (float64 inside) against the reference code's numpy on the CPU, torch eager on a GPU."""
     baseline = "numpy" if device.type == "cpu" else "torch float64"
-    for shape in ["4096x256"] if quick else ["200000x2048"]:
-        n, d = (int(v) for v in shape.split("x"))
+    for shape in _shapes("stats moments", quick):
+        n, d = work.dims(shape)
         features = bench_stats._features(shape, torch.float32, device)
         moments = {"ours": lambda: bench_stats.stream_moments(features).covariance()}
         if device.type == "cpu":
@@ -232,7 +261,8 @@ def stats_cases(device: torch.device, quick: bool) -> Iterator[Case]:
             moments[baseline] = lambda: np.cov(array, rowvar=False)
         else:
             moments[baseline] = lambda: torch.cov(features.double().T)
-        yield Case("stats moments", shape, "float32", n * d * 4, 2 * n * d * d, "float64", baseline, moments)
+        yield Case("stats moments", shape, "float32", work.stats_moments_bytes(n, d), work.stats_moments_flops(n, d),
+                   "float64", baseline, moments)
         stats = bench_stats.FeatureStats.from_moments(bench_stats.stream_moments(features))
         mean, chol_precision = (t.to(device) for t in (stats.mean, stats.whitening_matrix()))
         whiten = {"ours": lambda: stats.whiten(features)}
@@ -241,7 +271,8 @@ def stats_cases(device: torch.device, quick: bool) -> Iterator[Case]:
             whiten[baseline] = lambda: (mean_np - array) @ chol_np
         else:
             whiten[baseline] = lambda: (mean - features.double()) @ chol_precision
-        yield Case("stats whiten", shape, "float32", n * d * (4 + 8), n * d * d, "float64", baseline, whiten)
+        yield Case("stats whiten", shape, "float32", work.stats_whiten_bytes(n, d), work.stats_whiten_flops(n, d),
+                   "float64", baseline, whiten)
 
 
 ALL = (row_cosine_cases, invariance_scores_cases, group_invariance_cases, infonce_cases, ntxent_cases, inf_cl_cases,

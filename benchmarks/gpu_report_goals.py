@@ -1,4 +1,4 @@
-"""The speed and memory goals of the project's issues that benchmarks/gpu_report.py measures, and their verdicts.
+"""The toolkit's speed and memory goals on an H100, and the verdict of a benchmarks/gpu_report.py run on each.
 
 A goal names a report case (kernel, shape) and the input dtypes it is about; the verdict takes the fastest of our
 backends over those rows (a goal about float32 features counts the plain float32 row and the TF32 one, since the
@@ -10,13 +10,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from benchmarks import _workloads as work
+
 NOT_OURS = {"reference", "torchvision", "inf-cl", "numpy", "torch float64"}  # baselines and rivals
+
+
+# The parts of the toolkit a goal is about.
+SCORING = "invariance scoring"
+LOSSES = "contrastive losses"
+AUGMENT = "fused augmentation"
+MEASURE = "invariance measurement"
+LOADER = "two-view loader"
+PROBES = "linear probes"
+PARTS = (SCORING, LOSSES, AUGMENT, MEASURE, LOADER, PROBES)
 
 
 @dataclass(frozen=True)
 class Goal:
-    issue: int
-    text: str  # the goal as the issue states it
+    part: str  # the part of the toolkit it is about (one of PARTS)
+    text: str
     kernel: str
     shape: str
     dtypes: tuple[str, ...]
@@ -27,33 +39,47 @@ class Goal:
 
 
 def _fused_views_ms(views_per_s: float) -> Callable[[str], float]:
-    """The time limit of a fused_augment case ("Bx256x256->S", two views per source) at ``views_per_s``."""
-    return lambda shape: 2 * int(shape.split("x")[0]) / views_per_s * 1e3
+    """The time limit of a fused_augment case at ``views_per_s``."""
+    return lambda shape: work.fused_augment_views(shape) / views_per_s * 1e3
+
+
+_SCORES = work.INVARIANCE_SCORES_GPU[0]
+_NTXENT_SMALL, _NTXENT_LARGE = work.NTXENT_GPU
+_MOCO_V2, _MOCO_LARGE = work.MOCO_GPU
+_NXN = work.CONTRASTIVE_NXN_GPU[0]
+_FUSED_224 = work.fused_augment_shape(work.FUSED_AUGMENT_GPU_BATCH, 224)
+_LOGISTIC = work.LOGISTIC_CV
+
+
+def _named(shape: str, names: str) -> str:
+    """A shape in words: _named("256x65536x128", "N K D") -> "N=256, K=65536, D=128" ("_" skips a dimension)."""
+    return ", ".join(f"{name}={value}" for name, value in zip(names.split(), work.dims(shape)) if name != "_")
 
 
 GOALS = [
-    Goal(4, "scores n=1000, k=256, D=2048 in <= 8 ms (float32 features)", "invariance_scores", "1000x256x2048",
+    Goal(SCORING, f"scores {_named(_SCORES, 'n k D')} in <= 8 ms (float32 features)", "invariance_scores", _SCORES,
          ("float32", "tf32"), max_ms=8.0),
-    Goal(4, "scores n=1000, k=256, D=2048 in <= 3.5 ms (bfloat16 features)", "invariance_scores", "1000x256x2048",
-         ("bfloat16",), max_ms=3.5),
-    Goal(5, "NT-Xent N=32768, D=128 fwd+bwd in <= 12 ms with <= 0.5 GiB extra", "ntxent fwd+bwd", "32768x128",
-         ("float32", "tf32"), max_ms=12.0, max_mib=512.0),
-    Goal(5, "NT-Xent N=4096, D=128 fwd+bwd in <= 0.6 ms", "ntxent fwd+bwd", "4096x128", ("float32", "tf32"),
-         max_ms=0.6),
-    Goal(5, "MoCo N=256, K=65536, D=128 fwd+bwd in <= 0.2 ms", "infonce fwd+bwd", "256x65536x128",
+    Goal(SCORING, f"scores {_named(_SCORES, 'n k D')} in <= 3.5 ms (bfloat16 features)", "invariance_scores",
+         _SCORES, ("bfloat16",), max_ms=3.5),
+    Goal(LOSSES, f"NT-Xent {_named(_NTXENT_LARGE, 'N D')} fwd+bwd in <= 12 ms with <= 0.5 GiB extra",
+         "ntxent fwd+bwd", _NTXENT_LARGE, ("float32", "tf32"), max_ms=12.0, max_mib=512.0),
+    Goal(LOSSES, f"NT-Xent {_named(_NTXENT_SMALL, 'N D')} fwd+bwd in <= 0.6 ms", "ntxent fwd+bwd", _NTXENT_SMALL,
+         ("float32", "tf32"), max_ms=0.6),
+    Goal(LOSSES, f"MoCo {_named(_MOCO_V2, 'N K D')} fwd+bwd in <= 0.2 ms", "infonce fwd+bwd", _MOCO_V2,
          ("float32", "tf32"), max_ms=0.2),
-    Goal(5, "MoCo N=4096, K=65536, D=128 fwd+bwd in <= 1 ms with <= 64 MB extra", "infonce fwd+bwd",
-         "4096x65536x128", ("float32", "tf32"), max_ms=1.0, max_mib=64e6 / 2**20),
-    Goal(5, "beat Inf-CL on time and memory (N x N logits, N=32768, D=128)", "contrastive N x N logits (vs Inf-CL)",
-         "32768x32768x128", ("float32",), beat="inf-cl"),
-    Goal(6, ">= 1,000,000 default-recipe views/s at 224 x 224 from uint8", "fused_augment (2 views, default)",
-         "256x256x256->224", ("float32", "bfloat16"), max_ms=_fused_views_ms(1e6)),
-    Goal(4, "one synthetic family for a ResNet-50, 1000 images x 256 values, end to end in <= 60 s", "", "", (),
+    Goal(LOSSES, f"MoCo {_named(_MOCO_LARGE, 'N K D')} fwd+bwd in <= 1 ms with <= 64 MB extra", "infonce fwd+bwd",
+         _MOCO_LARGE, ("float32", "tf32"), max_ms=1.0, max_mib=64e6 / 2**20),
+    Goal(LOSSES, f"beat Inf-CL on time and memory (N x N logits, {_named(_NXN, 'N _ D')})",
+         "contrastive N x N logits (vs Inf-CL)", _NXN, ("float32",), beat="inf-cl"),
+    Goal(AUGMENT, ">= 1,000,000 default-recipe views/s at 224 x 224 from uint8", "fused_augment (2 views, default)",
+         _FUSED_224, ("float32", "bfloat16"), max_ms=_fused_views_ms(1e6)),
+    Goal(MEASURE, "one synthetic family for a ResNet-50, 1000 images x 256 values, end to end in <= 60 s", "", "", (),
          elsewhere="time python -m pipelines.measure --model random:resnet50 --num-images 1000 --transforms <family>"),
-    Goal(6, "DALI two-view pipeline >= 3x the torchvision DataLoader on real JPEGs", "", "", (),
-         elsewhere="bash benchmarks/gpu_session.sh loader <tiny-imagenet train> (benchmarks/loader_report.py)"),
-    Goal(8, "logistic 45 x 5 CV protocol on 5,000 x 512, 10 classes, in <= 10 s", "", "", (),
-         elsewhere="asv run --bench LogisticCVGPU on the GPU machine (benchmarks/benchmarks/bench_probes.py)"),
+    Goal(LOADER, "DALI two-view pipeline >= 3x the torchvision DataLoader on real JPEGs", "", "", (),
+         elsewhere="bash benchmarks/gpu_session.sh loader <image folder> (benchmarks/loader_report.py)"),
+    Goal(PROBES, f"logistic 45 x 5 CV protocol on {_LOGISTIC['n']:,} x {_LOGISTIC['d']}, {_LOGISTIC['classes']} "
+         "classes, in <= 10 s", "", "", (),
+         elsewhere="asv run --bench LogisticCVGPU on a GPU (benchmarks/benchmarks/bench_probes.py)"),
 ]  # fmt: skip
 
 
@@ -67,7 +93,7 @@ def evaluate(report: dict) -> list[dict]:
     on_gpu = report["device"].startswith("cuda") and not report["quick"]
     verdicts = []
     for goal in GOALS:
-        verdict = {"issue": goal.issue, "goal": goal.text, "verdict": "not measured", "best": None}
+        verdict = {"part": goal.part, "goal": goal.text, "verdict": "not measured", "best": None}
         rows = _ours(report["rows"], goal) if on_gpu else []
         if goal.elsewhere is not None:
             verdict["why"] = f"not timed by this report: {goal.elsewhere}"
@@ -102,15 +128,16 @@ def evaluate(report: dict) -> list[dict]:
 
 def markdown(verdicts: list[dict]) -> list[str]:
     """The goals section of the report."""
-    lines = ["", "## Issue goals", "", "| issue | goal | verdict | best of ours (impl, dtype) | time (ms) | peak (MiB) |",
-             "|---|---|---|---|---:|---:|"]  # fmt: skip
+    lines = ["", "## Speed and memory goals", "",
+             "| part | goal | verdict | best of ours (impl, dtype) | time (ms) | peak (MiB) |",
+             "|---|---|---|---|---:|---:|"]
     for v in verdicts:
         best = v["best"]
         if best is None:
-            lines.append(f"| #{v['issue']} | {v['goal']} | {v['verdict']} ({v.get('why', '')}) | | | |")
+            lines.append(f"| {v['part']} | {v['goal']} | {v['verdict']} ({v.get('why', '')}) | | | |")
             continue
         peak = "n/a" if best.get("peak_mib") is None else f"{best['peak_mib']:.1f}"
         verdict = f"**{v['verdict']}**" if v["verdict"] != "met" else "met"
-        lines.append(f"| #{v['issue']} | {v['goal']} | {verdict} | {best['impl']}, {best['dtype']} | "
+        lines.append(f"| {v['part']} | {v['goal']} | {verdict} | {best['impl']}, {best['dtype']} | "
                      f"{best['time_ms']:.4g} | {peak} |")  # fmt: skip
     return lines

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_markdown_table_matches_the_json(written):
     header = next(line for line in text.splitlines() if line.startswith("| kernel |"))
     for column in ("shape", "time (ms)", "baseline (ms)", "speed-up", "% of floor", "peak (MiB)"):
         assert column in header
-    kernel_table = text.split("## Issue goals")[0]
+    kernel_table = text.split("## Speed and memory goals")[0]
     rows = [line for line in kernel_table.splitlines() if line.startswith("| ") and not line.startswith("| kernel |")]
     assert len(rows) == sum("time_ms" in r for r in report["rows"])
     assert "Not run here:" in text and "triton" in text  # the interpreter is not timed
@@ -96,8 +97,9 @@ def test_goal_verdicts(gpu_report, written):
     import gpu_report_goals as goals
 
     _, text, report = written
-    assert "## Issue goals" in text
+    assert "## Speed and memory goals" in text
     assert {v["verdict"] for v in report["goals"]} == {"not measured"}  # a quick CPU run measures no H100 goal
+    assert all(v["part"] in goals.PARTS for v in report["goals"]) and not any("issue" in v for v in report["goals"])
     # A made-up GPU report: the scoring goal met by triton (tf32 row), missed in bfloat16; NT-Xent under the time
     # but over the memory; Inf-CL beaten on time only.
     rows = [
@@ -125,3 +127,38 @@ def test_goal_verdicts(gpu_report, written):
     assert by_start(">= 1,000,000")["verdict"] == "met"  # 512 views in 0.4 ms: 1.28 M views/s
     lines = goals.markdown(list(verdicts.values()))
     assert any("**NOT met**" in line for line in lines)
+    assert "| part | goal |" in "\n".join(lines) and not re.search(r"#\d", "\n".join(lines))
+
+
+def test_goals_name_shapes_the_full_report_runs(gpu_report):
+    import gpu_report_cases as cases
+    import gpu_report_goals as goals
+
+    timed = [g for g in goals.GOALS if g.elsewhere is None]
+    assert timed
+    for goal in timed:
+        full, _quick = cases.SHAPES[goal.kernel]
+        assert goal.shape in full, (goal.text, goal.shape, full)
+
+
+def test_rows_carry_the_shared_work_formulas(written):
+    from benchmarks import _workloads as work
+
+    _, _, report = written
+    elem = {"float32": 4, "tf32": 4, "bfloat16": 2}
+    expected = {
+        "row_cosine fwd+bwd": lambda m, d, e: (work.row_cosine_bytes(m, d, e, backward=True), work.row_cosine_flops(m, d)),
+        "invariance_scores": lambda n, k, d, e: (work.invariance_scores_bytes(n, k, d, e),
+                                                 work.invariance_scores_flops(n, k, d)),
+        "group_invariance": lambda g, k, d, e: (work.group_invariance_bytes(g, k, d), work.group_invariance_flops(g, k, d)),
+        "infonce fwd+bwd": lambda n, k, d, e: (work.contrastive_bytes(2 * n, k, d, e), work.contrastive_flops(n, k, d)),
+        "ntxent fwd+bwd": lambda n, d, e: (work.contrastive_bytes(2 * n, 0, d, e), work.contrastive_flops(2 * n, 2 * n, d)),
+        "stats moments": lambda n, d, e: (work.stats_moments_bytes(n, d), work.stats_moments_flops(n, d)),
+        "stats whiten": lambda n, d, e: (work.stats_whiten_bytes(n, d), work.stats_whiten_flops(n, d)),
+    }  # fmt: skip
+    checked = set()
+    for row in report["rows"]:
+        if row["kernel"] in expected and "time_ms" in row:
+            assert (row["bytes"], row["flops"]) == expected[row["kernel"]](*work.dims(row["shape"]), elem[row["dtype"]])
+            checked.add(row["kernel"])
+    assert checked == set(expected)

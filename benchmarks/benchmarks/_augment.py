@@ -1,17 +1,16 @@
 """Shared pieces of the fused_augment benchmarks (the asv suite and benchmarks/gpu_report.py): which backends can run,
-the inputs (two views of each of B uint8 source images), the baseline (torchvision.transforms.v2 composed per image on
-tensors, the same recipe) and the bytes a fused kernel must move."""
+the inputs (two views of each of B uint8 source images) and the baseline (torchvision.transforms.v2 composed per image
+on tensors, the same recipe). The bytes and FLOPs of a case are in _workloads."""
 
 from __future__ import annotations
 
 import importlib.util
-import math
 
 import torch
 from torchvision.transforms import v2
 
 from inv_kernels import _ext
-from inv_kernels.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentParams, get_recipe, sample_augment_params
+from inv_kernels.augment import IMAGENET_MEAN, IMAGENET_STD, get_recipe, sample_augment_params
 from inv_kernels.augment.reference import blur_kernel_size
 
 from ._common import require_backend
@@ -79,15 +78,3 @@ def run_torchvision(transform: v2.Compose, images: torch.Tensor, source_index: t
     """One call of ``transform`` per view: (V, 3, S, S)."""
     return torch.stack([transform(images[int(i)]) for i in source_index])
 
-
-def bytes_moved(params: AugmentParams, out_size: int, out_dtype: torch.dtype) -> int:
-    """Every crop box read once (uint8) plus every view written once: the traffic floor of a fused kernel."""
-    crop = int((params.crop_height.long() * params.crop_width.long()).sum())
-    elem = torch.empty(0, dtype=out_dtype).element_size()
-    return 3 * crop + len(params) * 3 * out_size * out_size * elem
-
-
-def blur_flops(params: AugmentParams, out_size: int) -> int:
-    """Multiply-adds of the separable blurs (2 passes of k taps per output value), the largest arithmetic term."""
-    ks = [blur_kernel_size(float(s), "from_sigma", out_size) for s in params.blur_sigma[params.blur_applied].tolist()]
-    return int(math.fsum(2 * 2 * k * 3 * out_size * out_size for k in ks))

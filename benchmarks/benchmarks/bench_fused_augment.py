@@ -5,21 +5,14 @@ views written once) beside them. Backends whose launcher is missing from this bu
 
 from inv_kernels.ops.fused_augment import fused_augment
 
-from ._augment import (
-    BASELINE,
-    bytes_moved,
-    require_fused_backend,
-    run_torchvision,
-    torchvision_transform,
-    two_view_inputs,
-)
+from ._augment import BASELINE, require_fused_backend, run_torchvision, torchvision_transform, two_view_inputs
 from ._common import DTYPES, CudaTimer, cases
+from ._workloads import FUSED_AUGMENT_GPU_BATCH, FUSED_AUGMENT_OUT_SIZES, FUSED_AUGMENT_SOURCE_SIDE, fused_augment_bytes
 
 RECIPE = "default"
-SOURCE_SIDE = 256  # sources are SOURCE_SIDE x SOURCE_SIDE, as a typical decoded and resized image
 CPU_BATCH = cases(64, 8)  # source images (two views each)
-GPU_BATCH = 256
-OUT_SIZES = cases([64, 224], [64])
+CPU_OUT_SIZES = cases(list(FUSED_AUGMENT_OUT_SIZES), [64])
+GPU_OUT_SIZES = cases(list(FUSED_AUGMENT_OUT_SIZES), [224])
 
 
 class _FusedAugment:
@@ -30,7 +23,7 @@ class _FusedAugment:
         self.device = require_fused_backend(backend, device)
         if backend == BASELINE and dtype != "float32":
             raise NotImplementedError("the torchvision baseline is timed in float32 only")
-        self.images, self.params, self.index = two_view_inputs(batch, SOURCE_SIDE, RECIPE, self.device)
+        self.images, self.params, self.index = two_view_inputs(batch, FUSED_AUGMENT_SOURCE_SIDE, RECIPE, self.device)
         self.dtype = DTYPES[dtype]
         self.backend = backend
         if backend == BASELINE:
@@ -45,7 +38,7 @@ class _FusedAugment:
 
 
 class FusedAugmentCPU(_FusedAugment):
-    params = (["reference", "cpu", BASELINE], ["float32", "bfloat16"], OUT_SIZES)
+    params = (["reference", "cpu", BASELINE], ["float32", "bfloat16"], CPU_OUT_SIZES)
 
     def setup(self, backend, dtype, out_size):
         self._setup(backend, dtype, out_size, "cpu", CPU_BATCH)
@@ -55,10 +48,10 @@ class FusedAugmentCPU(_FusedAugment):
 
 
 class FusedAugmentGPU(_FusedAugment):
-    params = (["reference", "triton", "cuda", BASELINE], ["float32", "bfloat16"], cases([64, 224], [224]))
+    params = (["reference", "triton", "cuda", BASELINE], ["float32", "bfloat16"], GPU_OUT_SIZES)
 
     def setup(self, backend, dtype, out_size):
-        self._setup(backend, dtype, out_size, "cuda", GPU_BATCH)
+        self._setup(backend, dtype, out_size, "cuda", FUSED_AUGMENT_GPU_BATCH)
         self.timer = CudaTimer(self.device)
 
     def _ms(self):
@@ -75,6 +68,6 @@ class FusedAugmentGPU(_FusedAugment):
     track_views_per_second.unit = "views/s"
 
     def track_gbps(self, backend, dtype, out_size):
-        return bytes_moved(self.params, out_size, self.dtype) / (self._ms() * 1e-3) / 1e9
+        return fused_augment_bytes(self.params, out_size, self.dtype) / (self._ms() * 1e-3) / 1e9
 
     track_gbps.unit = "GB/s"

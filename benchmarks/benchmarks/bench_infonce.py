@@ -1,7 +1,7 @@
 """infonce_loss (MoCo) and ntxent_loss (SimCLR): every backend against the materialised torch reference (the
 baseline). CPU timings with asv's timers plus peak memory; GPU timings as track_* values from CUDA events at the
-issue's shapes (NT-Xent D=128 at N=32768, goal <= 12 ms fwd+bwd; MoCo N=256, K=65536, goal <= 0.2 ms), with the
-achieved TFLOP/s beside them (forward 2 N K D, backward 4 N K D flops: the logits are recomputed)."""
+shapes of the toolkit's goals (benchmarks/gpu_report_goals.py), with the achieved TFLOP/s beside them (forward
+2 N K D, backward 4 N K D flops: the logits are recomputed; _workloads)."""
 
 import torch
 import torch.nn.functional as F
@@ -9,16 +9,15 @@ import torch.nn.functional as F
 from inv_kernels.ops.infonce import infonce_loss, ntxent_loss
 
 from ._common import DTYPES, CudaTimer, cases, require_backend
+from ._workloads import MOCO_GPU, NTXENT_GPU, contrastive_flops, dims, ntxent_reference_skip
 
 # MoCo shapes N x K x D; NT-Xent shapes N x D (2N rows)
 MOCO_CPU = cases(["256x16384x128", "4096x16384x128"], ["256x16384x128"])
 NTXENT_CPU = cases(["1024x128", "4096x128"], ["1024x128"])
-MOCO_GPU = ["256x65536x128", "4096x65536x128"]
-NTXENT_GPU = ["4096x128", "32768x128"]
 
 
 def _moco_inputs(shape: str, dtype: torch.dtype, device: torch.device):
-    n, k, d = (int(v) for v in shape.split("x"))
+    n, k, d = dims(shape)
     q = F.normalize(torch.randn(n, d, device=device), dim=1).to(dtype).requires_grad_()
     key = F.normalize(torch.randn(n, d, device=device), dim=1).to(dtype).requires_grad_()
     queue = F.normalize(torch.randn(k, d, device=device), dim=1).to(dtype)
@@ -26,7 +25,7 @@ def _moco_inputs(shape: str, dtype: torch.dtype, device: torch.device):
 
 
 def _ntxent_inputs(shape: str, dtype: torch.dtype, device: torch.device):
-    n, d = (int(v) for v in shape.split("x"))
+    n, d = dims(shape)
     z1 = F.normalize(torch.randn(n, d, device=device), dim=1).to(dtype).requires_grad_()
     z2 = F.normalize(torch.randn(n, d, device=device), dim=1).to(dtype).requires_grad_()
     return z1, z2
@@ -93,13 +92,13 @@ class _GPUBase:
 
 
 class InfoNCEGPU(_GPUBase):
-    params = (["reference", "triton", "cuda"], ["bfloat16", "float32"], MOCO_GPU)
+    params = (["reference", "triton", "cuda"], ["bfloat16", "float32"], list(MOCO_GPU))
 
     def setup(self, backend, dtype, shape):
         self.device = require_backend(backend, "cuda")
         self.q, self.k, self.queue = _moco_inputs(shape, DTYPES[dtype], self.device)
         self.backend = backend
-        self.flops = 2 * self.q.shape[0] * self.queue.shape[0] * self.q.shape[1]
+        self.flops = contrastive_flops(*dims(shape))
         self.timer = CudaTimer(self.device)
 
     def _forward(self):
@@ -121,7 +120,7 @@ class InfoNCEGPU(_GPUBase):
     track_forward_backward_ms.unit = "ms"
 
     def track_forward_backward_tflops(self, backend, dtype, shape):
-        return 3 * self.flops / (self._time(self._forward_backward) * 1e-3) / 1e12
+        return self.flops / (self._time(self._forward_backward) * 1e-3) / 1e12
 
     track_forward_backward_tflops.unit = "TFLOP/s"
 
@@ -132,16 +131,17 @@ class InfoNCEGPU(_GPUBase):
 
 
 class NTXentGPU(_GPUBase):
-    params = (["reference", "triton", "cuda"], ["bfloat16", "float32"], NTXENT_GPU)
+    params = (["reference", "triton", "cuda"], ["bfloat16", "float32"], list(NTXENT_GPU))
 
     def setup(self, backend, dtype, shape):
         self.device = require_backend(backend, "cuda")
-        n = int(shape.split("x")[0])
-        if backend == "reference" and n > 16384:
-            raise NotImplementedError("the materialised 2N x 2N reference does not fit at this size")
+        n, d = dims(shape)
+        too_big = ntxent_reference_skip(n)
+        if backend == "reference" and too_big:
+            raise NotImplementedError(too_big)
         self.z1, self.z2 = _ntxent_inputs(shape, DTYPES[dtype], self.device)
         self.backend = backend
-        self.flops = 2 * (2 * n) ** 2 * self.z1.shape[1]
+        self.flops = contrastive_flops(2 * n, 2 * n, d)
         self.timer = CudaTimer(self.device)
 
     def _forward_backward(self):
@@ -154,7 +154,7 @@ class NTXentGPU(_GPUBase):
     track_forward_backward_ms.unit = "ms"
 
     def track_forward_backward_tflops(self, backend, dtype, shape):
-        return 3 * self.flops / (self._time(self._forward_backward) * 1e-3) / 1e12
+        return self.flops / (self._time(self._forward_backward) * 1e-3) / 1e12
 
     track_forward_backward_tflops.unit = "TFLOP/s"
 

@@ -3,7 +3,7 @@ GPU timings as track_* values from CUDA events with the achieved TFLOP/s beside 
 replaces: the reference code's per-pair loop (scipy's float64 mahalanobis and a torch cosine per pair), timed per pair
 on a small slice so that each backend's per-pair speed-up is a ratio.
 
-The whitening product dominates: 2 n k D^2 flops (2.15 TFLOP for n=1000, k=256, D=2048)."""
+The whitening product dominates: 2 n (k + 1) D^2 flops (2.16 TFLOP for n=1000, k=256, D=2048; _workloads)."""
 
 import time
 
@@ -14,15 +14,10 @@ from inv_kernels.ops.group_invariance import group_invariance
 from inv_kernels.ops.invariance_scores import invariance_scores
 
 from ._common import DTYPES, CudaTimer, cases, require_backend
+from ._workloads import GROUP_INVARIANCE_GPU, INVARIANCE_SCORES_GPU, dims, invariance_scores_flops
 
 CPU_SHAPES = cases(["64x64x512", "32x256x2048"], ["64x64x512"])  # n x k x D
-GPU_SHAPES = ["1000x256x2048"]
 BASELINE_PAIRS = 200
-
-
-def _shape(shape: str) -> tuple[int, int, int]:
-    n, k, d = (int(v) for v in shape.split("x"))
-    return n, k, d
 
 
 def _statistics(d: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +29,7 @@ def _statistics(d: int, device: torch.device) -> tuple[torch.Tensor, torch.Tenso
 
 
 def _inputs(shape: str, dtype: torch.dtype, device: torch.device):
-    n, k, d = _shape(shape)
+    n, k, d = dims(shape)
     clean = torch.randn(n, d, device=device).to(dtype)
     views = (clean[:, None, :].float() + 0.5 * torch.randn(n, k, d, device=device)).to(dtype)
     return clean, views
@@ -88,7 +83,7 @@ class InvarianceScoresCPU:
         self._run(backend)
 
     def track_speedup_vs_scipy_per_pair(self, backend, dtype, shape):
-        n, k, d = _shape(shape)
+        n, k, d = dims(shape)
         times = []
         for _ in range(3):
             start = time.perf_counter()
@@ -100,7 +95,7 @@ class InvarianceScoresCPU:
 
 
 class InvarianceScoresGPU:
-    params = (["reference", "triton", "cuda"], ["float32", "bfloat16"], GPU_SHAPES)
+    params = (["reference", "triton", "cuda"], ["float32", "bfloat16"], list(INVARIANCE_SCORES_GPU))
     param_names = ["backend", "dtype", "shape"]
     timeout = 600
 
@@ -126,13 +121,12 @@ class InvarianceScoresGPU:
     track_scores_ms.unit = "ms"
 
     def track_scores_tflops(self, backend, dtype, shape):
-        n, k, d = _shape(shape)
-        return 2 * n * k * d * d / (self._ms(backend) * 1e-3) / 1e12
+        return invariance_scores_flops(*dims(shape)) / (self._ms(backend) * 1e-3) / 1e12
 
     track_scores_tflops.unit = "TFLOP/s"
 
     def track_speedup_vs_scipy_per_pair(self, backend, dtype, shape):
-        n, k, d = _shape(shape)
+        n, k, d = dims(shape)
         per_pair = self._ms(backend) * 1e-3 / (n * k)
         return scipy_seconds_per_pair(d) / per_pair
 
@@ -157,7 +151,7 @@ class ScipyPairBaseline:
 # ----------------------------------------------------------------------------------------------------------------
 def _group_inputs(shape: str, device: torch.device):
     """G groups of k images ("G x k x D"), ids shuffled."""
-    g, k, d = _shape(shape)
+    g, k, d = dims(shape)
     features = torch.randn(g * k, d, device=device)
     ids = torch.arange(g, device=device).repeat_interleave(k)
     perm = torch.randperm(g * k, device=device)
@@ -182,7 +176,7 @@ class GroupInvarianceCPU:
 
 
 class GroupInvarianceGPU:
-    params = (["reference", "triton", "cuda"], ["1000x72x2048", "3000x8x2048"])  # ALOI viewpoint / illumination
+    params = (["reference", "triton", "cuda"], list(GROUP_INVARIANCE_GPU))
     param_names = ["backend", "shape"]
     timeout = 600
 

@@ -16,14 +16,15 @@ import torch
 from inv_kernels.probes import fit_logistic_cv, fit_ridge_cv, kfold_indices, logistic_Cs, ridge_alphas
 
 from ._common import QUICK
+from ._workloads import LOGISTIC_CV
 
 # Under INV_KERNELS_BENCH_QUICK=1 (CI) the same protocols run on small data and every 9th grid value.
-LOGISTIC_SIZE = dict(n=500, d=64) if QUICK else dict(n=5000, d=512)
+LOGISTIC_SIZE = dict(n=500, d=64) if QUICK else dict(n=LOGISTIC_CV["n"], d=LOGISTIC_CV["d"])
 RIDGE_SIZE = dict(n=2000, d=256) if QUICK else dict(n=20000, d=2048)
 GRID_STEP = 9 if QUICK else 1
 
 
-def _classification(n=5000, d=512, k=10, seed=0):
+def _classification(n=LOGISTIC_CV["n"], d=LOGISTIC_CV["d"], k=LOGISTIC_CV["classes"], seed=0):
     g = torch.Generator().manual_seed(seed)
     centers = torch.randn(k, d, generator=g) * 0.15
     y = torch.randint(0, k, (n,), generator=g)

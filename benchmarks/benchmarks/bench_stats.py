@@ -9,13 +9,14 @@ import torch
 from inv_kernels.stats import FeatureStats, RunningMoments
 
 from ._common import DTYPES, CudaTimer, cases
+from ._workloads import STATS_GPU, dims, stats_moments_bytes
 
 SHAPES = cases(["20000x512", "50000x2048"], ["4096x256"])  # N x D
 CHUNK = 4096  # rows per streaming update, as a feature pass delivers them
 
 
 def _features(shape: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    n, d = (int(v) for v in shape.split("x"))
+    n, d = dims(shape)
     gen = torch.Generator().manual_seed(0)
     mixing = torch.randn(d, d, generator=gen) / d**0.5 + torch.eye(d)  # a non-trivial, well-conditioned covariance
     return torch.relu(torch.randn(n, d, generator=gen) @ mixing).to(device, dtype)
@@ -74,7 +75,7 @@ class StatsCPU:
 class StatsGPU:
     """Ours on the GPU against the same computation in eager torch (torch.cov, then inv and cholesky)."""
 
-    params = (["ours", "torch"], ["float32"], cases(["50000x2048", "200000x2048"], ["50000x2048"]))
+    params = (["ours", "torch"], ["float32"], cases(list(STATS_GPU), list(STATS_GPU[:1])))
     param_names = ["impl", "dtype", "shape"]
     timeout = 600
 
@@ -99,6 +100,6 @@ class StatsGPU:
 
     def track_moments_gbps(self, impl, dtype, shape):
         seconds = self.timer.median_ms(self._moments, warmup=2, repeats=10) * 1e-3
-        return self.features.numel() * self.features.element_size() / seconds / 1e9
+        return stats_moments_bytes(*self.features.shape) / seconds / 1e9
 
     track_moments_gbps.unit = "GB/s"
