@@ -1,22 +1,59 @@
 #!/usr/bin/env bash
-# The GPU machine's checklist in one script: build, run the GPU tests, time every kernel, time the loaders.
-# Each stage fits one device call (10 minutes); `all` runs them in order. Logs and results go under $OUT (the device
-# tool brings that folder back; it defaults to ./gpu-session-out elsewhere), and a summary is printed last.
-#
-#   bash benchmarks/gpu_session.sh build            # pip install --no-build-isolation -e . (CUDA for this card)
-#   bash benchmarks/gpu_session.sh test [PATHS]     # pytest -m "cuda or triton or gpu" (and dali where installed)
-#   bash benchmarks/gpu_session.sh report [ARGS]    # benchmarks/gpu_report.py -> $OUT/gpu_report.md and .json
-#   bash benchmarks/gpu_session.sh loader DATA      # benchmarks/loader_report.py --device cuda on an image folder
-#   bash benchmarks/gpu_session.sh all [DATA]       # build, test, report (and loader when DATA is given)
-#
-# DALI: bring it first with ../shared/device/dali-wheels.sh (it installs into /tmp/dali; this script adds that to
-# PYTHONPATH). Inf-CL: a wheel under .device-wheels/ (pip download --no-deps inf-cl) is installed by `build`.
+# The GPU checklist: build the CUDA kernels for this card, run the GPU tests, time every kernel, time the loaders.
+usage() {
+  cat <<'EOF'
+usage: bash benchmarks/gpu_session.sh [--out DIR] STAGE [ARGS]
+
+Runs on a machine with an NVIDIA GPU, from a checkout of the project with its Python environment active.
+Logs and results go to DIR (default ./gpu-session-out); each stage rewrites its own files there, and a summary is
+printed last.
+
+stages:
+  build            pip install --no-build-isolation --no-deps -e . with the CUDA kernels for this card's
+                   architecture; installs an Inf-CL wheel found in $WHEELS (default .device-wheels/)
+  test [ARGS]      pytest -m "cuda or triton or gpu" (and "dali" where NVIDIA DALI is installed); ARGS go to
+                   pytest, e.g. tests/ops to run one folder
+  report [ARGS]    benchmarks/gpu_report.py -> DIR/gpu_report.md and .json; ARGS go to it, e.g. --only infonce
+  loader FOLDER    benchmarks/loader_report.py --device cuda on an image folder with class subfolders, at 64 and
+                   224 px -> DIR/loader_report_64.md and DIR/loader_report_224.md
+  all [FOLDER]     build, test and report, then loader when FOLDER is given
+
+environment: PYTHON (default python3), WHEELS (default .device-wheels).
+EOF
+}
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-gpu-session-out}
-mkdir -p "$OUT"
+
+OUT=gpu-session-out
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    -o|--out)
+      [ $# -ge 2 ] || { echo "gpu_session.sh: --out needs a folder" >&2; exit 2; }
+      OUT=$2; shift 2 ;;
+    --out=*) OUT=${1#--out=}; shift ;;
+    *) break ;;
+  esac
+done
+stage=${1:-}
+[ $# -gt 0 ] && shift
+case "$stage" in
+  build|test|report|all) ;;
+  loader)
+    [ $# -ge 1 ] || { echo "gpu_session.sh: loader needs an image folder (loader FOLDER)" >&2; exit 2; } ;;
+  "") usage >&2; exit 2 ;;
+  *) echo "gpu_session.sh: unknown stage '$stage' (build, test, report, loader, all)" >&2; exit 2 ;;
+esac
+if [ "$stage" = loader ] || { [ "$stage" = all ] && [ $# -ge 1 ]; }; then
+  [ -d "$1" ] || { echo "gpu_session.sh: image folder '$1' is not a folder" >&2; exit 2; }
+fi
+
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+OUT=$(absolute "$OUT")
+[ "$stage" = loader ] || [ "$stage" = all ] && [ $# -ge 1 ] && set -- "$(absolute "$1")" "${@:2}"
 PY=${PYTHON:-python3}
-[ -d /tmp/dali ] && export PYTHONPATH=/tmp/dali${PYTHONPATH:+:$PYTHONPATH}
+WHEELS=${WHEELS:-.device-wheels}
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
 summary=()
 note() { summary+=("$1"); echo "[gpu_session] $1"; }
 
@@ -29,14 +66,14 @@ stage_build() {
   then note "build: ok in $((SECONDS - t0)) s (sm_$arch)"
   else note "build: FAILED (see $OUT/build.log)"; tail -30 "$OUT/build.log"; return 1
   fi
-  for wheel in .device-wheels/inf_cl-*.whl; do
+  for wheel in "$WHEELS"/inf_cl-*.whl; do
     [ -e "$wheel" ] && $PY -m pip install -q --no-deps "$wheel" >>"$OUT/build.log" 2>&1 && note "installed $(basename "$wheel")"
   done
   $PY -c "import inv_kernels as k; print('cuda_ext', k.HAS_CUDA_EXT, k.CUDA_MISSING, 'triton', k.HAS_TRITON, 'dali', k.HAS_DALI)" \
     | tee -a "$OUT/build.log"
 }
 
-stage_test() {  # extra arguments go to pytest (e.g. tests/ops, to split the run over two calls)
+stage_test() {
   local markers="cuda or triton or gpu"
   $PY -c "import nvidia.dali" 2>/dev/null && markers="$markers or dali"
   local t0=$SECONDS
@@ -57,9 +94,8 @@ stage_report() {
 }
 
 stage_loader() {
-  local data=${1:?loader: give the image folder (e.g. Tiny-ImageNet-100 train/)}
-  local rc=0 size t0
-  for size in 64 224; do  # the two sizes of issue 6's DataLoader baseline
+  local data=$1 rc=0 size t0
+  for size in 64 224; do  # a small-image and an ImageNet-size view
     t0=$SECONDS
     $PY benchmarks/loader_report.py --data "$data" --size $size --device cuda --out "$OUT/loader_report_$size.md" \
       >"$OUT/loader_$size.log" 2>&1 || rc=1
@@ -69,21 +105,18 @@ stage_loader() {
   return $rc
 }
 
-stage=${1:-all}
-shift || true
 status=0
 case "$stage" in
   build) stage_build || status=1 ;;
   test) stage_test "$@" || status=1 ;;
   report) stage_report "$@" || status=1 ;;
-  loader) stage_loader "$@" || status=1 ;;
+  loader) stage_loader "$1" || status=1 ;;
   all)
     stage_build || exit 1
     stage_test || status=1
     stage_report || status=1
     if [ $# -gt 0 ]; then stage_loader "$1" || status=1; fi
     ;;
-  *) echo "usage: bash benchmarks/gpu_session.sh build|test|report|loader DATA|all [DATA]" >&2; exit 2 ;;
 esac
 echo
 echo "== gpu_session summary =="

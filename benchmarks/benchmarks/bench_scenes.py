@@ -1,5 +1,5 @@
 """The scene renderer of the generated dataset: images per second on the CPU (asv's timers) and on a GPU (CUDA
-events, as track_* values). The bar from issue 3: 10,000 images at 64x64 in at most 60 s on 2 CPU cores.
+events, as track_* values). The goal: 10,000 images at 64x64 in at most 60 s on 2 CPU cores.
 
 Run once without asv: ``python benchmarks/benchmarks/bench_scenes.py [--threads 2]``.
 """
