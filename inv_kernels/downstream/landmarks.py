@@ -1,20 +1,22 @@
 """Keypoint-regression tasks (PAPER.md section 6): 300W (68 face landmarks), CelebA aligned (5 landmarks) and Leeds
-Sports Pose (14 joints). Targets are (x0, y0, x1, y1, ...) mapped into the out_size-pixel frame of
+Sports Pose (14 joints; the LSP and LSP-extended releases). Targets are (x0, y0, x1, y1, ...) mapped into the out_size-pixel frame of
 crop(box) -> Resize(resize_size) -> CenterCrop(out_size); the metric is R^2 (uniform average over outputs).
 
 Modes (PAPER.md section 12):
 - 300W: ``paper`` crops a square anchored at the landmarks' min corner, side max(bbox w, h), no margin (the face
   is off-centre); ``corrected`` crops a square centred on the landmarks with a 10 % margin per side.
   Both: random 30/30/40 split (seed 0) of indoor + outdoor; trainval = train + valid.
-- LSP: ``paper`` uses a random 60/40 split (seed 0) and ignores the visibility flag; ``corrected`` uses LSP's
-  standard split (first half train, second half test) and records per-item visibility (``DownstreamTask.visibility``)
-  so a probe can leave invisible joints out of its loss and its R^2. Targets are kept for every joint.
+- LSP and LSP-extended: ``paper`` uses a random 60/40 split (seed 0) and ignores the visibility flag; ``corrected``
+  uses LSP's standard split (first half train, second half test; LSP-extended has none and keeps the 60/40 split) and
+  records per-item visibility (``DownstreamTask.visibility``), which the ridge probe uses to leave joints that are not
+  visible out of its fit and its R^2. Targets are kept for every joint.
 - CelebA: the same in both modes (central square of the aligned image; partition 0 + 1 trainval, 2 test).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -208,19 +210,84 @@ def celeba_task(root: str | Path, *, mode: str = "paper", image_wh: tuple[int, i
                           notes="central square of the aligned image; partitions 0+1 trainval, 2 test")
 
 
-def lsp_task(root: str | Path, *, mode: str = "paper", seed: int = 0, out_size: int = 224,
-             resize_size: int | None = None) -> DownstreamTask:  # fmt: skip
-    """Leeds Sports Pose from ``root/images/im0001.jpg ...`` and ``root/joints.mat`` (variable ``joints``).
+# The two releases: joints.mat's shape names the release; the release names its images and its visibility flag.
+_LSP_RELEASES = {
+    (3, LSP_JOINTS): ("LSP", 4, "1 for an occluded joint"),
+    (LSP_JOINTS, 3): ("LSP-extended", 5, "1 for a visible joint"),
+}
 
-    ``joints`` is 3 x 14 x N (LSP: x, y, and a flag that is 1 for an *occluded* joint) or 14 x 3 x N (LSP-extended:
-    the flag is 1 for a visible joint); image k (1-based) is ``im%04d.jpg`` (5 digits past 9999).
-    Crop: the central square of side min(w, h). Target: 28 values in crop pixels.
-    Split: ``paper`` random 60/40 (``random_split`` seed 0), visibility ignored; ``corrected`` the standard first
-    half / second half, with visibility recorded on each item.
+
+def _read_lsp_joints(op: str, path: Path) -> tuple[str, int, np.ndarray, np.ndarray]:
+    """(release, digits of its image numbers, xy (N, 14, 2), visible (N, 14) bool) from an LSP joints.mat."""
+    import scipy.io
+
+    try:
+        joints = np.asarray(scipy.io.loadmat(path)["joints"], dtype=np.float64)
+    except KeyError:
+        raise ValueError(f"{op}: {str(path)!r} has no variable 'joints'") from None
+    except Exception as error:
+        raise ValueError(f"{op}: cannot read {str(path)!r} as a MATLAB file: {error}") from None
+    release = _LSP_RELEASES.get(joints.shape[:2]) if joints.ndim == 3 else None
+    if release is None:
+        raise ValueError(f"{op}: {str(path)!r} joints has shape {joints.shape}, expected (3, 14, N) (LSP) or "
+                         f"(14, 3, N) (LSP-extended)")
+    if release[0] == "LSP":
+        xy, visible = joints[:2].transpose(2, 1, 0), joints[2].T == 0  # (N, 14, 2), (N, 14)
+    else:
+        xy, visible = joints[:, :2].transpose(2, 0, 1), joints[:, 2].T != 0
+    finite_or_raise(op, xy, repr(str(path)))
+    return release[0], release[1], xy, visible
+
+
+def _lsp_image_names(op: str, image_dir: Path, joints_path: Path, release: str, digits: int, n: int,
+                     allow_missing: bool) -> tuple[list[str | None], str]:  # fmt: skip
+    """The image name of each of the n joints columns (None where the image is missing, with allow_missing), and a
+    note on what is missing ("" when nothing is)."""
+    present = {e.name for e in os.scandir(image_dir)}
+    names = [f"im{k:0{digits}d}.jpg" for k in range(1, n + 1)]
+    found = [name for name in names if name in present]
+    if not found:
+        shape = next(f"({s[0]}, {s[1]}, {n})" for s, r in _LSP_RELEASES.items() if r[0] == release)
+        others = [f"im{1:0{r[1]}d}.jpg ({r[0]})" for r in _LSP_RELEASES.values() if r[0] != release]
+        seen = sorted(name for name in present if name.lower().endswith(IMG_EXTENSIONS))[:1]
+        raise ValueError(f"{op}: {str(joints_path)!r} has shape {shape}, the {release} release, whose images are "
+                         f"named {names[0]} ...; {str(image_dir)!r} holds none of them (found "
+                         f"{seen[0] if seen else 'no image'}; the other release names them {others[0]})")
+    if len(found) == n:
+        return names, ""
+    missing = [name for name in names if name not in present]
+    counts = f"{str(joints_path)!r} annotates {n} images but {str(image_dir)!r} holds {len(found)} of them"
+    shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+    if not allow_missing:
+        raise ValueError(f"{op}: {counts} (missing: {shown}; a partial download?); pass allow_missing=True to read "
+                         f"the {len(found)} that exist")
+    warnings.warn(f"{op}: reading {len(found)} of the {n} images annotated in {str(joints_path)!r} "
+                  f"(missing: {shown})", stacklevel=3)
+    return [name if name in present else None for name in names], f"; {len(found)} of the {n} images present"
+
+
+def lsp_task(root: str | Path, *, mode: str = "paper", seed: int = 0, out_size: int = 224,
+             resize_size: int | None = None, allow_missing: bool = False) -> DownstreamTask:  # fmt: skip
+    """Leeds Sports Pose from ``root/images/`` and ``root/joints.mat`` (variable ``joints``), as either release's
+    archive unpacks.
+
+    - LSP (``lsp_dataset.zip``): ``joints`` is 3 x 14 x 2000 (x, y, and a flag that is 1 for an *occluded* joint),
+      images ``im0001.jpg`` ... ``im2000.jpg``.
+    - LSP-extended (``lspet_dataset.zip``): ``joints`` is 14 x 3 x 10000 (x, y, and a flag that is 1 for a
+      *visible* joint), images ``im00001.jpg`` ... ``im10000.jpg``.
+
+    Crop: the central square of side min(w, h). Target: 28 values in crop pixels. Split: ``paper`` random 60/40
+    (``random_split`` seed 0), visibility not recorded; ``corrected`` LSP's standard split (first half train, second
+    half test; LSP-extended publishes none and keeps the seeded 60/40), with per-joint visibility on each item.
+
+    Args:
+        allow_missing: read a joints.mat that annotates more images than ``images/`` holds (a partial download) for
+            the images that exist, with a warning giving both counts; by default that is an error. Splits are
+            made over all annotated images, so each image keeps the split it has in the full download.
 
     Raises:
-        FileNotFoundError: a missing folder or joints.mat. ValueError: joints of another shape; a joints column whose
-            image is missing (the column and file named).
+        FileNotFoundError: a missing folder or joints.mat. ValueError: joints of another shape; no image named as
+            the release names them; missing images without ``allow_missing`` (both counts named).
     """
     op = "lsp_task"
     check_mode(op, mode)
@@ -228,29 +295,14 @@ def lsp_task(root: str | Path, *, mode: str = "paper", seed: int = 0, out_size: 
     root = Path(root)
     image_dir = require_dir(op, root / "images", "LSP image")
     joints_path = require_file(op, root / "joints.mat", "LSP joints")
-    import scipy.io
-
-    try:
-        joints = np.asarray(scipy.io.loadmat(joints_path)["joints"], dtype=np.float64)
-    except KeyError:
-        raise ValueError(f"{op}: {str(joints_path)!r} has no variable 'joints'") from None
-    except Exception as error:
-        raise ValueError(f"{op}: cannot read {str(joints_path)!r} as a MATLAB file: {error}") from None
-    if joints.ndim == 3 and joints.shape[:2] == (3, LSP_JOINTS):
-        xy, visible = joints[:2].transpose(2, 1, 0), joints[2].T == 0  # (N, 14, 2), (N, 14): flag 1 = occluded
-    elif joints.ndim == 3 and joints.shape[:2] == (LSP_JOINTS, 3):
-        xy, visible = joints[:, :2].transpose(2, 0, 1), joints[:, 2].T != 0  # LSP-extended: flag 1 = visible
-    else:
-        raise ValueError(f"{op}: {str(joints_path)!r} joints has shape {joints.shape}, expected (3, 14, N) or "
-                         f"(14, 3, N)")
-    finite_or_raise(op, xy, repr(str(joints_path)))
-    present = {e.name for e in os.scandir(image_dir)}
-    items, keep, skipped = [], [], []
-    for k in range(xy.shape[0]):
-        name = f"im{k + 1:04d}.jpg"
-        if name not in present:
-            raise ValueError(f"{op}: {str(joints_path)!r} column {k + 1} (of {xy.shape[0]}) has no image "
-                             f"{str(image_dir / name)!r}")
+    release, digits, xy, visible = _read_lsp_joints(op, joints_path)
+    n = xy.shape[0]
+    names, missing_note = _lsp_image_names(op, image_dir, joints_path, release, digits, n, allow_missing)
+    items: dict[int, TaskItem] = {}
+    skipped = []
+    for k, name in enumerate(names):
+        if name is None:
+            continue
         wh = image_size(image_dir / name)
         if wh is None:
             skipped.append(str(image_dir / name))
@@ -258,17 +310,17 @@ def lsp_task(root: str | Path, *, mode: str = "paper", seed: int = 0, out_size: 
         box = centre_square_box(*wh)
         target = as_float_tuple(remap_points(xy[k], box, out_size, resize_size))
         vis = tuple(bool(v) for v in np.repeat(visible[k], 2)) if mode == "corrected" else None
-        items.append(TaskItem(str(image_dir / name), target, box, vis))
-        keep.append(k)
-    n = xy.shape[0]
-    if mode == "paper":
-        tv_idx, te_idx = random_split(n, 0.6, seed)
-        notes = "random 60/40 split (seed 0), visibility ignored (reference code)"
-    else:
+        items[k] = TaskItem(str(image_dir / name), target, box, vis)
+    if mode == "corrected" and release == "LSP":
         tv_idx, te_idx = list(range(n // 2)), list(range(n // 2, n))
-        notes = "standard first-half / second-half split; visibility recorded per joint"
-    where = {k: i for i, k in enumerate(keep)}
-    trainval = tuple(items[where[k]] for k in tv_idx if k in where)
-    test = tuple(items[where[k]] for k in te_idx if k in where)
+        notes = "LSP's standard first-half / second-half split; visible joints only in the fit and the score"
+    else:
+        tv_idx, te_idx = random_split(n, 0.6, seed)
+        notes = f"{release}: random 60/40 split (seed {seed})"
+        notes += ("; visible joints only in the fit and the score (LSP-extended has no standard test split)"
+                  if mode == "corrected" else ", visibility ignored (reference code)")
+    trainval = tuple(items[k] for k in tv_idx if k in items)
+    test = tuple(items[k] for k in te_idx if k in items)
     return DownstreamTask("leeds_sports_pose", "regression", "r2", trainval, test, str(root), mode, out_size,
-                          resize_size, target_names=xy_names(LSP_JOINTS), skipped=tuple(skipped), notes=notes)
+                          resize_size, target_names=xy_names(LSP_JOINTS), skipped=tuple(skipped),
+                          notes=notes + missing_note)

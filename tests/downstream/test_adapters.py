@@ -8,6 +8,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from fixtures import published_layouts as published
 from inv_kernels.data import write_dataset
 from inv_kernels.downstream import (
     DownstreamTask,
@@ -296,22 +297,69 @@ def test_lsp_paper_random_split_ignores_visibility(tmp_path):
                                [(xy[0, 0, k] - 5) * 224 / 20, xy[1, 0, k] * 224 / 20])
 
 
-@pytest.mark.parametrize("layout", ["lsp", "lspet"])
-def test_lsp_corrected_standard_split_and_visibility(tmp_path, layout):
-    _lsp(tmp_path, layout=layout)
-    task = lsp_task(tmp_path, mode="corrected")
+def _visible_pairs(visible: np.ndarray) -> np.ndarray:
+    return np.repeat(visible, 2, axis=1)  # (n, 14) -> (n, 28): x and y of a joint share its flag
+
+
+def test_lsp_download_four_digit_names_and_occluded_flag(tmp_path):
+    """LSP: im0001.jpg ..., joints 3 x 14 x N whose third row is 1 for an occluded joint."""
+    root, xy, visible = published.lsp(tmp_path, n=10, layout="lsp")
+    task = lsp_task(root, mode="corrected")
     assert [Path(it.path).name for it in task.trainval] == [f"im{k:04d}.jpg" for k in range(1, 6)]
-    vis = task.visibility("test")
-    assert vis.shape == (5, 28) and not vis[:, 6:8].any() and vis[:, :6].all()
+    assert [Path(it.path).name for it in task.test] == [f"im{k:04d}.jpg" for k in range(6, 11)]
+    np.testing.assert_array_equal(task.visibility("trainval"), _visible_pairs(visible[:5]))
+    np.testing.assert_array_equal(task.visibility("test"), _visible_pairs(visible[5:]))
+    side = published.SIDE
+    np.testing.assert_allclose(np.asarray(task.trainval[0].target).reshape(14, 2), xy[0] * 224 / side)
+    assert "standard" in task.notes
+
+
+def test_lspet_download_five_digit_names_and_visible_flag(tmp_path):
+    """LSP-extended: im00001.jpg ..., joints 14 x 3 x N whose third column is 1 for a visible joint."""
+    root, xy, visible = published.lsp(tmp_path, n=10, layout="lspet")
+    paper = lsp_task(root, mode="paper")
+    tv, te = random_split(10, 0.6, 0)
+    assert [Path(it.path).name for it in paper.trainval] == [f"im{k + 1:05d}.jpg" for k in tv]
+    assert paper.visibility("trainval") is None  # the reference code ignores the flags
+    corrected = lsp_task(root, mode="corrected")
+    # LSP-extended publishes no test split: both modes use the seeded 60/40 split
+    assert [it.path for it in corrected.trainval] == [it.path for it in paper.trainval]
+    np.testing.assert_array_equal(corrected.visibility("trainval"), _visible_pairs(visible[tv]))
+    np.testing.assert_array_equal(corrected.visibility("test"), _visible_pairs(visible[te]))
+    k = tv[0]
+    np.testing.assert_allclose(np.asarray(corrected.trainval[0].target).reshape(14, 2), xy[k] * 224 / published.SIDE)
+
+
+def test_lsp_names_of_the_other_release_are_refused(tmp_path):
+    root, _, _ = published.lsp(tmp_path, n=3, layout="lspet")
+    joints = scipy.io.loadmat(root / "joints.mat")["joints"]
+    scipy.io.savemat(root / "joints.mat", {"joints": joints.transpose(1, 0, 2)})  # LSP's 3 x 14 x N
+    with pytest.raises(ValueError, match=r"joints.mat.*\(3, 14, 3\).*LSP.*im0001.jpg.*im00001.jpg"):
+        lsp_task(root)
+
+
+def test_lsp_partial_download_refused_unless_accepted(tmp_path):
+    root, _, visible = published.lsp(tmp_path, n=10, present=(1, 2, 3, 7, 9), layout="lspet")
+    with pytest.raises(ValueError, match=r"joints.mat.*10 images.*5 of them.*im00004.jpg.*allow_missing=True"):
+        lsp_task(root)
+    with pytest.warns(UserWarning, match=r"5 of the 10 images"):
+        task = lsp_task(root, mode="corrected", allow_missing=True)
+    tv, te = random_split(10, 0.6, 0)
+    names = {f"im{k:05d}.jpg" for k in (1, 2, 3, 7, 9)}
+    assert [Path(it.path).name for it in task.trainval] == [f"im{k + 1:05d}.jpg" for k in tv
+                                                           if f"im{k + 1:05d}.jpg" in names]
+    assert len(task.trainval) + len(task.test) == 5 and "5 of the 10" in task.notes
+    kept = [k for k in tv if f"im{k + 1:05d}.jpg" in names]
+    np.testing.assert_array_equal(task.visibility("trainval"), _visible_pairs(visible[kept]))
 
 
 def test_lsp_errors(tmp_path):
     _lsp(tmp_path, 4)
-    (tmp_path / "images" / "im0003.jpg").unlink()
-    with pytest.raises(ValueError, match=r"joints.mat.*column 3 \(of 4\).*im0003.jpg"):
-        lsp_task(tmp_path)
     scipy.io.savemat(tmp_path / "joints.mat", {"joints": np.zeros((3, 13, 4))})
     with pytest.raises(ValueError, match=r"shape \(3, 13, 4\)"):
+        lsp_task(tmp_path)
+    (tmp_path / "joints.mat").unlink()
+    with pytest.raises(FileNotFoundError, match="joints.mat"):
         lsp_task(tmp_path)
 
 
