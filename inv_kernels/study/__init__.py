@@ -1,4 +1,4 @@
-"""The study of issue 10: pretrain the default, spatial and appearance models (with optional wide control and random
+"""The study: pretrain the default, spatial and appearance models (with optional wide control and random
 floor) over several seeds, measure their synthetic and real-world invariance and latent regression, probe their
 transfer alone and fused, and report every number with its spread over seeds and a verdict on each of the paper's
 claims. ``run_study(StudyConfig(...))`` or ``python -m pipelines.study``; docs/STUDY.md.
