@@ -99,7 +99,7 @@ def test_goal_verdicts(gpu_report, written):
     _, text, report = written
     assert "## Speed and memory goals" in text
     assert {v["verdict"] for v in report["goals"]} == {"not measured"}  # a quick CPU run measures no H100 goal
-    assert all(v["part"] in goals.PARTS for v in report["goals"]) and not any("issue" in v for v in report["goals"])
+    assert all(v["part"] in goals.PARTS for v in report["goals"])
     # A made-up GPU report: the scoring goal met by triton (tf32 row), missed in bfloat16; NT-Xent under the time
     # but over the memory; Inf-CL beaten on time only.
     rows = [
