@@ -89,6 +89,19 @@ def check_regression_test_set(op: str, X: torch.Tensor, Y2: torch.Tensor, X_test
     return X_test, Y_test
 
 
+def check_mask(op: str, name: str, mask, shape: tuple[int, ...], targets: str) -> np.ndarray:
+    """A boolean mask with the shape of its targets (an (N,) mask of (N,) targets may be given for (N, 1)),
+    returned as an (N, T) numpy array."""
+    array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if array.dtype != np.bool_:
+        raise TypeError(f"{op}: {name} must hold booleans (True = visible), got dtype {array.dtype}")
+    if array.ndim == 1 and len(shape) == 2 and shape[1] == 1:
+        array = array[:, None]
+    if array.shape != shape:
+        raise ValueError(f"{op}: {name} must have shape {shape} like {targets}, got {array.shape}")
+    return array
+
+
 def check_grid(op: str, name: str, grid) -> np.ndarray:
     """A non-empty 1-D grid of finite positive values, as float64."""
     arr = np.asarray(grid, dtype=np.float64)

@@ -80,3 +80,86 @@ def test_ridge_errors():
         fit_ridge_cv(X, Y, grid=[1.0, -1.0])
     with pytest.raises(ValueError, match=r"X_test must have 4 columns"):
         fit_ridge_cv(X, Y, X_test=torch.randn(5, 3, dtype=torch.float64), Y_test=torch.randn(5, 2, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------- targets that are not visible (a mask)
+
+
+def _masked_problem(rng, n=160, d=6, t=4, placeholder=0.0):
+    X, Y, W = _regression(rng, n, d, t=t, noise=0.5)
+    Xt = rng.normal(size=(60, d)) + 0.5
+    Yt = Xt @ W + 0.5 * rng.normal(size=(60, t)) + 1.0
+    mask = np.ones((n, t), dtype=bool)
+    mask[rng.random(n) < 0.3, 1] = False  # output 1 hidden in about 30 % of the rows
+    mask[::4, 3] = False
+    mask_t = np.ones((60, t), dtype=bool)
+    mask_t[::3, 1] = False
+    return X, np.where(mask, Y, placeholder), Xt, np.where(mask_t, Yt, placeholder), mask, mask_t
+
+
+def test_ridge_mask_ignores_the_values_of_hidden_targets():
+    """Placeholder coordinates of hidden targets (LSP's invisible joints) change nothing: fit, CV and score."""
+    seed = np.random.randint(2**31)
+    X, Y0, Xt, Yt0, mask, mask_t = _masked_problem(np.random.default_rng(seed), placeholder=0.0)
+    _, Y1, _, Yt1, _, _ = _masked_problem(np.random.default_rng(seed), placeholder=-500.0)
+    folds = kfold_indices(len(X), 5, seed=3)
+    a = fit_ridge_cv(X, Y0, None, folds, X_test=Xt, Y_test=Yt0, mask=mask, mask_test=mask_t)
+    b = fit_ridge_cv(X, Y1, None, folds, X_test=Xt, Y_test=Yt1, mask=mask, mask_test=mask_t)
+    np.testing.assert_allclose(a.cv_scores, b.cv_scores, atol=1e-12)
+    np.testing.assert_allclose(a.extra["coef"].numpy(), b.extra["coef"].numpy(), atol=1e-10)
+    assert a.test_metrics["r2"] == pytest.approx(b.test_metrics["r2"], abs=1e-12)
+    unmasked = fit_ridge_cv(X, Y1, None, folds, X_test=Xt, Y_test=Yt1)  # the placeholders enter fit and score
+    assert unmasked.test_metrics["r2"] < a.test_metrics["r2"] - 0.1
+
+
+def test_ridge_mask_equals_each_output_fitted_on_its_visible_rows():
+    rng = np.random.default_rng(np.random.randint(2**31))
+    X, Y, Xt, Yt, mask, mask_t = _masked_problem(rng)
+    folds = kfold_indices(len(X), 5, seed=11)
+    alphas = np.logspace(-2, 3, 6)
+    res = fit_ridge_cv(X, Y, alphas, folds, X_test=Xt, Y_test=Yt, mask=mask, mask_test=mask_t)
+    fold_r2, test_r2 = np.zeros((len(folds), len(alphas))), []
+    for out in range(Y.shape[1]):
+        rows = np.flatnonzero(mask[:, out])
+        for f, (tr, va) in enumerate(folds):
+            tr, va = np.intersect1d(tr, rows), np.intersect1d(va, rows)
+            fold_r2[f] += [Ridge(alpha=a).fit(X[tr], Y[tr, out]).score(X[va], Y[va, out]) for a in alphas]
+    np.testing.assert_allclose(res.cv_scores, fold_r2.mean(0) / Y.shape[1], atol=1e-8)
+    alpha = alphas[res.best_index]
+    for out in range(Y.shape[1]):
+        rows, test_rows = np.flatnonzero(mask[:, out]), np.flatnonzero(mask_t[:, out])
+        ref = Ridge(alpha=alpha).fit(X[rows], Y[rows, out])
+        np.testing.assert_allclose(res.extra["coef"][:, out].numpy(), ref.coef_, atol=1e-7)
+        test_r2.append(ref.score(Xt[test_rows], Yt[test_rows, out]))
+    assert res.test_metrics["r2"] == pytest.approx(np.mean(test_r2), abs=1e-8)
+
+
+def test_ridge_all_visible_mask_is_no_mask():
+    rng = np.random.default_rng(np.random.randint(2**31))
+    X, Y, W = _regression(rng, 120, 10)
+    Xt = rng.normal(size=(30, 10))
+    Yt = Xt @ W
+    full = np.ones_like(Y, dtype=bool)
+    a = fit_ridge_cv(X, Y, X_test=Xt, Y_test=Yt, mask=full, mask_test=np.ones_like(Yt, dtype=bool))
+    b = fit_ridge_cv(X, Y, X_test=Xt, Y_test=Yt)
+    np.testing.assert_allclose(a.cv_scores, b.cv_scores, atol=1e-12)
+    assert a.test_metrics == pytest.approx(b.test_metrics, abs=1e-12)
+
+
+def test_ridge_mask_errors():
+    X = torch.randn(40, 3, dtype=torch.float64)
+    Y = torch.randn(40, 2, dtype=torch.float64)
+    mask = np.ones((40, 2), dtype=bool)
+    with pytest.raises(ValueError, match=r"mask must have shape \(40, 2\) like Y, got \(40, 3\)"):
+        fit_ridge_cv(X, Y, mask=np.ones((40, 3), dtype=bool))
+    with pytest.raises(TypeError, match=r"mask must hold booleans"):
+        fit_ridge_cv(X, Y, mask=np.ones((40, 2)))
+    hidden = mask.copy()
+    hidden[:, 1] = False
+    hidden[:1, 1] = True
+    with pytest.raises(ValueError, match=r"output 1 of Y is visible in only \d rows? of fold \d's (training|validation)"):
+        fit_ridge_cv(X, Y, folds=kfold_indices(40, 5, seed=0), mask=hidden)
+    with pytest.raises(ValueError, match=r"mask_test needs X_test"):
+        fit_ridge_cv(X, Y, mask=mask, mask_test=mask)
+    with pytest.raises(ValueError, match=r"with a mask, the test set needs mask_test"):
+        fit_ridge_cv(X, Y, X_test=X, Y_test=Y, mask=mask)
