@@ -54,13 +54,18 @@ def model_combinations(names: list[str], combos: str) -> list[tuple[str, ...]]:
     return singles + chosen
 
 
-def _probe(task: DownstreamTask, X, y, X_test, y_test, members: int, wide: bool, cfg: TransferConfig):
+def _probe(task: DownstreamTask, X, y, X_test, y_test, members: int, wide: bool, cfg: TransferConfig, kept=None):
+    """The task's probe; ``kept``: the (trainval, test) positions of the rows, which select the rows of the targets'
+    visibility where the task records it (LSP in corrected mode: hidden keypoints are left out of fit and score)."""
     if task.kind == "classification":
         result = fit_logistic_cv(X, y, logistic_Cs(members, wide, cfg.mode), cfg.folds, X_test=X_test, y_test=y_test,
                                  metric=task.metric, seed=cfg.seed, source=task.name)  # fmt: skip
     else:
+        visible = [task.visibility(split) for split in ("trainval", "test")]
+        masks = [v if v is None or rows is None else v[rows.numpy()] for v, rows in zip(visible, kept or (None, None))]
         result = fit_ridge_cv(X, y, ridge_alphas(members, wide, cfg.mode), cfg.folds, X_test=X_test, Y_test=y_test,
-                              mode=cfg.mode, seed=cfg.seed, source=task.name)  # fmt: skip
+                              mask=masks[0], mask_test=masks[1], mode=cfg.mode, seed=cfg.seed,
+                              source=task.name)  # fmt: skip
     return result
 
 
@@ -95,7 +100,8 @@ def evaluate_transfer(cfg: TransferConfig) -> dict:
                 mode = "cat" if fusion == "single" else fusion
                 X, X_test, weights = fuse(train_blocks, mode), fuse(test_blocks, mode), None
             wide = any(extractors[m].info.arch == "resnet50w3" for m in members)
-            result = _probe(task, X.double(), y, X_test.double(), y_test, len(members), wide, cfg)
+            kept = (feats[members[0]].kept_trainval, feats[members[0]].kept_test)
+            result = _probe(task, X.double(), y, X_test.double(), y_test, len(members), wide, cfg, kept)
             rows.append({
                 "model": "+".join(members), "members": list(members), "fusion": fusion, "task": task.name,
                 "kind": task.kind, "metric": task.metric, "test_score": float(result.test_metrics[task.metric]),
