@@ -60,7 +60,8 @@ class FoundGroups(list):
         ignored_examples: the first few of them, relative to root.
         unused: files named as the layout names them that belong to no group by design (ALOT's rotated images for
             temperature groups, the reddish image for viewpoint and illumination groups, the other lights in
-            ``mode="paper"``, ExposureErrors renderings whose GT image is missing).
+            ``mode="paper"``, ExposureErrors renderings whose GT image is missing and, in its testing/ folder, the
+            retouchings of experts other than C).
         skipped: {key: size} of the groups smaller than min_size dropped by ``on_small="skip"``.
     """
 
@@ -117,8 +118,8 @@ def find_groups(root: str | os.PathLike, layout: str = "auto", *, mode: str = "c
     """The view groups of a real-world multi-view dataset folder, parsed from its file names in one sorted scan.
 
     Args:
-        root: the dataset folder (e.g. COIL100/, ALOI/illumination/, ALOT/, Flickr1024/, RealBlur/...ref/,
-            ExposureErrors/training/, DaLI/). Image files are found recursively, extensions case-insensitive
+        root: the dataset folder (e.g. coil-100/, aloi_red4_ill/, alot_png4/, Flickr1024/, RealBlur/,
+            ExposureErrors/ or one of its training/, validation/, testing/ folders, DaLI/). Image files are found recursively, extensions case-insensitive
             (.png .jpg .jpeg .JPG ...); hidden files and folders are skipped.
         layout: one of ``LAYOUTS`` or "auto" (detected from the names; the three ALOT layouts share one folder
             and must be named).

@@ -29,7 +29,10 @@ _ALOI_TEMP = re.compile(r"(\d+)_i(\d+)")  # <obj>_i<colour temperature code>
 _ALOT = re.compile(r"(\d+)_c(\d+)(?:l(\d+)(?:r(\d+))?|(i))")
 _FLICKR = re.compile(r"(.+)_([LR])")  # <pair>_L / <pair>_R
 _EXPOSURE = re.compile(r"([^-]+)-.*")  # <id>-<rest>
-_EXPOSURE_FOLDERS = ("GT_IMAGES", "INPUT_IMAGES")
+# The reference of a group: GT_IMAGES in training/ and validation/; in testing/, which has no GT_IMAGES, expert C's
+# retouching (the dataset's own evaluation uses it); the other experts' images take part in no group.
+_EXPOSURE_GT = ("GT_IMAGES", "EXPERT_C_TESTING_SET")
+_EXPOSURE_OTHER_EXPERTS = re.compile(r"EXPERT_[ABDE]_TESTING_SET")
 
 
 @dataclass(frozen=True)
@@ -122,14 +125,16 @@ def _realblur(parts: Parts, stem: str, mode: str, info: ScanInfo) -> Parsed:
 
 
 def _exposure_errors(parts: Parts, stem: str, mode: str, info: ScanInfo) -> Parsed:
-    if len(parts) < 2 or parts[-2].upper() not in _EXPOSURE_FOLDERS:
+    folder = parts[-2].upper() if len(parts) >= 2 else ""
+    other_expert = _EXPOSURE_OTHER_EXPERTS.fullmatch(folder) is not None
+    if folder != "INPUT_IMAGES" and folder not in _EXPOSURE_GT and not other_expert:
         return None
     m = _EXPOSURE.fullmatch(stem)
-    return None if m is None else ("/".join((*parts[:-2], m[1])), True)
+    return None if m is None else ("/".join((*parts[:-2], m[1])), not other_expert)
 
 
 def _has_gt(members: Sequence[Parts]) -> bool:
-    return any(p[-2].upper() == "GT_IMAGES" for p in members)
+    return any(p[-2].upper() in _EXPOSURE_GT for p in members)
 
 
 def _dali(parts: Parts, stem: str, mode: str, info: ScanInfo) -> Parsed:
@@ -158,9 +163,9 @@ _SPECS: tuple[Layout, ...] = (
            "Train/0001_L.png + Train/0001_R.png", _flickr1024),
     Layout("realblur", "camera-motion blur; group = (scene, n): <scene>/gt/gt_<n>.png + <scene>/blur/blur_<n>.png",
            "scene001/gt/gt_1.png + scene001/blur/blur_1.png", _realblur),
-    Layout("exposure_errors", "exposure; group = id, the GT plus its renderings: GT_IMAGES/<id>-*.jpg + "
-           "INPUT_IMAGES/<id>-*.JPG", "GT_IMAGES/a0001-jmac_DSC1459.jpg + INPUT_IMAGES/a0001-jmac_DSC1459_0.JPG",
-           _exposure_errors, _has_gt),
+    Layout("exposure_errors", "exposure; group = id, the reference plus its renderings: GT_IMAGES/<id>-*.jpg (in "
+           "testing/: expert_c_testing_set/<id>-*.jpg) + INPUT_IMAGES/<id>-*.JPG",
+           "GT_IMAGES/a0001-jmac_DSC1459.jpg + INPUT_IMAGES/a0001-jmac_DSC1459_0.JPG", _exposure_errors, _has_gt),
     Layout("dali", "daylight illumination; group = scene folder: input/png/<scene>/*.png or <scene>/*.png",
            "input/png/1/<any>.png", _dali),
 )

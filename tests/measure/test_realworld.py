@@ -8,6 +8,7 @@ import random
 import pytest
 from PIL import Image
 
+from fixtures import published_layouts as published
 from inv_kernels.data import generated_dataset
 from inv_kernels.measure.realworld import (
     ALOT_LIGHTS,
@@ -307,6 +308,95 @@ def test_dali_both_forms(tmp_path):
     assert keys_sizes(find_groups(flat, "dali")) == {"1": 4, "12": 4, "2": 4}
     with pytest.raises(ValueError, match="could not detect"):  # a bare <scene>/*.png is not guessed
         find_groups(flat)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the public downloads as they unpack (tests/fixtures/published_layouts.py)
+
+
+def test_published_coil100_and_coil20(tmp_path):
+    groups = find_groups(published.coil100(tmp_path))
+    assert groups.layout == "coil" and groups.ignored == 0
+    assert keys_sizes(groups) == {"obj1": 3, "obj100": 3, "obj2": 3}
+    proc = find_groups(published.coil20_proc(tmp_path))
+    assert proc.layout == "coil" and keys_sizes(proc) == {"obj1": 3, "obj20": 3}
+    assert rel(proc[0], tmp_path / "coil-20-proc") == ["obj1__0.png", "obj1__1.png", "obj1__71.png"]
+
+
+@pytest.mark.parametrize("kind,layout,key,size", [("viewpoint", "aloi_viewpoint", "obj1000", 3),
+                                                  ("illumination", "aloi_illumination", "obj1000/c3", 8),
+                                                  ("temperature", "aloi_temperature", "obj1000", 12)])
+def test_published_aloi_tars(tmp_path, kind, layout, key, size):
+    root = published.aloi(tmp_path, kind)
+    groups = find_groups(root)
+    assert groups.layout == layout and groups.ignored == 0
+    assert len(groups) == (9 if kind == "illumination" else 3) and keys_sizes(groups)[key] == size
+    assert all(p.startswith(str(root / "png4" / "1000")) for p in dict((g.key, g) for g in groups)[key].paths)
+
+
+def test_published_aloi_tars_extracted_into_one_folder(tmp_path):
+    """The three tars share their png4/<obj>/ folders: each layout takes its own names from the merged folder."""
+    root = tmp_path / "ALOI"
+    for kind in published.ALOI_TARS:
+        published.write_files(root, published.aloi_names(kind))
+    with pytest.raises(ValueError, match="several layouts"):
+        find_groups(root)
+    assert keys_sizes(find_groups(root, "aloi_temperature")) == {"obj1": 12, "obj1000": 12, "obj2": 12}
+    assert len(find_groups(root, "aloi_illumination")) == 9 and len(find_groups(root, "aloi_viewpoint")) == 3
+
+
+def test_published_alot(tmp_path):
+    root = published.alot(tmp_path)
+    view = find_groups(root, "alot_viewpoint")
+    assert keys_sizes(view) == {f"mat{m}/l{light}": 16 for m in (1, 2, 250) for light in ALOT_LIGHTS}
+    assert view.unused == 3 * 4  # the reddish images
+    ill = find_groups(root, "alot_illumination")
+    assert len(ill) == 3 * 4 * 4 and set(keys_sizes(ill).values()) == {6}
+    temp = find_groups(root, "alot_temperature")
+    assert rel(dict((g.key, g) for g in temp)["mat250/c2"], root) == ["png4/250/250_c2i.png", "png4/250/250_c2l8.png"]
+    assert find_groups(root, "alot_viewpoint", mode="paper").unused == 3 * (100 - 16)
+
+
+def test_published_flickr1024(tmp_path):
+    root = published.flickr1024(tmp_path)
+    groups = find_groups(root)
+    assert groups.layout == "flickr1024" and groups.ignored == 0
+    assert [g.key for g in groups] == ["Test/001", "Test/112", "Train/0001", "Train/0002", "Train/0800",
+                                       "Validation/001", "Validation/112"]
+    assert rel(groups[0], root) == ["Test/001_L.png", "Test/001_R.png"]
+
+
+def test_published_realblur(tmp_path):
+    root = published.realblur(tmp_path)
+    groups = find_groups(root)  # the list files are not images: not counted
+    assert groups.layout == "realblur" and groups.ignored == 0
+    assert len(groups) == 2 * 2 * 3 and set(keys_sizes(groups).values()) == {2}
+    pair = dict((g.key, g) for g in groups)[f"{published.REALBLUR_R}/scene232/10"]
+    assert rel(pair, root) == [f"{published.REALBLUR_R}/scene232/blur/blur_10.png",
+                               f"{published.REALBLUR_R}/scene232/gt/gt_10.png"]
+    j_only = find_groups(root / published.REALBLUR_J)
+    assert len(j_only) == 6 and j_only[0].key == "scene001/1"
+
+
+def test_published_exposure_errors_all_three_splits(tmp_path):
+    """training/ and validation/ pair INPUT_IMAGES with GT_IMAGES; testing/ has no GT_IMAGES but the five experts'
+    retouched images, of which expert C is the reference (the dataset's own evaluation)."""
+    root = published.exposure_errors(tmp_path)
+    groups = find_groups(root)
+    assert groups.layout == "exposure_errors" and groups.ignored == 0
+    ids = ("a0001", "a0002", "a4999")
+    assert keys_sizes(groups) == {f"{split}/{i}": 6 for split in ("testing", "training", "validation") for i in ids}
+    test_group = dict((g.key, g) for g in groups)["testing/a0001"]
+    assert rel(test_group, root) == sorted(["testing/expert_c_testing_set/a0001-jmac_DSC1459.jpg"] + [
+        f"testing/INPUT_IMAGES/a0001-jmac_DSC1459_{ev}.JPG" for ev in published.EXPOSURES])
+    assert groups.unused == 3 * 4  # the other experts' images
+    testing = find_groups(root / "testing")
+    assert keys_sizes(testing) == {i: 6 for i in ids}
+
+
+def test_published_dali(tmp_path):
+    groups = find_groups(published.dali(tmp_path))
+    assert groups.layout == "dali" and keys_sizes(groups) == {"1": 4, "12": 4, "2": 4}
 
 
 # ----------------------------------------------------------------------------------------------------------------
