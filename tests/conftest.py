@@ -1,5 +1,5 @@
 """Test session setup: Triton's interpreter on machines without a GPU, seeds, markers with automatic skips,
-and the real photographs of ../shared/data extracted once into a cache folder."""
+and the real-photo archives (the folder INV_KERNELS_SHARED_DATA names) extracted once into a cache folder."""
 
 import os
 import shutil
@@ -36,6 +36,8 @@ if CUDA_EMULATION:
     from activate import activate
 
     activate()
+# The real-photo archives of the `realdata` tests: the folder INV_KERNELS_SHARED_DATA names, else a data folder beside
+# the checkout (shared/data next to the repository's folder, where CI places them); absent, those tests skip.
 SHARED_DATA = Path(os.environ.get("INV_KERNELS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
