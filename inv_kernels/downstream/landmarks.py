@@ -1,6 +1,7 @@
 """Keypoint-regression tasks (PAPER.md section 6): 300W (68 face landmarks), CelebA aligned (5 landmarks) and Leeds
-Sports Pose (14 joints; the LSP and LSP-extended releases). Targets are (x0, y0, x1, y1, ...) mapped into the out_size-pixel frame of
-crop(box) -> Resize(resize_size) -> CenterCrop(out_size); the metric is R^2 (uniform average over outputs).
+Sports Pose (14 joints; the LSP and LSP-extended releases). Targets are (x0, y0, x1, y1, ...) mapped into the
+out_size-pixel frame of crop(box) -> Resize(resize_size) -> CenterCrop(out_size); the metric is R^2 (uniform average
+over outputs).
 
 Modes (PAPER.md section 12):
 - 300W: ``paper`` crops a square anchored at the landmarks' min corner, side max(bbox w, h), no margin (the face
@@ -140,11 +141,22 @@ def _celeba_rows(path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _celeba_path(op: str, root: Path, folder: str, name: str) -> Path:
+    """``root/folder/name`` (the authors' Img/, Anno/ and Eval/ folders) or ``root/name`` (torchvision's flat
+    folder), whichever exists (FileNotFoundError naming both when neither does)."""
+    for path in (root / folder / name, root / name):
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"{op}: CelebA's {name} is neither at {str(root / folder / name)!r} (the authors' "
+                            f"layout) nor at {str(root / name)!r} (torchvision's)")
+
+
 def celeba_task(root: str | Path, *, mode: str = "paper", image_wh: tuple[int, int] | None = None,
                 out_size: int = 224, resize_size: int | None = None) -> DownstreamTask:  # fmt: skip
-    """CelebA aligned landmarks from ``root/img_align_celeba/*.jpg``, ``root/list_landmarks_align_celeba.txt``
-    (a count line, a line of 10 column names, rows ``name x1 y1 ... x5 y5``) and ``root/list_eval_partition.txt``
-    (rows ``name split``, 0 train, 1 valid, 2 test).
+    """CelebA aligned landmarks from ``img_align_celeba/*.jpg``, ``list_landmarks_align_celeba.txt`` (a count line, a
+    line of 10 column names, rows ``name x1 y1 ... x5 y5``) and ``list_eval_partition.txt`` (rows ``name split``, 0
+    train, 1 valid, 2 test), either in the authors' folders (``root/Img/``, ``root/Anno/``, ``root/Eval/``, with
+    ``img_align_celeba.zip`` unzipped in ``Img/``) or all directly in ``root`` (torchvision's layout).
 
     Trainval = partitions 0 and 1, test = 2. Crop: the central square of side min(w, h) (178 px of the aligned
     178 x 218 images); target: 10 values in crop pixels.
@@ -161,9 +173,9 @@ def celeba_task(root: str | Path, *, mode: str = "paper", image_wh: tuple[int, i
     check_mode(op, mode)
     out_size, resize_size = check_sizes(op, out_size, resize_size)
     root = Path(root)
-    image_dir = require_dir(op, root / "img_align_celeba", "CelebA image")
-    marks_path = require_file(op, root / "list_landmarks_align_celeba.txt", "CelebA landmark")
-    part_path = require_file(op, root / "list_eval_partition.txt", "CelebA partition")
+    image_dir = require_dir(op, _celeba_path(op, root, "Img", "img_align_celeba"), "CelebA image")
+    marks_path = require_file(op, _celeba_path(op, root, "Anno", "list_landmarks_align_celeba.txt"), "CelebA landmark")
+    part_path = require_file(op, _celeba_path(op, root, "Eval", "list_eval_partition.txt"), "CelebA partition")
     rows = _celeba_rows(marks_path)
     if len(rows) < 2 or not rows[0][1][0].isdigit():
         raise ValueError(f"{op}: {str(marks_path)!r} must start with a count line and a line of column names")

@@ -414,3 +414,44 @@ def test_remap_points_matches_resize_and_centre_crop():
     # a non-square box: Resize(8) of 20 x 10 -> 16 x 8, CenterCrop(8) starts at x = 4
     out = remap_points(np.array([[10.0, 5.0]]), (0, 0, 20, 10), out_size=8, resize_size=8)
     np.testing.assert_allclose(out, [[10 * 16 / 20 - 4, 5 * 8 / 10]])
+
+
+# ---------------------------------------------------------------- the public downloads as they unpack
+
+
+def test_published_imagenet_style_folder(tmp_path):
+    task = image_folder_task(published.imagenet_style(tmp_path))  # upper-case .JPEG, val/ for the test split
+    assert task.classes == ("n01440764", "n01443537") and len(task.trainval) == 6
+    assert [Path(it.path).name for it in task.test] == ["ILSVRC2012_val_00000293.JPEG", "ILSVRC2012_val_00002138.JPEG",
+                                                        "ILSVRC2012_val_00000236.JPEG"]
+    assert task.targets("test").tolist() == [0, 0, 1]
+
+
+def test_published_caltech101(tmp_path):
+    task = caltech101_task(published.caltech101(tmp_path), mode="corrected", per_class=4)
+    assert task.classes == published.CALTECH_CLASSES  # BACKGROUND_Google and Faces_easy are classes as in the paper
+    assert len(task.trainval) == 4 * 5 and len(task.test) == 2 * 5
+    assert all(Path(it.path).name.startswith("image_00") for it in task.test)
+
+
+def test_published_flowers102(tmp_path):
+    task = flowers102_task(published.flowers102(tmp_path), mode="corrected")
+    assert task.classes == ("1", "77", "102") and task.metric == "mean_per_class_accuracy"
+    assert [Path(it.path).name for it in task.trainval] == [f"image_{i:05d}.jpg" for i in range(1, 7)]
+    assert task.targets("trainval").tolist() == [1, 1, 0, 0, 2, 2]
+
+
+def test_published_300w(tmp_path):
+    task = w300_task(published.w300(tmp_path), mode="corrected")
+    assert len(task.trainval) + len(task.test) == 10 and len(task.target_names) == 136
+    assert {Path(it.path).parent.name for it in task.trainval + task.test} == {"01_Indoor", "02_Outdoor"}
+
+
+def test_published_celeba_authors_folders(tmp_path):
+    """The authors' Drive folder: Img/img_align_celeba/, Anno/ and Eval/ (torchvision flattens them into one)."""
+    root = published.celeba(tmp_path)
+    task = celeba_task(root)
+    assert len(task.trainval) == 4 and len(task.test) == 2
+    assert Path(task.trainval[0].path) == root / "Img" / "img_align_celeba" / "000001.jpg"
+    side = published.SIDE
+    np.testing.assert_allclose(task.trainval[0].target[:4], np.array([2, 3, 5, 3]) * 224 / side)
