@@ -1,15 +1,22 @@
 """Two-view pretraining data from an ImageFolder layout, with per-item seeded, replayable augmentation.
 
 ``TwoViewDataset`` item i at epoch e draws its two views' parameters from a generator seeded by (seed, e, i) alone,
-so the views do not depend on the number of workers, the batch order or where training resumed. Corrupt or
-truncated images are not a crash: the item comes back as a skip marker, and ``collate_two_views`` drops it and
-counts it in the batch (``batch["skipped"]``).
+so the views do not depend on the number of workers, the batch order or where training resumed.
+
+Which images are used is one rule for every loader of the project (``load_image``): a file must be a JPEG, PNG, BMP,
+TIFF, WebP or PNM by its content, decode completely with PIL (a truncated file, or a JPEG whose scan is damaged so
+that libjpeg stops, is refused; ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False), and be at least
+``MIN_IMAGE_SIDE`` pixels high and wide (resampling needs two pixels a side). Any other file is skipped and counted,
+never a crash: a ``TwoViewDataset`` item comes back as a skip marker, which ``collate_two_views`` drops and counts in
+the batch (``batch["skipped"]``); the DALI loaders leave such files out up front (``unusable_files``), so both
+pretraining loaders use the same files.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,11 +29,14 @@ from torch.utils.data import Dataset
 from inv_kernels.augment.params import AugmentParams, sample_augment_params
 from inv_kernels.augment.recipes import Recipe, get_recipe
 from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD, OUT_DTYPES, fused_augment_ref
+from inv_kernels.feature_cache import digest_lines
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # What a bad file raises in PIL: OSError (truncated, unidentified), SyntaxError / ValueError (broken headers),
 # DecompressionBombError (an absurd size).
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+MIN_IMAGE_SIDE = 2  # the fewest pixels an image may have in height and in width to be used
+FORMATS = "JPEG, PNG, BMP, TIFF, WebP or PNM"  # what both PIL and DALI's decoder read, told by content
 
 
 @dataclass(frozen=True)
@@ -94,11 +104,150 @@ def decode_rgb(path: str | Path) -> Tensor:
         OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError: a corrupt or truncated file
             (``DECODE_ERRORS``).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")  # loads the pixels: a truncated file raises here
+    # PIL only warns between MAX_IMAGE_PIXELS and twice that; the check refuses from MAX_IMAGE_PIXELS on without a
+    # warnings filter (filters are process-wide, and the folder check decodes on several threads).
+    with Image.open(path) as img:
+        width, height = img.size
+        if Image.MAX_IMAGE_PIXELS is not None and width * height > Image.MAX_IMAGE_PIXELS:
+            raise Image.DecompressionBombError(f"{width}x{height} pixels, over PIL's limit of "
+                                               f"{Image.MAX_IMAGE_PIXELS} (PIL.Image.MAX_IMAGE_PIXELS)")
+        rgb = img.convert("RGB")  # loads the pixels: a truncated file raises here
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()  # (3, H, W)
+
+
+class UnusableImageError(ValueError):
+    """An image file that the loaders skip: ``path`` and ``reason`` (e.g. "1x1 pixels (under 2x2)",
+    "cannot be decoded (OSError: ...)")."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+def size_problem(width: int, height: int) -> str | None:
+    """Why an image of width x height pixels is not used (smaller than ``MIN_IMAGE_SIDE`` a side), else None."""
+    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
+        return f"{width}x{height} pixels (under {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE})"
+    return None
+
+
+def _content_problem(head: bytes) -> str | None:
+    """Why a file starting with ``head`` (its first 16 bytes) is no image of ``FORMATS``, else None."""
+    if not head:
+        return "empty file"
+    if (head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*"))
+            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+            or (len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace())):
+        return None
+    return f"not a {FORMATS} file (starts with {head[:8].hex(' ')})"
+
+
+def load_image(path: str | Path) -> Tensor:
+    """Decodes an image file by the rule every loader follows (see the module's docstring).
+
+    Returns:
+        (3, H, W) uint8, H and W >= MIN_IMAGE_SIDE.
+
+    Raises:
+        UnusableImageError: the file is unreadable, empty, of another format, does not decode, or is too small; its
+            ``reason`` says which.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        raise UnusableImageError(path, f"unreadable ({error.strerror or error})") from None
+    problem = _content_problem(head)
+    if problem is None:
+        try:
+            image = decode_rgb(path)  # (3, H, W) uint8
+        except DECODE_ERRORS as error:
+            problem = f"cannot be decoded ({type(error).__name__}: {error})"
+        else:
+            problem = size_problem(image.shape[2], image.shape[1])
+    if problem is not None:
+        raise UnusableImageError(path, problem)
+    return image
+
+
+def unusable_reason(path: str | Path) -> str | None:
+    """Why the loaders skip ``path`` (``load_image`` refuses it), or None when it is used."""
+    try:
+        load_image(path)
+    except UnusableImageError as error:
+        return error.reason
+    return None
+
+
+# digest of a file list -> (digest of the files' sizes and change times, their unusable files)
+_CHECKED: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+
+
+def unusable_files(paths: Sequence[str], *, threads: int = 1) -> list[tuple[str, str]]:
+    """(path, reason) of the files of ``paths`` that ``load_image`` refuses, in order: every file decoded once.
+
+    The decodes run on ``threads`` threads (PIL releases the GIL while decoding). The answer is kept for the rest
+    of the process, so checking the same unchanged files again (same sizes and change times) decodes nothing.
+    """
+    def stamp(path: str) -> str:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return f"{path}\0missing"
+        return f"{path}\0{info.st_size}\0{info.st_mtime_ns}"
+
+    key, stamps = digest_lines(paths), digest_lines(map(stamp, paths))
+    known = _CHECKED.get(key)
+    if known is not None and known[0] == stamps:
+        return list(known[1])
+    Image.init()  # PIL's format plugins, loaded once before the threads open files
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        reasons = list(pool.map(unusable_reason, paths, chunksize=64))
+    found = [(path, reason) for path, reason in zip(paths, reasons) if reason is not None]
+    _CHECKED[key] = (stamps, found)
+    return list(found)
+
+
+def skipped_among(paths: Sequence[str], kept: Iterable[int],
+                  explain: Callable[[int], str | None] | None = None) -> list[tuple[str, str]]:
+    """(path, reason) of each file of ``paths`` left out of ``kept`` (positions of the images used), in order,
+    each file once.
+
+    Args:
+        paths: the files a loader was given (a file may repeat).
+        kept: the positions in ``paths`` that gave an image.
+        explain: position -> the reason it was left out; default ``unusable_reason`` of its file (the file is
+            decoded again: meant for the few files skipped). None or "" reads "unusable when read".
+    """
+    explain = explain or (lambda i: unusable_reason(paths[i]))
+    used, seen, skipped = set(int(i) for i in kept), set(), []
+    for i, path in enumerate(paths):
+        if i not in used and path not in seen:
+            seen.add(path)
+            skipped.append((path, explain(i) or "unusable when read"))
+    return skipped
+
+
+def describe_skipped(skipped: Sequence[tuple[str, str]], limit: int = 5) -> str:
+    """"skipped 2 unusable images: a.jpg (1x1 pixels (under 2x2)), b.jpg (cannot be decoded (...))", naming the
+    first ``limit`` (path, reason) pairs; "" when none."""
+    if not skipped:
+        return ""
+    shown = ", ".join(f"{path} ({reason})" for path, reason in skipped[:limit])
+    more = f" and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return f"skipped {len(skipped)} unusable image{'s' if len(skipped) != 1 else ''}: {shown}{more}"
+
+
+def skipped_record(skipped: Sequence[tuple[str, str]]) -> dict:
+    """The results-file form of (path, reason) pairs: {"count": n, "files": [{"path", "reason"}, ...]}."""
+    return {"count": len(skipped), "files": [{"path": str(path), "reason": reason} for path, reason in skipped]}
+
+
+def describe_records(records: dict[str, dict], limit: int = 5) -> list[str]:
+    """One line "<set>: skipped n unusable images: ..." per set of ``records`` ({set: ``skipped_record``}) that
+    skipped any."""
+    return [f"{name}: {describe_skipped([(f['path'], f['reason']) for f in record['files']], limit)}"
+            for name, record in records.items() if record["count"]]
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -117,8 +266,9 @@ class TwoViewDataset(Dataset):
         mean, std, out_dtype: as ``fused_augment_ref``.
 
     Item i (``dataset[i]``) is a dict: "views" (2, 3, S, S) out_dtype, "params" AugmentParams of 2 views,
-    "label" int, "index" int; or, for an image that cannot be decoded, a skip marker
-    {"skipped": True, "index", "path", "error", "out_size"}, counted in ``self.skipped`` (this process only).
+    "label" int, "index" int; or, for an image that ``load_image`` refuses, a skip marker
+    {"skipped": True, "index", "path", "error" (the reason), "out_size"}, counted in ``self.skipped`` (this process
+    only).
 
     The epoch lives in shared memory, so ``set_epoch`` reaches DataLoader workers, persistent ones included,
     as long as it is called before iterating that epoch. An item costs about 2 ms on one CPU thread for 32 px images
@@ -173,11 +323,10 @@ class TwoViewDataset(Dataset):
         index %= n
         path = self.index.paths[index]
         try:
-            img = decode_rgb(path)  # (3, H, W) uint8
-        except DECODE_ERRORS as exc:
+            img = load_image(path)  # (3, H, W) uint8
+        except UnusableImageError as error:
             self.skipped += 1
-            return {"skipped": True, "index": index, "path": path, "error": f"{type(exc).__name__}: {exc}",
-                    "out_size": self.out_size}
+            return {"skipped": True, "index": index, "path": path, "error": error.reason, "out_size": self.out_size}
         params = self.sample_params(index, tuple(img.shape[1:]))
         views = fused_augment_ref([img, img], params, self.out_size, self.mean, self.std, self.out_dtype,
                                   self.blur_kernel)  # (2, 3, S, S)
