@@ -1,56 +1,32 @@
-"""What the DALI pipelines share: the folder scan with cheap file checks, DALI import and device choice, and the
-copy of DALI outputs into torch tensors.
+"""What the DALI pipelines share: the folder scan that leaves unusable files out, DALI import and device choice, and
+the copy of DALI outputs into torch tensors.
 
-DALI decodes a whole batch in one operator, so one bad file would stop the epoch; instead every file is checked up
-front from its first and last bytes (a JPEG starts with the SOI marker FF D8 FF and ends with EOI FF D9; a PNG starts
-with its 8-byte signature and ends with the IEND chunk; BMP, TIFF, WebP and PNM by their signature), and a file that
-fails is left out of the list, counted and logged. Formats are told by content, not by extension, so a PNG named
-``.jpg`` is kept and a text file named ``.jpg`` is not. The check reads two small blocks per file; it catches
-truncated and foreign files, not damage in the middle of a file, which still makes the decoder raise.
+DALI decodes a whole batch in one operator, so one bad file would stop the epoch, and its decoder carries on past
+damage that PIL refuses (a JPEG whose scan holds a stray marker is decoded with warnings). So every file is checked
+once, up front, by the rule the torchvision loaders follow (``inv_kernels.augment.folder.load_image``: a known format
+by content, a complete PIL decode, at least 2 x 2 pixels), and a file that fails is left out of the list, counted and
+logged; both pretraining loaders thus use the same files. The check decodes every file once, on the loader's
+``num_threads`` threads, and is remembered for the process (``unusable_files``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from inv_kernels.augment.folder import ImageFolderIndex
+from inv_kernels.augment.folder import ImageFolderIndex, describe_skipped, unusable_files
 
 LOG = logging.getLogger("pipelines.dali")
 DALI_INSTALL = "pip install nvidia-dali-cuda130"
-TAIL_BYTES = 1024  # how far from the end an end marker may sit (encoders may pad after it)
-
-
-def check_image_file(path: str | Path) -> str | None:
-    """Why DALI could not decode ``path``, from its first and last bytes; None when it looks complete."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-            handle.seek(max(0, size - TAIL_BYTES))
-            tail = handle.read()
-    except OSError as error:
-        return f"unreadable ({error.strerror or error})"
-    if size == 0:
-        return "empty file"
-    if head.startswith(b"\xff\xd8\xff"):
-        return None if b"\xff\xd9" in tail else "truncated JPEG (no EOI marker FF D9 at the end)"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return None if b"IEND" in tail else "truncated PNG (no IEND chunk at the end)"
-    if (head.startswith((b"BM", b"II*\x00", b"MM\x00*")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-            or (len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace())):
-        return None
-    return f"not a JPEG, PNG, BMP, TIFF, WebP or PNM file (starts with {head[:8].hex(' ')})"
 
 
 @dataclass(frozen=True)
 class CheckedFolder:
-    """The decodable files of an ImageFolder: ``paths[i]`` has class ``labels[i]``; ``skipped`` lists
+    """The usable files of an ImageFolder: ``paths[i]`` has class ``labels[i]``; ``skipped`` lists
     (path, reason) of the files left out."""
 
     root: Path
@@ -78,7 +54,7 @@ class FolderBackedLoader:
 
     @property
     def skipped(self) -> int:
-        """How many files of the folder were left out by the up-front check."""
+        """How many files of the folder were left out by the up-front check (unusable images)."""
         return len(self.folder.skipped)
 
     @property
@@ -87,34 +63,29 @@ class FolderBackedLoader:
         return self.folder.skipped
 
 
-def check_folder(root_or_index: str | Path | ImageFolderIndex, *, owner: str) -> CheckedFolder:
-    """Scans an ImageFolder (or takes its index) and leaves out the files ``check_image_file`` rejects.
+def check_folder(root_or_index: str | Path | ImageFolderIndex, *, owner: str, threads: int = 1) -> CheckedFolder:
+    """Scans an ImageFolder (or takes its index) and leaves out the files ``load_image`` refuses.
 
     Args:
         root_or_index: root/<class>/**/<image>, or an ImageFolderIndex of it.
         owner: the caller's name, for messages.
+        threads: threads decoding the files.
 
     Raises:
         FileNotFoundError, NotADirectoryError, ValueError: as ImageFolderIndex (missing, empty, no class folders);
-            ValueError also when no file is decodable.
+            ValueError also when no file is usable.
     """
     index = root_or_index if isinstance(root_or_index, ImageFolderIndex) else ImageFolderIndex(root_or_index)
-    paths, labels, skipped = [], [], []
-    for path, label in zip(index.paths, index.labels):
-        reason = check_image_file(path)
-        if reason is None:
-            paths.append(path)
-            labels.append(label)
-        else:
-            skipped.append((path, reason))
+    skipped = unusable_files(index.paths, threads=threads)
+    left_out = {path for path, _ in skipped}
+    kept = [(path, label) for path, label in zip(index.paths, index.labels) if path not in left_out]
     if skipped:
-        shown = "; ".join(f"{p} ({r})" for p, r in skipped[:5])
-        LOG.warning("%s: skipped %d of %d files in %s: %s%s", owner, len(skipped), len(index), index.root, shown,
-                    " ..." if len(skipped) > 5 else "")
-    if not paths:
-        raise ValueError(f"{owner}: none of the {len(index)} files in {str(index.root)!r} is a decodable image "
+        LOG.warning("%s: %s (of %d files in %s)", owner, describe_skipped(skipped), len(index), index.root)
+    if not kept:
+        raise ValueError(f"{owner}: none of the {len(index)} files in {str(index.root)!r} is a usable image "
                          f"(first: {skipped[0][0]}: {skipped[0][1]})")
-    return CheckedFolder(index.root, index.classes, tuple(paths), tuple(labels), tuple(skipped))
+    return CheckedFolder(index.root, index.classes, tuple(p for p, _ in kept), tuple(y for _, y in kept),
+                         tuple(skipped))
 
 
 def import_dali():

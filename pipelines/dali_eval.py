@@ -1,7 +1,7 @@
 """Evaluation batches with DALI: decode, resize the shorter side (antialiased), centre crop S x S and normalise.
 
 The DALI counterpart of torchvision's Resize(R) + CenterCrop(S) + ToTensor + Normalize (R = S by default; 256 / 224
-is ImageNet's habit). Every decodable file comes out exactly once per pass, in folder order; under torch.distributed
+is ImageNet's habit). Every usable file comes out exactly once per pass, in folder order; under torch.distributed
 process ``rank`` reads the ``rank``-th contiguous shard (DALI's ``shard_id`` / ``num_shards``). The result differs
 slightly from torchvision's: DALI rounds the longer side where torchvision truncates it (375 x 500 -> 224 x 299, not
 224 x 298), and when shrinking its antialiasing filter treats the image edge differently: measured on 64 px photos,
@@ -48,11 +48,12 @@ class DaliEvalLoader(FolderBackedLoader):
         mean, std: 3 per-channel normalisation values in [0, 1] units.
 
     Each batch is {"images": (N, 3, S, S) float32 on the CPU or the GPU, "labels": (N,) int64, "indices": (N,) int64
-    positions in ``paths``}; the last batch may be shorter. Files that fail the up-front check are skipped and
-    counted (``skipped``, ``skipped_files``).
+    positions in ``paths``}; the last batch may be shorter. Files that fail the up-front check (not decodable by
+    PIL, or under 2 x 2 pixels: the rule of every loader, ``inv_kernels.augment.folder.load_image``) are skipped
+    and counted (``skipped``, ``skipped_files``).
 
     Raises:
-        ValueError: a bad size, batch, rank, mean or std; a missing, empty or class-less folder, or none decodable.
+        ValueError: a bad size, batch, rank, mean or std; a missing, empty or class-less folder, or none usable.
         FileNotFoundError, NotADirectoryError: root missing or a file. ImportError: DALI missing.
         RuntimeError: a device_id whose GPU is absent.
     """
@@ -74,7 +75,7 @@ class DaliEvalLoader(FolderBackedLoader):
             raise ValueError(f"{OWNER}: need 3 mean and 3 positive std values, got mean={mean}, std={std}")
         self.device = check_device_id(device_id, OWNER)
         self.device_id, self.rank, self.mean, self.std = device_id, rank, tuple(mean), tuple(std)
-        self.folder = check_folder(root_or_index, owner=OWNER)
+        self.folder = check_folder(root_or_index, owner=OWNER, threads=self.num_threads)
         self._dali = import_dali()
 
     def _count(self) -> int:

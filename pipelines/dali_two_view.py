@@ -78,13 +78,14 @@ class DaliTwoViewLoader(FolderBackedLoader):
 
     Each batch is what ``collate_two_views`` returns: {"views": (N, 2, 3, S, S) out_dtype, "params": AugmentParams
     of the 2N views (params[2 n + v] made views[n, v]), "labels": (N,) int64, "indices": (N,) int64 positions in
-    ``paths``, "sizes": (N, 2) int64 decoded (H, W), "skipped": 0, "skipped_paths": []}. Files that fail the up-front
-    check (``pipelines._dali_common.check_image_file``) never enter a batch: ``skipped`` counts them and
-    ``skipped_files`` lists them with the reason.
+    ``paths``, "sizes": (N, 2) int64 decoded (H, W), "skipped": 0, "skipped_paths": []}. Files that the up-front
+    check leaves out (the images ``TwoViewDataset`` skips: not decodable by PIL, or under 2 x 2 pixels; see
+    ``pipelines._dali_common``) never enter a batch: ``skipped`` counts them and ``skipped_files`` lists them with
+    the reason.
 
     Raises:
         ValueError: a bad recipe, size, seed, batch, rank or dtype (before the folder is read); a missing, empty or
-            class-less folder, or none decodable; batch_size x world_size larger than the decodable images.
+            class-less folder, or none usable; batch_size x world_size larger than the decodable images.
         FileNotFoundError, NotADirectoryError: root missing or a file. ImportError: DALI missing.
         RuntimeError: a device_id whose GPU is absent, or a backend that cannot run there.
     """
@@ -112,7 +113,7 @@ class DaliTwoViewLoader(FolderBackedLoader):
         self.mean, self.std, self.out_dtype, self.backend = tuple(mean), tuple(std), out_dtype, backend
         blur = self.recipe.get("gaussian_blur")
         self.blur_kernel = blur.kernel if blur is not None else "from_sigma"
-        self.folder = check_folder(root_or_index, owner=OWNER)
+        self.folder = check_folder(root_or_index, owner=OWNER, threads=self.num_threads)
         if self.batch_size * self.world_size > len(self.folder):
             raise ValueError(f"batch size {self.batch_size} x {self.world_size} process(es) is larger than the "
                              f"dataset ({len(self.folder)} images)")

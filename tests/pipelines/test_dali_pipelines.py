@@ -13,7 +13,6 @@ from torchvision.transforms.v2 import functional as TF
 from inv_kernels import _ext
 from inv_kernels.augment import IMAGENET_MEAN, IMAGENET_STD, fused_augment_ref
 from inv_kernels.train.sampler import ResumableBatchSampler
-from pipelines._dali_common import check_image_file
 
 pytestmark = pytest.mark.dali
 
@@ -103,21 +102,27 @@ def test_drop_last(photos):
     assert sizes == [5] * 6 + [2] and len({i for b in kept for i in b["indices"].tolist()}) == 32
 
 
-def test_file_check_reads_markers(tmp_path):
+def test_folder_check_leaves_out_what_pil_refuses_and_keeps_padded_files(tmp_path):
     from PIL import Image
 
-    Image.new("RGB", (9, 7), (200, 10, 30)).save(tmp_path / "ok.jpg")
-    Image.new("RGB", (9, 7)).save(tmp_path / "ok.png")
-    data = (tmp_path / "ok.jpg").read_bytes()
-    cases = {"cut.jpg": data[: len(data) // 2], "cut.png": (tmp_path / "ok.png").read_bytes()[:40],
-             "text.jpg": b"hello, not an image", "empty.jpg": b""}  # fmt: skip
+    from pipelines._dali_common import check_folder, decode_images
+
+    (tmp_path / "c").mkdir()
+    Image.new("RGB", (9, 7), (200, 10, 30)).save(tmp_path / "c" / "ok.jpg")
+    Image.new("RGB", (9, 7)).save(tmp_path / "c" / "ok.png")
+    data = (tmp_path / "c" / "ok.jpg").read_bytes()
+    # padded.jpg has 4 KiB after its EOI marker: both decoders read it.
+    cases = {"cut.jpg": data[: len(data) // 2], "cut.png": (tmp_path / "c" / "ok.png").read_bytes()[:40],
+             "text.jpg": b"hello, not an image", "empty.jpg": b"", "padded.jpg": data + bytes(4096)}  # fmt: skip
     for name, content in cases.items():
-        (tmp_path / name).write_bytes(content)
-    assert check_image_file(tmp_path / "ok.jpg") is None and check_image_file(tmp_path / "ok.png") is None
-    assert "truncated JPEG" in check_image_file(tmp_path / "cut.jpg")
-    assert "truncated PNG" in check_image_file(tmp_path / "cut.png")
-    assert "not a JPEG" in check_image_file(tmp_path / "text.jpg")
-    assert check_image_file(tmp_path / "empty.jpg") == "empty file"
+        (tmp_path / "c" / name).write_bytes(content)
+    folder = check_folder(tmp_path, owner="test")
+    reasons = {Path(p).name: r for p, r in folder.skipped}
+    assert sorted(Path(p).name for p in folder.paths) == ["ok.jpg", "ok.png", "padded.jpg"]
+    assert "truncated" in reasons["cut.jpg"].lower() and reasons["cut.jpg"].startswith("cannot be decoded")
+    assert reasons["cut.png"].startswith("cannot be decoded")
+    assert reasons["text.jpg"].startswith("not a JPEG") and reasons["empty.jpg"] == "empty file"
+    assert decode_images([str(tmp_path / "c" / "padded.jpg")])[0].shape == (3, 7, 9)
 
 
 @pytest.mark.realdata
@@ -134,9 +139,9 @@ def test_truncated_and_foreign_files_are_skipped_and_counted(photos, tmp_path, c
         loader = _loader(root, batch_size=11)
     assert loader.skipped == 2 and len(loader.paths) == 33
     reasons = dict(loader.skipped_files)
-    assert "truncated JPEG" in reasons[str(root / "fish" / "truncated.jpg")]
+    assert "truncated" in reasons[str(root / "fish" / "truncated.jpg")].lower()
     assert "not a JPEG" in reasons[str(root / "frog" / "notes.jpg")]
-    assert "skipped 2 of 35 files" in caplog.text
+    assert "skipped 2 unusable images: " in caplog.text and "(of 35 files in" in caplog.text
     batches = list(loader)  # the whole epoch decodes: nothing bad reaches DALI
     assert sum(b["views"].shape[0] for b in batches) == 33
     assert (30, 40) in {tuple(s) for b in batches for s in b["sizes"].tolist()}
@@ -158,7 +163,7 @@ def test_bad_input_fails_before_any_dali_work(tmp_path):
         DaliTwoViewLoader(tmp_path / "missing", "default", 32)
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "bad.jpg").write_bytes(b"GIF89a")
-    with pytest.raises(ValueError, match="none of the 1 files .* is a decodable image"):
+    with pytest.raises(ValueError, match="none of the 1 files .* is a usable image"):
         DaliTwoViewLoader(tmp_path, "default", 32)
     with pytest.raises(ValueError, match="unknown backend backend='fast'"):
         DaliTwoViewLoader(tmp_path, "default", 32, backend="fast")
