@@ -13,6 +13,7 @@ Features are cached on disk (--cache-dir), so a rerun of the same measurement re
 import argparse
 import sys
 
+from inv_kernels.augment.folder import describe_records
 from inv_kernels.measure.driver import MeasureConfig
 from inv_kernels.measure.report import markdown_table
 from inv_kernels.train.distributed import leave_process_group
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     ("cosine_with_diagonal", "cosine (paper)", ".3f"),
                                                     ("cosine_off_diagonal", "cosine (off-diag.)", ".3f"),
                                                     ("distance", "distance", ".2f")]))  # fmt: skip
+    for line in describe_records(results["skipped_images"]):
+        print(line)
     print(f"\nwrote {', '.join(results['files'].values())}")
     return 0
 

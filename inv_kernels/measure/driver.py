@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from inv_kernels.augment.folder import ImageFolderIndex, split_folders
+from inv_kernels.augment.folder import ImageFolderIndex, skipped_among, skipped_record, split_folders
 from inv_kernels.feature_cache import default_cache_dir, digest_lines, digest_tensors
 from inv_kernels.io import check_writable_dir
 from inv_kernels.measure.cache import STORAGE, MeasureCache, auto_storage
@@ -136,6 +136,7 @@ class Measurement:
         self.cache = MeasureCache(folder, base, self.ctx, verbose=config.progress, storage=storage)
         self.progress = config.progress and self.ctx.is_main
         self.undecodable = 0
+        self.skipped: dict[str, dict] = {}  # per image set read: its unusable images (skipped_record)
 
     def _find_group_sets(self, specs):
         if not specs:
@@ -156,19 +157,21 @@ class Measurement:
         paths = [self.stats_index.paths[i] for i in chosen]
 
         def compute():
-            moments, failed = folder_moments(
+            moments, skipped = folder_moments(
                 self.extractor, paths, out_size=self.out_size, resize_size=self.resize_size,
                 batch_size=cfg.batch_size, workers=cfg.workers, progress=self.progress, ctx=self.ctx,
             )  # fmt: skip
             if not self.ctx.is_main:
                 return None
             state = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in moments.state_dict().items()}
-            return {"moments": state, "undecodable": failed}
+            return {"moments": state, "undecodable": len(skipped), "skipped": [list(pair) for pair in skipped]}
 
-        entry = self.cache.get("measure-moments", {"images": digest_lines(paths)}, compute, features=False)
+        key = {"images": digest_lines(paths), "entry_format": 2}  # (2: the entry names its skipped images)
+        entry = self.cache.get("measure-moments", key, compute, features=False)
         if entry is None:
             return None
         self.undecodable += entry["undecodable"]
+        self.skipped["statistics"] = skipped_record([tuple(pair) for pair in entry["skipped"]])
         moments = RunningMoments.from_state_dict(entry["moments"])
         stats = FeatureStats.from_moments(moments, cfg.shrinkage, model_id=model_id)
         stats.save(cfg.stats_file or self.out / "feature_stats.pt")
@@ -178,7 +181,7 @@ class Measurement:
         """Measures: statistics, synthetic families, real-world group sets. Returns the results dict on every process
         (computed by the main process, which also writes them under ``config.out``)."""
         cfg, started = self.config, time.time()
-        self.undecodable = 0
+        self.undecodable, self.skipped = 0, {}
         stats = self.statistics()
         stats = stats.to(self.device) if stats is not None else None
         if cfg.cache_precision == "auto":
@@ -195,6 +198,8 @@ class Measurement:
         images = [im.to(self.device) for im in images]  # the transforms run where the model does
         images_key = {"images": digest_lines(paths), "seed": cfg.seed}
         clean = self._path_entry("measure-clean", images_key, paths, "clean views")
+        if clean is not None:
+            self.skipped["images"] = skipped_record(skipped_among(paths, clean["positions"].tolist()))
         clean = None if clean is None else clean["features"].float()  # (n, D), n decodable images
         synthetic = []
         for family in tqdm(self.families, desc="transform families", unit="family", disable=not self.progress):
@@ -218,6 +223,7 @@ class Measurement:
                 "synthetic": [r.to_dict() for r in synthetic],
                 "realworld": realworld,
                 "undecodable_images": self.undecodable + len(paths) - clean.shape[0],
+                "skipped_images": self.skipped,
                 "feature_cache": self.cache.summary(),
                 "time_s": time.time() - started,
             }
@@ -258,6 +264,7 @@ class Measurement:
         entry = self._path_entry(f"measure-groups-{label}", {"images": digest_lines(paths)}, paths, f"groups {name}")
         if entry is None:
             return None
+        self.skipped[f"groups {name}"] = skipped_record(skipped_among(paths, entry["positions"].tolist()))
         return score_groups(entry["features"].float(), entry["positions"], groups, stats, backend=self.config.backend,
                             name=name)  # fmt: skip
 

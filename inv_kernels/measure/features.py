@@ -1,5 +1,8 @@
 """Features of image folders for measurement: the paper's clean preprocessing (Resize + CenterCrop, the same
-``transforms.clean_view`` the synthetic views use), streamed through a feature extractor, and the statistics pass."""
+``transforms.clean_view`` the synthetic views use), streamed through a feature extractor, and the statistics pass.
+
+Images are read by the rule every loader follows (``augment.folder.load_image``): one that does not decode or is
+under 2 x 2 pixels is left out, and the callers name it (``augment.folder.skipped_among``)."""
 
 import numpy as np
 import torch
@@ -7,14 +10,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from inv_kernels.augment.folder import DECODE_ERRORS, ImageFolderIndex, decode_rgb
+from inv_kernels.augment.folder import ImageFolderIndex, UnusableImageError, load_image, skipped_among
 from inv_kernels.stats import FeatureStats, RunningMoments
 from inv_kernels.transforms import clean_view
 
 
 class CleanViewDataset(Dataset):
-    """Item i: (clean view (3, out_size, out_size) float32 in [0, 1], label, position i), or None when the image
-    cannot be decoded. ``paths`` and ``labels`` are parallel sequences."""
+    """Item i: (clean view (3, out_size, out_size) float32 in [0, 1], label, position i), or None when the image is
+    unusable (``load_image``). ``paths`` and ``labels`` are parallel sequences."""
 
     def __init__(self, paths, labels, *, out_size: int, resize_size: int):
         self.paths, self.labels = list(paths), list(labels)
@@ -23,24 +26,22 @@ class CleanViewDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def source(self, i: int, image: Tensor) -> Tensor | None:
-        """The part of decoded image i (3, H, W) that is viewed (all of it here), or None to skip the item."""
+    def source(self, i: int, image: Tensor) -> Tensor:
+        """The part of decoded image i (3, H, W) that is viewed (all of it here); raises UnusableImageError to skip
+        the item."""
         return image
 
     def __getitem__(self, i: int):
         try:
-            image = decode_rgb(self.paths[i])  # (3, H, W) uint8
-        except DECODE_ERRORS:
-            return None
-        image = self.source(i, image)
-        if image is None:
+            image = self.source(i, load_image(self.paths[i]))  # (3, H, W) uint8
+        except UnusableImageError:
             return None
         view = clean_view([image], out_size=self.out_size, resize_size=self.resize_size)[0]
         return view, self.labels[i], i
 
 
 def collate_skipping(batch):
-    """Stacks the decodable items: (views (B, 3, S, S), labels (B,), positions (B,)); counts the rest."""
+    """Stacks the usable items: (views (B, 3, S, S), labels (B,), positions (B,)), or None when there is none."""
     good = [b for b in batch if b is not None]
     if not good:
         return None
@@ -62,7 +63,7 @@ def sample_indices(num_items: int, count: int | None, *, seed: int, with_replace
 def stream_features(extractor, paths, labels=None, *, out_size: int, resize_size: int, batch_size: int = 256,
                     workers: int = 0, desc: str = "features", progress: bool = True):  # fmt: skip
     """Yields (features (B, D) float32 on the extractor's device, labels (B,), positions (B,)) batch by batch;
-    undecodable images are left out (their positions are missing)."""
+    unusable images are left out (their positions are missing)."""
     labels = labels if labels is not None else [0] * len(paths)
     dataset = CleanViewDataset(paths, labels, out_size=out_size, resize_size=resize_size)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping)
@@ -85,7 +86,7 @@ def path_features(extractor, paths, *, out_size: int, resize_size: int, batch_si
 
     Returns:
         On the main process (features (N', D) float32 CPU, positions (N',) int64: the indices in ``paths`` of the
-        images that decoded, ascending); None on the others.
+        usable images, ascending); None on the others.
     """
     from inv_kernels.measure.sharding import gather_positions, gather_rows, shard
 
@@ -106,7 +107,7 @@ def path_features(extractor, paths, *, out_size: int, resize_size: int, batch_si
 
 
 def folder_moments(extractor, paths, *, out_size: int, resize_size: int, batch_size: int = 256, workers: int = 0,
-                   progress: bool = True, ctx=None) -> tuple[RunningMoments, int]:  # fmt: skip
+                   progress: bool = True, ctx=None) -> tuple[RunningMoments, list[tuple[str, str]]]:  # fmt: skip
     """Float64 streaming moments of the clean-view features of image files, over one or several processes.
 
     Under torchrun each process streams a contiguous block of ``paths`` (whole batches) and the blocks' moments are
@@ -119,47 +120,51 @@ def folder_moments(extractor, paths, *, out_size: int, resize_size: int, batch_s
         ctx: the process's ``DistContext`` (None: a single process).
 
     Returns:
-        (RunningMoments of D features, number of images that could not be decoded, over all processes).
+        (RunningMoments of D features, (path, reason) of each unusable image, over all processes, in order).
     """
     from inv_kernels.measure.sharding import all_gather_objects, shard
 
     block = range(len(paths)) if ctx is None else shard(ctx, len(paths), batch_size)
-    moments, seen = RunningMoments(extractor.info.feature_dim), 0
+    mine = [paths[i] for i in block]
+    moments, kept = RunningMoments(extractor.info.feature_dim), []
     for features, _, positions in stream_features(
-        extractor, [paths[i] for i in block], out_size=out_size, resize_size=resize_size, batch_size=batch_size,
-        workers=workers, desc="statistics", progress=progress,
+        extractor, mine, out_size=out_size, resize_size=resize_size, batch_size=batch_size, workers=workers,
+        desc="statistics", progress=progress,
     ):  # fmt: skip
         moments.update(features)
-        seen += positions.numel()
+        kept += positions.tolist()
+    skipped = skipped_among(mine, kept)
     if ctx is not None and ctx.world_size > 1:
         moments.all_reduce()
-        seen = sum(all_gather_objects(ctx, seen))
-    return moments, len(paths) - seen
+        skipped = [pair for block_skipped in all_gather_objects(ctx, skipped) for pair in block_skipped]
+    return moments, skipped
 
 
 def folder_statistics(extractor, index: ImageFolderIndex, *, out_size: int, resize_size: int,
                       max_images: int | None = None, seed: int = 0, shrinkage="none", batch_size: int = 256,
-                      workers: int = 0, progress: bool = True, ctx=None) -> tuple[FeatureStats, int]:  # fmt: skip
+                      workers: int = 0, progress: bool = True,
+                      ctx=None) -> tuple[FeatureStats, list[tuple[str, str]]]:  # fmt: skip
     """Feature mean and covariance of a folder's clean views (PAPER.md section 4), streamed in float64
     (``folder_moments``; ``ctx`` as there).
 
     Returns:
-        (FeatureStats tagged with the extractor's model id, number of images that could not be decoded).
+        (FeatureStats tagged with the extractor's model id, (path, reason) of each unusable image).
     """
     chosen = sample_indices(len(index), max_images, seed=seed, with_replacement=False)
-    moments, failed = folder_moments(
+    moments, skipped = folder_moments(
         extractor, [index.paths[i] for i in chosen], out_size=out_size, resize_size=resize_size,
         batch_size=batch_size, workers=workers, progress=progress, ctx=ctx,
     )  # fmt: skip
-    return FeatureStats.from_moments(moments, shrinkage, model_id=extractor.info.model_id), failed
+    return FeatureStats.from_moments(moments, shrinkage, model_id=extractor.info.model_id), skipped
 
 
 def load_images(paths) -> tuple[list[Tensor], list[int]]:
-    """Decodes images to (3, H, W) uint8 tensors; returns them and the positions that failed."""
+    """Decodes the usable images (``load_image``) to (3, H, W) uint8 tensors; returns them and the positions of the
+    unusable ones."""
     images, failed = [], []
     for i, path in enumerate(paths):
         try:
-            images.append(decode_rgb(path))
-        except DECODE_ERRORS:
+            images.append(load_image(path))
+        except UnusableImageError:
             failed.append(i)
     return images, failed
