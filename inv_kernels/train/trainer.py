@@ -24,7 +24,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import inv_kernels
-from inv_kernels.augment.folder import ImageFolderIndex, TwoViewDataset, collate_two_views, split_folders
+from inv_kernels.augment.folder import (
+    ImageFolderIndex,
+    TwoViewDataset,
+    collate_two_views,
+    skipped_record,
+    split_folders,
+)
 from inv_kernels.io import atomic_write_json, check_writable_dir
 from inv_kernels.models.checkpoint import LAST, read_checkpoint, save_pretraining_checkpoint, strip_module_prefix
 from inv_kernels.models.moco import MoCo
@@ -53,6 +59,7 @@ class Trainer:
         self.history: list[dict] = []
         # The DALI loader leaves undecodable files out once, up front; the torchvision one counts them as met.
         self.skipped_images = self.dali_loader.skipped if self.dali_loader is not None else 0
+        self.knn_skipped: dict[str, dict] = {}  # the kNN folders' unusable images, per folder (skipped_record)
         if config.resume:
             self._resume(config.resume)
 
@@ -228,10 +235,12 @@ class Trainer:
     def _monitor(self) -> float | None:
         if self.knn_indexes is None or not self.dist.is_main:
             return None
-        return knn_monitor(
+        result = knn_monitor(
             self.model.backbone().to(self.device), *self.knn_indexes, size=self.image_size, device=self.device,
             k=self.config.knn_k, max_images=self.config.knn_max_images, workers=self.config.workers, amp=self.amp,
         )  # fmt: skip
+        self.knn_skipped = {name: skipped_record(files) for name, files in result.skipped.items()}
+        return result.top1
 
     def _knn_due(self, epoch_done: int) -> bool:
         every = self.config.knn_every
@@ -336,6 +345,7 @@ class Trainer:
             "images_per_s": images / wall if wall > 0 else None,
             "time_s": {"total": wall, "data_wait": data_time, "train_step": step_time},
             "skipped_images": self.skipped_images,
+            "knn_skipped_images": self.knn_skipped,
             "checkpoint": str(self.out / LAST),
             "device": str(self.device),
             "world_size": self.dist.world_size,
