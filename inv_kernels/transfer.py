@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from inv_kernels.augment.folder import skipped_record
 from inv_kernels.downstream import DownstreamTask, task_features
 from inv_kernels.fusion import fuse, weighted_fusion
 from inv_kernels.measure.model import load_extractor
@@ -70,7 +71,8 @@ def _probe(task: DownstreamTask, X, y, X_test, y_test, members: int, wide: bool,
 
 
 def evaluate_transfer(cfg: TransferConfig) -> dict:
-    """Runs every (model or fusion) x task; returns {"results": rows, "settings": ...}.
+    """Runs every (model or fusion) x task; returns {"results": rows, "settings": ..., "skipped_images": {task:
+    {"trainval": skipped_record, "test": skipped_record}}} (the images left out of each task's features).
 
     Each row: model (a name, or members joined by "+"), members, fusion, task, kind, metric, test_score, the chosen
     regularisation, CV score, feature dimension, probe time.
@@ -83,10 +85,12 @@ def evaluate_transfer(cfg: TransferConfig) -> dict:
             raise ValueError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
     combos = model_combinations(list(cfg.models), cfg.combos)
     extractors = {name: load_extractor(spec, device=device, seed=cfg.seed) for name, spec in cfg.models.items()}
-    rows = []
+    rows, skipped = [], {}
     for task in cfg.tasks:
         feats = {name: task_features(ext, task, batch_size=cfg.batch_size, workers=cfg.workers, progress=cfg.progress)
                  for name, ext in extractors.items()}  # fmt: skip
+        files = next(iter(feats.values())).skipped_files  # the same images for every model
+        skipped[task.name] = {split: skipped_record(pairs) for split, pairs in files.items()}
         jobs = [(c, f) for c in combos for f in (cfg.fusions if len(c) > 1 else ("single",))]
         for members, fusion in tqdm(jobs, desc=f"probes {task.name}", disable=not cfg.progress):
             started = time.time()
@@ -110,4 +114,5 @@ def evaluate_transfer(cfg: TransferConfig) -> dict:
                 "seconds": time.time() - started,
             })  # fmt: skip
     return {"results": rows, "settings": {"mode": cfg.mode, "folds": cfg.folds, "fusions": list(cfg.fusions),
-                                          "models": cfg.models, "device": str(device)}}  # fmt: skip
+                                          "models": cfg.models, "device": str(device)},
+            "skipped_images": skipped}  # fmt: skip

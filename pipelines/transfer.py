@@ -11,6 +11,7 @@ import io
 import sys
 from pathlib import Path
 
+from inv_kernels.augment.folder import describe_records
 from inv_kernels.io import atomic_write_bytes, atomic_write_json
 from inv_kernels.measure.report import write_csv
 
@@ -125,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_bytes((table + "\n").encode(), out / "transfer.md")
     plot(results["results"], out / "transfer.png")
     print(table)
+    skipped = {f"{task} {split}": record for task, splits in results["skipped_images"].items()
+               for split, record in splits.items()}  # fmt: skip
+    for line in describe_records(skipped):
+        print(line)
     print(f"\nwrote {out}/transfer.json, transfer.csv, transfer.md, transfer.png")
     return 0
 

@@ -2,7 +2,9 @@
 
 Each item's image is decoded, cropped to its box (if any), then given the clean preprocessing Resize(resize_size) +
 CenterCrop(out_size) (PAPER.md section 3: Resize(224) + CenterCrop(224) downstream; CIFAR-10 upsampled from 32 px),
-and passed through the extractor (bf16 autocast and channels_last on a GPU, ``FeatureExtractor``).
+and passed through the extractor (bf16 autocast and channels_last on a GPU, ``FeatureExtractor``). An image that does
+not decode or is under 2 x 2 pixels (the rule of every loader, ``augment.folder.load_image``), or whose crop box is
+under 2 x 2 pixels, is left out of X and y alike and named with the reason (``TaskFeatures.skipped_files``).
 
 Cache: ``<cache_dir>/<task name>-<key>.pt``, with key a hash of (extractor.info.model_id -- the checkpoint's file name
 and SHA-256 prefix --, the task's name, root and mode, the item paths and boxes per split, out_size, resize_size).
@@ -22,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from inv_kernels.augment.folder import UnusableImageError, size_problem, skipped_among, unusable_reason
 from inv_kernels.downstream.common import DownstreamTask, TaskItem, check_sizes
 from inv_kernels.feature_cache import config_key, default_cache_dir, digest_lines, read_entry, to_storage, write_entry
 from inv_kernels.measure.features import CleanViewDataset, collate_skipping
@@ -48,19 +51,32 @@ def crop_image(image: Tensor, box: tuple[int, int, int, int] | None) -> Tensor:
     return out
 
 
+def box_problem(box: tuple[int, int, int, int] | None) -> str | None:
+    """Why a crop box (left, top, right, bottom) gives no usable view (under 2 x 2 pixels), else None."""
+    if box is None:
+        return None
+    problem = size_problem(box[2] - box[0], box[3] - box[1])
+    return None if problem is None else f"crop box {tuple(box)} is {problem}"
+
+
+def skip_reason(item: TaskItem) -> str | None:
+    """Why ``item`` gives no features: its image is unusable or its crop box too small; None when it does."""
+    return unusable_reason(item.path) or box_problem(item.box)
+
+
 class CropViewDataset(CleanViewDataset):
     """Item i: (view (3, out_size, out_size) float32 in [0, 1] of the image cropped to its box, 0, position i), or
-    None when the image cannot be decoded or its box is empty."""
+    None when the image is unusable or its box is under 2 x 2 pixels."""
 
     def __init__(self, items: tuple[TaskItem, ...], *, out_size: int, resize_size: int):
         super().__init__([it.path for it in items], [0] * len(items), out_size=out_size, resize_size=resize_size)
         self.boxes = [it.box for it in items]
 
-    def source(self, i: int, image: Tensor) -> Tensor | None:
-        box = self.boxes[i]
-        if box is not None and (box[2] <= box[0] or box[3] <= box[1]):
-            return None
-        return crop_image(image, box)
+    def source(self, i: int, image: Tensor) -> Tensor:
+        problem = box_problem(self.boxes[i])
+        if problem is not None:
+            raise UnusableImageError(self.paths[i], problem)
+        return crop_image(image, self.boxes[i])
 
 
 @dataclass
@@ -70,8 +86,9 @@ class TaskFeatures:
     Attributes:
         X_trainval: (n, D) float32. y_trainval: (n,) int64 classes or (n, T) float32 targets. X_test, y_test: alike.
         kept_trainval, kept_test: (n,) int64 positions of the rows in ``task.trainval`` / ``task.test`` (the
-            undecodable images are left out of X and y alike).
-        skipped: {"trainval": count, "test": count} of undecodable images. skipped_paths: their files.
+            unusable images are left out of X and y alike).
+        skipped: {"trainval": count, "test": count} of the items left out. skipped_paths: their files.
+        skipped_files: {"trainval": [(path, reason)], "test": [...]}, each file once.
         cache_path: the cache file (None without a cache). from_cache: whether it was read rather than computed.
     """
 
@@ -83,6 +100,7 @@ class TaskFeatures:
     kept_test: Tensor
     skipped: dict = field(default_factory=dict)
     skipped_paths: list = field(default_factory=list)
+    skipped_files: dict = field(default_factory=dict)
     cache_path: Path | None = None
     from_cache: bool = False
 
@@ -143,7 +161,7 @@ def task_features(extractor, task: DownstreamTask, *, out_size: int | None = Non
 
     Raises:
         ValueError: sizes that differ from the task's for a regression task with crop boxes; a split where no image
-            decodes (the task and the first file named); non-finite features from the extractor.
+            is usable (the task and the first file named, with the reason); non-finite features from the extractor.
     """
     op = "task_features"
     if not isinstance(task, DownstreamTask):
@@ -170,8 +188,8 @@ def task_features(extractor, task: DownstreamTask, *, out_size: int | None = Non
         x, kept = _extract(extractor, items, out_size=out_size, resize_size=resize_size, batch_size=batch_size,
                            workers=workers, desc=f"{task.name} {split}", progress=progress)
         if x is None:
-            raise ValueError(f"{op}: task {task.name!r}: no image of the {split} split could be decoded "
-                             f"(first: {items[0].path!r})")
+            raise ValueError(f"{op}: task {task.name!r}: no image of the {split} split is usable "
+                             f"(first: {items[0].path!r}: {skip_reason(items[0])})")
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).any(dim=1).nonzero()[0, 0])
             raise ValueError(f"{op}: the extractor gave NaN/Inf features for {items[int(kept[bad])].path!r}")
@@ -186,10 +204,15 @@ def _assemble(task: DownstreamTask, stored: dict, path: Path | None, *, from_cac
     kept_tv, kept_te = stored["kept_trainval"], stored["kept_test"]
     skipped_paths = [task.trainval[i].path for i in sorted(set(range(len(task.trainval))) - set(kept_tv.tolist()))]
     skipped_paths += [task.test[i].path for i in sorted(set(range(len(task.test))) - set(kept_te.tolist()))]
+    skipped_files = {}
+    for split, kept in (("trainval", kept_tv), ("test", kept_te)):
+        items = task.items(split)
+        skipped_files[split] = skipped_among([it.path for it in items], kept.tolist(),
+                                             lambda i, items=items: skip_reason(items[i]))  # fmt: skip
     return TaskFeatures(
         X_trainval=stored["trainval"].float(), y_trainval=_targets(task, "trainval", kept_tv),
         X_test=stored["test"].float(), y_test=_targets(task, "test", kept_te),
         kept_trainval=kept_tv, kept_test=kept_te,
         skipped={"trainval": len(task.trainval) - len(kept_tv), "test": len(task.test) - len(kept_te)},
-        skipped_paths=skipped_paths, cache_path=path, from_cache=from_cache,
+        skipped_paths=skipped_paths, skipped_files=skipped_files, cache_path=path, from_cache=from_cache,
     )

@@ -100,6 +100,29 @@ def test_undecodable_images_dropped_from_x_and_y(tmp_path):
     assert again.from_cache and again.skipped == feats.skipped and again.y_trainval.tolist() == y.tolist()
 
 
+def test_tiny_images_and_crops_are_skipped_with_their_reason(tmp_path):
+    from inv_kernels.downstream import DownstreamTask, TaskItem
+
+    root = _folder(tmp_path / "d")
+    Image.new("RGB", (1, 1)).save(root / "train" / "a" / "tiny.jpg")
+    Image.new("RGB", (1, 9)).save(root / "test" / "b" / "thin.jpg")
+    good = str(root / "train" / "a" / "0.png")
+    trainval = (TaskItem(good, 0), TaskItem(str(root / "train" / "a" / "tiny.jpg"), 0), TaskItem(good, 1, (2, 2, 3, 8)),
+                TaskItem(str(root / "train" / "b" / "0.png"), 1))  # fmt: skip
+    test = (TaskItem(str(root / "test" / "a" / "0.png"), 0), TaskItem(str(root / "test" / "b" / "thin.jpg"), 1))
+    task = DownstreamTask("tiny", "classification", "accuracy", trainval, test, str(root), out_size=8, resize_size=8,
+                          classes=("a", "b"))  # fmt: skip
+    feats = task_features(_extractor()[0], task, cache_dir=tmp_path / "c", progress=False)
+    assert feats.kept_trainval.tolist() == [0, 3] and feats.kept_test.tolist() == [0]
+    assert feats.skipped == {"trainval": 2, "test": 1}
+    assert feats.skipped_files == {
+        "trainval": [(trainval[1].path, "1x1 pixels (under 2x2)"), (good, "crop box (2, 2, 3, 8) is 1x6 pixels (under 2x2)")],
+        "test": [(test[1].path, "1x9 pixels (under 2x2)")],
+    }  # fmt: skip
+    again = task_features(_extractor()[0], task, cache_dir=tmp_path / "c", progress=False)
+    assert again.from_cache and again.skipped_files == feats.skipped_files
+
+
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     task = cifar10_task(_folder(tmp_path / "d"), out_size=16)
     extractor, _ = _extractor()
