@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "or 32 on the built-in data)")
     p.add_argument("--transforms", default="all", help="comma-separated families, or all / spatial / appearance")
     p.add_argument("--mode", default="paper", choices=("paper", "corrected"), help="reference code's quirks or fixes")
+    p.add_argument("--same-images", action="store_true", help="both modes measure the same --num-images images, drawn "
+                   "without replacement (paper mode otherwise draws with replacement, as the reference code), so a "
+                   "paper and a corrected run can be compared")
     p.add_argument("--groups", action="append", default=[], help="multi-view folder as PATH or PATH:LAYOUT "
                    "(repeatable; layouts: coil, aloi_viewpoint, aloi_illumination, aloi_temperature, alot_viewpoint, "
                    "alot_illumination, alot_temperature, flickr1024, realblur, exposure_errors, dali, auto)")
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     config = MeasureConfig(
         model=args.model, arch=args.arch, data=args.data, stats_data=args.stats_data, stats_images=args.stats_images,
         num_images=args.num_images, transforms=tuple(t.strip() for t in args.transforms.split(",") if t.strip()),
+        same_images=args.same_images,
         mode=args.mode, groups=tuple(args.groups), out=args.out, device=args.device, batch_size=args.batch_size,
         out_size=args.crop_size, resize_size=args.resize_size, shrinkage=shrinkage, stats_file=args.stats_file,
         backend=args.backend, workers=args.workers, seed=args.seed, cache_dir=args.cache_dir,

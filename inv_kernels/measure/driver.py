@@ -26,7 +26,7 @@ from inv_kernels.measure.features import folder_moments, load_images, path_featu
 from inv_kernels.measure.model import load_extractor
 from inv_kernels.measure.report import write_results
 from inv_kernels.measure.sharding import all_gather_objects, broadcast_object, gather_rows, shard
-from inv_kernels.measure.synthetic import family_features, score_family
+from inv_kernels.measure.synthetic import family_features, sample_images, score_family
 from inv_kernels.stats import FeatureStats, RunningMoments
 from inv_kernels.train.distributed import DistContext
 from inv_kernels.transforms import APPEARANCE_FAMILIES, FAMILIES, MODES, SPATIAL_FAMILIES, get_family
@@ -45,6 +45,7 @@ class MeasureConfig:
     stats_data: str | None = None  # folder for the statistics pass; default: data
     stats_images: int | None = None  # cap on statistics images (None: all)
     num_images: int | None = None  # images per family (None: 1000, or 32 on the built-in data)
+    same_images: bool = False  # both modes draw the same images (without replacement; paper mode's own draw repeats)
     transforms: tuple[str, ...] = ("all",)  # family names, or "all" / "spatial" / "appearance"
     mode: str = "paper"
     groups: tuple[str, ...] = ()  # multi-view folders as "PATH" or "PATH:LAYOUT"
@@ -143,7 +144,8 @@ class Measurement:
             return []
         from inv_kernels.measure.realworld import find_groups
 
-        return [(path, layout, find_groups(path, layout)) for path, layout in specs]
+        found = [(path, find_groups(path, layout)) for path, layout in specs]
+        return [(path, groups.layout, groups) for path, groups in found]  # "auto" named by the layout it detected
 
     def statistics(self) -> FeatureStats | None:
         """The model's feature statistics: read from ``stats_file``, or from the cached moments of the statistics
@@ -189,7 +191,8 @@ class Measurement:
             if self.cache.storage == "float32" and self.cache.folder is not None:
                 self.cache.say(f"statistics condition number {stats.condition_number:.3g}: caching features in float32 "
                                f"(whitening would amplify fp16 rounding)")  # fmt: skip
-        chosen = sample_indices(len(self.index), self.num_images, seed=cfg.seed, with_replacement=cfg.mode == "paper")
+        chosen, sampling = sample_images(len(self.index), self.num_images, mode=cfg.mode, seed=cfg.seed,
+                                         same_images=cfg.same_images)  # fmt: skip
         paths = [self.index.paths[i] for i in chosen]
         block = shard(self.ctx, len(paths))  # one image at a time: a family's views are batched image by image
         images, _ = load_images([paths[i] for i in block])
@@ -219,6 +222,7 @@ class Measurement:
                              "num_images": clean.shape[0], "families": self.families, "data": str(self.index.root),
                              "backend": cfg.backend, "device": str(self.device),
                              "world_size": self.ctx.world_size},  # fmt: skip
+                "sampling": sampling,
                 "statistics": stats.summary(),
                 "synthetic": [r.to_dict() for r in synthetic],
                 "realworld": realworld,

@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from inv_kernels.measure.features import sample_indices
 from inv_kernels.ops.invariance_scores import invariance_scores
-from inv_kernels.transforms import clean_view, get_family, iter_views
+from inv_kernels.transforms import MODES, clean_view, get_family, iter_views
 
 
 @dataclass
@@ -26,6 +27,32 @@ class FamilyResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def sample_images(num_items: int, count: int, *, mode: str, seed: int, same_images: bool = False
+                  ) -> tuple[list[int], dict]:  # fmt: skip
+    """The images a synthetic measurement uses (PAPER.md 4.1), and a record of how they were drawn.
+
+    ``paper`` mode draws as the reference code does: ``np.random.seed(seed); np.random.choice(num_items, count)``,
+    with replacement (an image can come twice, and fewer than ``count`` distinct images are measured).
+    ``corrected`` mode draws ``min(count, num_items)`` distinct images (sorted). ``same_images`` makes both modes
+    draw the corrected way, so a paper and a corrected run measure the same images and differ only in their
+    transforms.
+
+    Returns:
+        (indices into the image list, {"mode": "with_replacement" | "without_replacement", "seed", "same_images",
+        "requested": count, "drawn": len(indices), "unique": distinct indices}).
+
+    Raises:
+        ValueError: an unknown mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"sample_images: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    with_replacement = mode == "paper" and not same_images
+    chosen = sample_indices(num_items, count, seed=seed, with_replacement=with_replacement)
+    record = {"mode": "with_replacement" if with_replacement else "without_replacement", "seed": seed,
+              "same_images": bool(same_images), "requested": count, "drawn": len(chosen), "unique": len(set(chosen))}
+    return chosen, record
 
 
 @torch.no_grad()

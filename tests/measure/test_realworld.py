@@ -512,3 +512,25 @@ def test_generated_aloi_parses(generated, kind, layout, sizes):
     assert keys_sizes(groups) == sizes
     on_root = find_groups(generated["aloi"], layout)
     assert keys_sizes(on_root) == sizes and on_root.ignored == 2 * (72 + 8 + 12) - sum(sizes.values())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the measurement driver's group sets
+
+
+def test_measure_labels_and_caches_an_auto_group_set_under_its_detected_layout(tmp_path):
+    from inv_kernels.data import write_dataset
+    from inv_kernels.measure.driver import MeasureConfig, Measurement
+
+    data = write_dataset("classification", tmp_path / "cls", size=16, count=2, progress=False)
+    coil = published.coil100(tmp_path)
+    config = MeasureConfig(model="random:resnet18", data=str(data), num_images=2, transforms=("h_flip",),
+                           groups=(str(coil),), out=str(tmp_path / "out"), out_size=16, resize_size=16, workers=0,
+                           progress=False, shrinkage="ledoit_wolf", cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    results = Measurement(config).run()
+    (group_set,) = results["realworld"]
+    assert group_set["name"] == "coil-100:coil" and group_set["num_groups"] == 3
+    assert "measure-groups-coil-100-coil" in results["feature_cache"]["written"]
+    assert not any("auto" in name for name in results["feature_cache"]["written"])
+    again = Measurement(MeasureConfig(**{**config.__dict__, "groups": (f"{coil}:coil",)})).run()
+    assert "measure-groups-coil-100-coil" in again["feature_cache"]["read"]  # the same entry as an explicit layout
