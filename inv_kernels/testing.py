@@ -1,8 +1,8 @@
 """Helpers for checking kernels: the tolerance table, float64 oracles' plumbing and verbose comparisons.
 
-The tolerance table is ARCHITECTURE.md's. For low-precision kernels the main check is flash-attention's:
-the kernel's error against an exact (float64) result is at most ``factor`` times the error that plain PyTorch makes
-in the same precision, plus a small atol (``assert_within_torch_error``).
+The tolerance table is CONTRIBUTING.md's ("Numerical tolerances"). For low-precision kernels the main check is
+flash-attention's: the kernel's error against an exact (float64) result is at most ``factor`` times the error that
+plain PyTorch makes in the same precision, plus a small atol (``assert_within_torch_error``).
 """
 
 from __future__ import annotations

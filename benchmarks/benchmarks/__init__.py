@@ -1,1 +1,1 @@
-"""asv benchmarks for inv-kernels: one module per op family or pipeline (see ../../README.md, "Benchmarks")."""
+"""asv benchmarks for inv-kernels: one module per op family or pipeline (see ../../CONTRIBUTING.md, "Benchmarks")."""

@@ -1,4 +1,4 @@
-"""Per-view augmentation parameters, drawn apart from the arithmetic (ARCHITECTURE.md, "randomness apart from
+"""Per-view augmentation parameters, drawn apart from the arithmetic (CONTRIBUTING.md, "Randomness apart from
 arithmetic").
 
 ``sample_augment_params`` draws every random choice of a view from a torch.Generator, vectorised over views, into
