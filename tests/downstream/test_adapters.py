@@ -455,3 +455,11 @@ def test_published_celeba_authors_folders(tmp_path):
     assert Path(task.trainval[0].path) == root / "Img" / "img_align_celeba" / "000001.jpg"
     side = published.SIDE
     np.testing.assert_allclose(task.trainval[0].target[:4], np.array([2, 3, 5, 3]) * 224 / side)
+
+
+def test_published_causal3dident(tmp_path):
+    root = published.causal3dident(tmp_path, per_class=(12, 3))  # 12 images: index 10 sorts after 9 (zero-padded)
+    task = causal3dident_task(root, target=[7, 8])
+    latents = np.concatenate([np.load(root / "trainset" / f"latents_{c}.npy") for c in (0, 1)])
+    np.testing.assert_allclose(task.targets("trainval"), latents[:, [7, 8]])
+    assert Path(task.trainval[10].path).name == "000010.png" and task.target_names == ("object_hue", "spotlight_hue")
