@@ -54,15 +54,13 @@ def _config(data: Path, tmp_path: Path, mode: str, **overrides) -> MeasureConfig
 
 
 def test_results_record_the_sampling_and_same_images_measures_one_image_set(tiny_data, tmp_path):
-    paper = Measurement(_config(tiny_data, tmp_path, "paper")).run()
-    assert paper["sampling"]["mode"] == "with_replacement" and paper["sampling"]["seed"] == 0
-    saved = json.loads(Path(paper["files"]["json"]).read_text())
-    assert saved["sampling"] == paper["sampling"]
-    same = [Measurement(_config(tiny_data, tmp_path, mode, same_images=True, out=str(tmp_path / f"same-{mode}"))).run()
-            for mode in ("paper", "corrected")]  # fmt: skip
-    assert same[0]["sampling"] == same[1]["sampling"]
-    assert same[0]["sampling"]["mode"] == "without_replacement" and same[0]["sampling"]["same_images"] is True
-    assert "measure-clean" in same[1]["feature_cache"]["read"]  # the paper run's clean views: the same images
+    paper = Measurement(_config(tiny_data, tmp_path, "paper", same_images=True)).run()
+    assert paper["sampling"] == {"mode": "without_replacement", "seed": 0, "same_images": True, "requested": 6,
+                                 "drawn": 6, "unique": 6}
+    assert json.loads(Path(paper["files"]["json"]).read_text())["sampling"] == paper["sampling"]
+    corrected = Measurement(_config(tiny_data, tmp_path, "corrected", same_images=True)).run()
+    assert corrected["sampling"] == paper["sampling"]
+    assert "measure-clean" in corrected["feature_cache"]["read"]  # the paper run's clean views: the same images
 
 
 def test_cli_same_images_flag(tiny_data, tmp_path):
