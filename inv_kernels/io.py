@@ -45,6 +45,40 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     return _atomic_write(Path(path), lambda handle: handle.write(data))
 
 
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Checks, creating nothing, that ``path`` is a folder or can be made one, and that it can be written to.
+
+    Raises:
+        NotADirectoryError: ``path``, or the nearest of its parents that exists, is not a folder.
+        PermissionError: that folder is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} {path} exists and is not a folder")
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{what} {path} cannot be created: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {path} is not writable: no write permission on {existing}")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Checks, creating nothing, that a file can be written at ``path`` (not a folder; its folder can be made).
+
+    Raises:
+        IsADirectoryError: ``path`` is a folder. NotADirectoryError, PermissionError: as ``check_output_dir`` for its
+        parent.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder, expected a file name")
+    check_output_dir(path.parent, f"{what} {path}: folder")
+    return path
+
+
 def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Creates ``path`` if needed and checks a file can be written there; raises PermissionError/NotADirectoryError
     naming the folder, before any work starts."""
