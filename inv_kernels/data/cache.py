@@ -1,9 +1,11 @@
 """The cache folder for generated data, and building a folder so that it appears complete or not at all.
 
 Location: ``$INV_KERNELS_CACHE`` if set, else ``$XDG_CACHE_HOME/inv_kernels``, else ``~/.cache/inv_kernels``.
-A set is built in ``<name>.partial-<pid>`` beside its final place, finished with a ``manifest.json``, then renamed
-to ``<name>``. A folder counts as complete only when its manifest is there and names the current format, so a
-generation that was interrupted (an exception, Ctrl-C, a killed process) never leaves a folder taken as complete.
+A set is built in ``<name>.partial-<pid>`` beside its final place, marked as the project's own (``MARKER``) as soon
+as it is made, finished with a ``manifest.json``, then renamed to ``<name>``. A folder counts as complete only when its
+manifest is there and names the current format, so a generation that was interrupted (an exception, Ctrl-C, a killed
+process) never leaves a folder taken as complete. Only folders the project wrote (holding its marker or a manifest of
+a set) are ever replaced or removed; anything else in the way is an error naming it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from inv_kernels.io import atomic_write_json
+
 CACHE_ENV = "INV_KERNELS_CACHE"
 MANIFEST = "manifest.json"
+MARKER = ".inv_kernels-set"  # written first into every set folder the project builds
 # Bump when the renderer or a layout changes: old sets are then regenerated rather than reused.
 FORMAT_VERSION = 2
 
@@ -49,11 +54,31 @@ def read_manifest(folder: Path) -> dict | None:
     return manifest
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Writes ``data`` as JSON to a temporary name beside ``path``, then renames it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+def is_project_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a set folder this project wrote: it holds ``MARKER``, or a set's manifest of any format
+    version (sets written before the marker existed)."""
+    folder = Path(folder)
+    if (folder / MARKER).is_file():
+        return True
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"format_version", "counts"} <= manifest.keys()
+
+
+def check_replaceable(folder: Path) -> None:
+    """Checks that nothing is at ``folder``, or a set folder this project wrote (which it may replace).
+
+    Raises:
+        FileExistsError: naming ``folder``, when it is a file, a link, or a folder the project did not write.
+    """
+    folder = Path(folder)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise FileExistsError(f"{folder} exists and is not a folder of generated data; refusing to replace it")
+    if folder.exists() and not is_project_folder(folder):
+        raise FileExistsError(f"{folder} exists and was not written by inv_kernels (it holds neither {MANIFEST} nor "
+                              f"{MARKER}); refusing to replace it: move it away or choose another folder")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -70,7 +95,7 @@ def _remove_stale_partials(final: Path) -> None:
     """Removes ``<name>.partial-<pid>`` folders left by processes of this machine that no longer run."""
     for partial in final.parent.glob(f"{final.name}.partial-*"):
         pid = partial.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and is_project_folder(partial):
             shutil.rmtree(partial, ignore_errors=True)
 
 
@@ -86,26 +111,32 @@ def build_atomically(final: Path, build: Callable[[Path], dict], manifest: dict)
         ``final``, complete (with its manifest).
 
     Raises:
+        FileExistsError: ``final`` (or this process's partial folder) is in the way and was not written by the
+            project (``check_replaceable``); nothing is created then.
         Whatever ``build`` raises; the partial folder is removed first, and ``final`` is left as it was.
     """
     final = Path(final)
     if read_manifest(final) is not None:
         return final
+    partial = final.with_name(f"{final.name}.partial-{os.getpid()}")
+    check_replaceable(final)
+    check_replaceable(partial)
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(final)
-    partial = final.with_name(f"{final.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(partial, ignore_errors=True)  # left by an earlier process that had this pid
     partial.mkdir()
     try:
+        (partial / MARKER).write_text("a set of generated data written by inv_kernels\n")
         counts = build(partial)
         record = {**manifest, "counts": counts, "format_version": FORMAT_VERSION,
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        write_json_atomic(partial / MANIFEST, record)
+        atomic_write_json(record, partial / MANIFEST)
         if final.exists():
             if read_manifest(final) is not None:  # another process finished first: keep its copy
                 shutil.rmtree(partial, ignore_errors=True)
                 return final
-            shutil.rmtree(final)  # an incomplete or outdated set in the way
+            check_replaceable(final)
+            shutil.rmtree(final)  # an incomplete or outdated set of the project's in the way
         try:
             os.rename(partial, final)
         except OSError:

@@ -15,7 +15,7 @@ from torchvision.datasets import ImageFolder
 
 from inv_kernels.data import SHAPE_NAMES, cache_root, generated_dataset
 from inv_kernels.data import writers
-from inv_kernels.data.cache import read_manifest
+from inv_kernels.data.cache import MARKER, read_manifest
 
 SIZE = 32
 
@@ -152,6 +152,7 @@ def test_killed_generation_leftovers_are_replaced(cache):
     (final / "obj1__0.png").unlink()
     stale = final.with_name(f"{final.name}.partial-{dead.pid}")
     stale.mkdir()
+    (stale / MARKER).write_text("")  # a partial folder is marked as the project's as soon as it is made
     (stale / "obj1__0.png").write_bytes(b"half")
     assert read_manifest(final) is None
     again = generated_dataset("coil", size=SIZE, count=1, progress=False)
