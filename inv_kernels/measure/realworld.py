@@ -119,8 +119,8 @@ def find_groups(root: str | os.PathLike, layout: str = "auto", *, mode: str = "c
 
     Args:
         root: the dataset folder (e.g. coil-100/, aloi_red4_ill/, alot_png4/, Flickr1024/, RealBlur/,
-            ExposureErrors/ or one of its training/, validation/, testing/ folders, DaLI/). Image files are found recursively, extensions case-insensitive
-            (.png .jpg .jpeg .JPG ...); hidden files and folders are skipped.
+            ExposureErrors/ or one of its training/, validation/, testing/ folders, DaLI/). Image files are found
+            recursively, extensions case-insensitive (.png .jpg .jpeg .JPG ...); hidden files and folders are skipped.
         layout: one of ``LAYOUTS`` or "auto" (detected from the names; the three ALOT layouts share one folder
             and must be named).
         mode: "corrected" (default) or "paper". Only alot_viewpoint differs: "paper" keeps, as the paper's code
