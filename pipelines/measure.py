@@ -14,21 +14,34 @@ import argparse
 import sys
 
 from inv_kernels.augment.folder import describe_records
+from inv_kernels.backend import BACKENDS
 from inv_kernels.measure.driver import MeasureConfig
 from inv_kernels.measure.report import markdown_table
 from inv_kernels.train.distributed import leave_process_group
+from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, number, report
+
+PROG = "python -m pipelines.measure"
+
+
+def shrinkage(text: str) -> str | float:
+    """An argparse ``type``: none, ledoit_wolf, or a ridge (a finite number >= 0)."""
+    if text in ("none", "ledoit_wolf"):
+        return text
+    try:
+        return number(0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected none, ledoit_wolf or a finite ridge >= 0, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.measure", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="checkpoint (pretraining, exported backbone, official MoCo, the "
                    "paper's, torchvision state dict) or random:<arch> for a random network")
     p.add_argument("--arch", default=None, help="architecture, for checkpoints that do not record it")
     p.add_argument("--data", default=None, help="image folder for statistics and synthetic views (default: built-in)")
     p.add_argument("--stats-data", default=None, help="folder for the statistics pass (default: --data)")
-    p.add_argument("--stats-images", type=int, default=None, help="cap on statistics images (default: all)")
-    p.add_argument("--num-images", type=int, default=None, help="images per transform family (default: 1000, "
+    p.add_argument("--stats-images", type=integer(1), default=None, help="cap on statistics images (default: all)")
+    p.add_argument("--num-images", type=integer(1), default=None, help="images per transform family (default: 1000, "
                    "or 32 on the built-in data)")
     p.add_argument("--transforms", default="all", help="comma-separated families, or all / spatial / appearance")
     p.add_argument("--mode", default="paper", choices=("paper", "corrected"), help="reference code's quirks or fixes")
@@ -39,15 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "(repeatable; layouts: coil, aloi_viewpoint, aloi_illumination, aloi_temperature, alot_viewpoint, "
                    "alot_illumination, alot_temperature, flickr1024, realblur, exposure_errors, dali, auto)")
     p.add_argument("--out", default="runs/measure", help="output folder")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--crop-size", type=int, default=None, help="default: the checkpoint's training size, else 224")
-    p.add_argument("--resize-size", type=int, default=None, help="default: crop size x 256 / 224")
-    p.add_argument("--shrinkage", default="none", help="covariance shrinkage: none (a ridge is added with a warning "
-                   "when singular), ledoit_wolf, or a ridge value")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:<i>")
+    p.add_argument("--batch-size", type=integer(1), default=256)
+    p.add_argument("--crop-size", type=integer(16), default=None, help="default: the checkpoint's training size, "
+                   "else 224")
+    p.add_argument("--resize-size", type=integer(16), default=None, help="default: crop size x 256 / 224")
+    p.add_argument("--shrinkage", type=shrinkage, default="none", help="covariance shrinkage: none (a ridge is added "
+                   "with a warning when singular), ledoit_wolf, or a ridge value >= 0")
     p.add_argument("--stats-file", default=None, help="statistics file to reuse or write")
-    p.add_argument("--backend", default="auto", help="scoring kernels: auto, reference, cpu, triton, cuda")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="scoring kernels")
+    p.add_argument("--workers", type=integer(0), default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default: $INV_KERNELS_CACHE/features, "
                    "else ~/.cache/inv_kernels/features)")
@@ -63,23 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from inv_kernels.measure.driver import Measurement
 
-    shrinkage = args.shrinkage if args.shrinkage in ("none", "ledoit_wolf") else float(args.shrinkage)
     config = MeasureConfig(
         model=args.model, arch=args.arch, data=args.data, stats_data=args.stats_data, stats_images=args.stats_images,
         num_images=args.num_images, transforms=tuple(t.strip() for t in args.transforms.split(",") if t.strip()),
         same_images=args.same_images,
         mode=args.mode, groups=tuple(args.groups), out=args.out, device=args.device, batch_size=args.batch_size,
-        out_size=args.crop_size, resize_size=args.resize_size, shrinkage=shrinkage, stats_file=args.stats_file,
+        out_size=args.crop_size, resize_size=args.resize_size, shrinkage=args.shrinkage, stats_file=args.stats_file,
         backend=args.backend, workers=args.workers, seed=args.seed, cache_dir=args.cache_dir,
         use_cache=not args.no_cache, cache_precision=args.cache_precision, progress=not args.quiet,
     )  # fmt: skip
     try:
         measurement = Measurement(config)
         results = measurement.run()
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError) as error:
-        print(f"measure: error: {error}", file=sys.stderr)
+    except (*INPUT_ERRORS, RuntimeError) as error:
         leave_process_group(synchronise=False)
-        return 2
+        return report(PROG, error)
     leave_process_group()
     if not measurement.ctx.is_main:
         return 0

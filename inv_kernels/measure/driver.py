@@ -10,6 +10,7 @@ blocks are gathered on the main process in order, which scores them and alone wr
 disk (``measure.cache``) so a rerun reads them instead of running the model again.
 """
 
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,8 +20,9 @@ import torch
 from tqdm import tqdm
 
 from inv_kernels.augment.folder import ImageFolderIndex, skipped_among, skipped_record, split_folders
+from inv_kernels.backend import BACKENDS
 from inv_kernels.feature_cache import default_cache_dir, digest_lines, digest_tensors
-from inv_kernels.io import check_writable_dir
+from inv_kernels.io import check_output_dir, check_output_file
 from inv_kernels.measure.cache import STORAGE, MeasureCache, auto_storage
 from inv_kernels.measure.features import folder_moments, load_images, path_features, sample_indices
 from inv_kernels.measure.model import load_extractor
@@ -65,6 +67,37 @@ class MeasureConfig:
     cache_precision: str = "auto"  # dtype of cached features: "float16", "float32", or "auto" (by conditioning)
     extra: dict = field(default_factory=dict)
 
+    def validate(self) -> "MeasureConfig":
+        """Checks every setting that needs no file; returns self.
+
+        Raises:
+            ValueError: naming the setting, what it must be and what it is.
+        """
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        for name, low in (("num_images", 1), ("stats_images", 1), ("out_size", 16), ("resize_size", 16)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low} (or None for the default), got {value!r}")
+        if self.out_size and self.resize_size and self.resize_size < self.out_size:
+            raise ValueError(f"resize_size must be >= out_size {self.out_size} (the crop is taken from the resized "
+                             f"image), got {self.resize_size}")  # fmt: skip
+        for name, low in (("batch_size", 1), ("workers", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        ridge = self.shrinkage
+        if ridge not in ("none", "ledoit_wolf") and (isinstance(ridge, bool) or not isinstance(ridge, (int, float))
+                                                     or not math.isfinite(ridge) or ridge < 0):  # fmt: skip
+            raise ValueError(f"shrinkage must be none, ledoit_wolf or a finite ridge >= 0, got {ridge!r}")
+        if self.backend != "auto" and self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; expected auto or one of {', '.join(BACKENDS)}")
+        if self.cache_precision not in ("auto", *STORAGE):
+            raise ValueError(f"cache_precision must be auto, float16 or float32, got {self.cache_precision!r}")
+        if not self.transforms:
+            raise ValueError("transforms names no transform family; expected all, spatial, appearance or family names")
+        return self
+
 
 def resolve_families(names) -> list[str]:
     """Expands "all" / "spatial" / "appearance" and checks family names (ValueError lists the valid ones)."""
@@ -95,24 +128,31 @@ def _parse_group_spec(spec: str) -> tuple[str, str]:
 
 
 class Measurement:
-    """Validates the settings and inputs on construction (before any work); ``run()`` measures.
+    """Validates the settings and inputs on construction (before any work; nothing is created: the output folder is
+    made when the first result is written); ``run()`` measures.
 
     Under torchrun the process group is joined here (``DistContext.from_environment``); every process must construct
     and run the same configuration.
     """
 
     def __init__(self, config: MeasureConfig):
-        self.config = config
-        if config.mode not in MODES:
-            raise ValueError(f"unknown mode {config.mode!r}; expected one of {', '.join(MODES)}")
+        self.config = config.validate()
         self.families = resolve_families(config.transforms)
-        self.out = check_writable_dir(config.out)
+        self.out = check_output_dir(config.out)
+        if config.stats_file and not Path(config.stats_file).is_file():
+            check_output_file(config.stats_file, "statistics file")
+        if config.use_cache and config.cache_dir:
+            check_output_dir(config.cache_dir, "feature cache folder")
         self.ctx = DistContext.from_environment(config.device)
         self.device = self.ctx.device
         self.extractor = load_extractor(config.model, device=self.device, arch=config.arch, seed=config.seed)
         trained = self.extractor.info.image_size
         self.out_size = config.out_size or trained or 224
         self.resize_size = config.resize_size or round(self.out_size * 256 / 224)
+        self.saved_stats = None
+        if config.stats_file and Path(config.stats_file).is_file():
+            self.saved_stats = FeatureStats.load(config.stats_file, expected_model_id=self.extractor.info.model_id,
+                                                 expected_dim=self.extractor.info.feature_dim)  # fmt: skip
         builtin = config.data is None
         if builtin:
             from inv_kernels.data import generated_dataset
@@ -131,8 +171,6 @@ class Measurement:
         folder = (config.cache_dir or default_cache_dir()) if config.use_cache else None
         base = {"model_id": self.extractor.info.model_id, "out_size": self.out_size, "resize_size": self.resize_size,
                 "precision": "bf16-autocast" if self.extractor.amp else "float32"}  # fmt: skip
-        if config.cache_precision not in ("auto", *STORAGE):
-            raise ValueError(f"cache_precision must be auto, float16 or float32, got {config.cache_precision!r}")
         storage = "float16" if config.cache_precision == "auto" else config.cache_precision
         self.cache = MeasureCache(folder, base, self.ctx, verbose=config.progress, storage=storage)
         self.progress = config.progress and self.ctx.is_main
@@ -153,8 +191,8 @@ class Measurement:
         are also saved (``stats_file``, default out/feature_stats.pt)."""
         cfg = self.config
         model_id = self.extractor.info.model_id
-        if cfg.stats_file and Path(cfg.stats_file).exists():
-            return FeatureStats.load(cfg.stats_file, expected_model_id=model_id, expected_dim=self.extractor.info.feature_dim)
+        if self.saved_stats is not None:
+            return self.saved_stats
         chosen = sample_indices(len(self.stats_index), cfg.stats_images, seed=cfg.seed, with_replacement=False)
         paths = [self.stats_index.paths[i] for i in chosen]
 
@@ -165,6 +203,9 @@ class Measurement:
             )  # fmt: skip
             if not self.ctx.is_main:
                 return None
+            if moments.count < 2:
+                raise ValueError(f"only {moments.count} of the {len(paths)} statistics images of {self.stats_index.root} "
+                                 "could be decoded; the covariance needs at least 2")  # fmt: skip
             state = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in moments.state_dict().items()}
             return {"moments": state, "undecodable": len(skipped), "skipped": [list(pair) for pair in skipped]}
 
