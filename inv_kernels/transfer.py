@@ -16,7 +16,8 @@ from tqdm import tqdm
 from inv_kernels.augment.folder import skipped_record
 from inv_kernels.downstream import DownstreamTask, task_features
 from inv_kernels.fusion import fuse, weighted_fusion
-from inv_kernels.measure.model import load_extractor
+from inv_kernels.measure.model import FeatureExtractor, load_extractor
+from inv_kernels.models.backbones import ARCHS
 from inv_kernels.probes import fit_logistic_cv, fit_ridge_cv, logistic_Cs, ridge_alphas
 
 FUSIONS = ("cat", "add", "mean", "weighted")
@@ -36,6 +37,37 @@ class TransferConfig:
     seed: int = 0
     progress: bool = True
     extra: dict = field(default_factory=dict)
+
+    def validate(self) -> "TransferConfig":
+        """Checks every setting that needs no file (the tasks may still be empty); returns self.
+
+        Raises:
+            ValueError: naming the setting, what it must be and what it is.
+        """
+        from inv_kernels.transforms import MODES
+
+        if not self.models:
+            raise ValueError("models names no model")
+        for name, spec in self.models.items():
+            if not name or not spec:
+                raise ValueError(f"model {name!r}={spec!r}: expected NAME=CHECKPOINT or NAME=random:<arch>")
+            arch = spec.removeprefix("random:") if spec.startswith("random:") else None
+            if arch is not None and arch not in ARCHS and not arch.startswith("timm:"):
+                raise ValueError(f"model {name!r}: unknown architecture {arch!r} in {spec!r}; expected random: and "
+                                 f"one of {', '.join(ARCHS)} or timm:<name>")  # fmt: skip
+        if not self.fusions:
+            raise ValueError(f"fusions names no fusion; expected one or more of {', '.join(FUSIONS)}")
+        for fusion in self.fusions:
+            if fusion not in FUSIONS:
+                raise ValueError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
+        model_combinations(list(self.models), self.combos)
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        for name, low in (("folds", 2), ("batch_size", 1), ("workers", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        return self
 
 
 def model_combinations(names: list[str], combos: str) -> list[tuple[str, ...]]:
@@ -70,21 +102,36 @@ def _probe(task: DownstreamTask, X, y, X_test, y_test, members: int, wide: bool,
     return result
 
 
-def evaluate_transfer(cfg: TransferConfig) -> dict:
+def load_models(cfg: TransferConfig) -> dict[str, FeatureExtractor]:
+    """Every model of ``cfg`` (validated first), loaded on its device: name -> feature extractor. Loading checks each
+    checkpoint (exists, is a file, readable, a layout the project reads, weights fit the architecture), so a run can
+    load its models before any data work.
+
+    Raises:
+        ValueError, FileNotFoundError, IsADirectoryError, RuntimeError: naming the setting or the file.
+    """
+    from inv_kernels.train.distributed import resolve_device
+
+    device = resolve_device(cfg.validate().device)
+    return {name: load_extractor(spec, device=device, seed=cfg.seed)
+            for name, spec in cfg.models.items()}  # fmt: skip
+
+
+def evaluate_transfer(cfg: TransferConfig, extractors: dict[str, FeatureExtractor] | None = None) -> dict:
     """Runs every (model or fusion) x task; returns {"results": rows, "settings": ..., "skipped_images": {task:
     {"trainval": skipped_record, "test": skipped_record}}} (the images left out of each task's features).
+
+    Args:
+        cfg: the settings and tasks.
+        extractors: the models as ``load_models(cfg)`` gives them (loaded here when None).
 
     Each row: model (a name, or members joined by "+"), members, fusion, task, kind, metric, test_score, the chosen
     regularisation, CV score, feature dimension, probe time.
     """
-    from inv_kernels.train.distributed import resolve_device
-
-    device = resolve_device(cfg.device)
-    for fusion in cfg.fusions:
-        if fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
+    cfg.validate()
     combos = model_combinations(list(cfg.models), cfg.combos)
-    extractors = {name: load_extractor(spec, device=device, seed=cfg.seed) for name, spec in cfg.models.items()}
+    extractors = extractors if extractors is not None else load_models(cfg)
+    device = next(iter(extractors.values())).device
     rows, skipped = [], {}
     for task in cfg.tasks:
         feats = {name: task_features(ext, task, batch_size=cfg.batch_size, workers=cfg.workers, progress=cfg.progress)

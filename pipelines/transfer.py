@@ -3,7 +3,8 @@
 Every model, and every fusion of two or more of them (``--fusion cat,add,mean,weighted``), is probed on every task
 with the paper's cross-validated linear probes (logistic regression for classification, ridge for keypoints and
 latents). Without --task it uses the built-in generated classification and latent-regression sets. Writes
-transfer.json, transfer.csv, transfer.md and transfer.png under --out.
+transfer.json, transfer.csv, transfer.md and transfer.png under --out. Every setting, task folder and checkpoint is
+checked (the checkpoints loaded) before any data is read or rendered, and --out is made only for the results.
 """
 
 import argparse
@@ -12,8 +13,11 @@ import sys
 from pathlib import Path
 
 from inv_kernels.augment.folder import describe_records
-from inv_kernels.io import atomic_write_bytes, atomic_write_json
+from inv_kernels.io import atomic_write_bytes, atomic_write_json, check_output_dir
 from inv_kernels.measure.report import write_csv
+from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, report
+
+PROG = "python -m pipelines.transfer"
 
 
 def parse_models(text: str) -> dict[str, str]:
@@ -21,6 +25,8 @@ def parse_models(text: str) -> dict[str, str]:
     models = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         name, sep, spec = part.partition("=")
+        if sep and (not name.strip() or not spec.strip()):
+            raise ValueError(f"--models: expected NAME=CHECKPOINT or NAME=random:<arch>, got {part!r}")
         if not sep:
             name, spec = Path(part).stem.split(".")[0] if not part.startswith("random:") else part, part
         if name in models:
@@ -29,6 +35,26 @@ def parse_models(text: str) -> dict[str, str]:
     if not models:
         raise ValueError("--models names no model")
     return models
+
+
+def parse_tasks(specs: list[str]) -> list[tuple[str, str]]:
+    """(name, root) of each --task NAME:ROOT spec; ValueError / FileNotFoundError / NotADirectoryError name the spec
+    with an unknown name or a root that is not an existing folder (nothing is read)."""
+    from inv_kernels.downstream import ADAPTERS
+
+    parsed = []
+    for spec in specs:
+        name, _, root = spec.partition(":")
+        if not root:
+            raise ValueError(f"--task {spec!r}: expected NAME:ROOT (the dataset's folder)")
+        if name not in ADAPTERS:
+            raise ValueError(f"--task {spec!r}: unknown task {name!r}; known: {', '.join(ADAPTERS)}")
+        if not Path(root).exists():
+            raise FileNotFoundError(f"--task {spec!r}: folder {root} does not exist")
+        if not Path(root).is_dir():
+            raise NotADirectoryError(f"--task {spec!r}: {root} is not a folder")
+        parsed.append((name, root))
+    return parsed
 
 
 def build_tasks(specs: list[str], mode: str, size: int | None, progress: bool):
@@ -44,10 +70,7 @@ def build_tasks(specs: list[str], mode: str, size: int | None, progress: bool):
                 get_task("generated_latents", generated_dataset("latents", size=size, progress=progress),
                          mode=mode, out_size=size, resize_size=size)]  # fmt: skip
     tasks = []
-    for spec in specs:
-        name, _, root = spec.partition(":")
-        if not root:
-            raise ValueError(f"--task {spec!r}: expected NAME:ROOT (the dataset's folder)")
+    for name, root in parse_tasks(specs):
         sizes = {"out_size": size, "resize_size": size} if size else {}
         tasks.append(get_task(name, root, mode=mode, **sizes))
     return tasks
@@ -87,8 +110,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.transfer", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--models", required=True, help="comma-separated NAME=CHECKPOINT (or random:<arch>)")
     parser.add_argument("--task", action="append", default=[], help="NAME:ROOT, repeatable; names: folder, cifar10, "
                         "caltech101, flowers, 300w, celeba, leeds_sports_pose, causal3dident, generated_classification, "
@@ -96,29 +118,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fusion", default="cat", help="comma-separated: cat, add, mean, weighted")
     parser.add_argument("--combos", default="all", help="all (every subset of 2+ models), none, or 'a+b,a+b+c'")
     parser.add_argument("--mode", default="paper", choices=("paper", "corrected"))
-    parser.add_argument("--image-size", type=int, default=None, help="Resize + CenterCrop size (default: 224 as the "
+    parser.add_argument("--image-size", type=integer(16), default=None, help="Resize + CenterCrop size (default: 224 as the "
                         "paper, 64 for the built-in tasks)")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--folds", type=integer(2), default=5)
+    parser.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:<i>")
+    parser.add_argument("--batch-size", type=integer(1), default=64)
+    parser.add_argument("--workers", type=integer(0), default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/transfer")
     args = parser.parse_args(argv)
-    from inv_kernels.transfer import TransferConfig, evaluate_transfer
+    from inv_kernels.transfer import TransferConfig, evaluate_transfer, load_models
 
     try:
         config = TransferConfig(
-            models=parse_models(args.models), tasks=build_tasks(args.task, args.mode, args.image_size, True),
+            models=parse_models(args.models), tasks=[],
             fusions=tuple(f.strip() for f in args.fusion.split(",") if f.strip()), combos=args.combos,
             mode=args.mode, folds=args.folds, device=args.device, batch_size=args.batch_size, workers=args.workers,
             seed=args.seed,
-        )  # fmt: skip
-        results = evaluate_transfer(config)
-    except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
-        print(f"transfer: error: {error}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+        ).validate()  # fmt: skip
+        parse_tasks(args.task)
+        out = check_output_dir(args.out, "--out folder")
+        extractors = load_models(config)  # every checkpoint is read before any data work
+        config.tasks = build_tasks(args.task, args.mode, args.image_size, True)
+        results = evaluate_transfer(config, extractors)
+    except (*INPUT_ERRORS, RuntimeError) as error:
+        return report(PROG, error)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(results, out / "transfer.json")
     write_csv(results["results"], out / "transfer.csv")
