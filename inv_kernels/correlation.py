@@ -13,14 +13,20 @@ from inv_kernels.io import atomic_write_bytes
 
 
 def load_json(path: str, what: str) -> dict:
-    """The parsed JSON file at ``path``; FileNotFoundError / ValueError name it (``what``: the kind of file)."""
+    """The JSON object in the file at ``path``; FileNotFoundError / IsADirectoryError / ValueError name it (``what``:
+    the kind of file)."""
     file = Path(path)
+    if file.is_dir():
+        raise IsADirectoryError(f"{what} file {file} is a folder, not a JSON file")
     if not file.is_file():
         raise FileNotFoundError(f"{what} file {file} does not exist")
     try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as error:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{what} file {file} is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} file {file} holds a JSON {type(data).__name__}, expected an object")
+    return data
 
 
 def invariance_table(pairs: list[str]) -> dict[str, dict[str, float]]:
@@ -31,8 +37,12 @@ def invariance_table(pairs: list[str]) -> dict[str, dict[str, float]]:
         if not sep or not name or not path:
             raise ValueError(f"--invariance expects NAME=PATH, got {pair!r}")
         results = load_json(path, "invariance")
-        row = {r["family"]: r["cosine_mean"] for r in results.get("synthetic", [])}
-        row.update({f"real:{r['name']}": r["cosine_off_diagonal"] for r in results.get("realworld", [])})
+        try:
+            row = {r["family"]: r["cosine_mean"] for r in results.get("synthetic", [])}
+            row.update({f"real:{r['name']}": r["cosine_off_diagonal"] for r in results.get("realworld", [])})
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"invariance file {path} is not a results.json of pipelines.measure (malformed row: "
+                             f"{type(error).__name__}: {error})") from None  # fmt: skip
         if not row:
             raise ValueError(f"invariance file {path} holds no synthetic or real-world results")
         table[name] = row
@@ -43,8 +53,12 @@ def transfer_table(path: str) -> dict[str, dict[str, float]]:
     """model name -> {task -> test score}, from the JSON of pipelines.transfer."""
     results = load_json(path, "transfer")
     table: dict[str, dict[str, float]] = {}
-    for row in results.get("results", []):
-        table.setdefault(row["model"], {})[row["task"]] = row["test_score"]
+    try:
+        for row in results.get("results", []):
+            table.setdefault(row["model"], {})[row["task"]] = row["test_score"]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"transfer file {path} is not a transfer.json of pipelines.transfer (malformed row: "
+                         f"{type(error).__name__}: {error})") from None  # fmt: skip
     if not table:
         raise ValueError(f"transfer file {path} holds no results")
     return table

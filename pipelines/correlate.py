@@ -3,30 +3,30 @@ transfer.json``. For each transform family (and real-world group set) and each t
 correlation across models between the invariance (whitened cosine) and the transfer score; a heat map and the
 table as CSV, Markdown and JSON under --out. With fewer than 3 models a correlation is undefined and left empty."""
 
-import argparse
 import sys
-from pathlib import Path
 
 from inv_kernels.correlation import correlate, heatmap, invariance_table, transfer_table
-from inv_kernels.io import atomic_write_bytes, atomic_write_json
+from inv_kernels.io import atomic_write_bytes, atomic_write_json, check_output_dir
 from inv_kernels.measure.report import markdown_table, write_csv
+from pipelines._cli import INPUT_ERRORS, ArgumentParser, report
+
+PROG = "python -m pipelines.correlate"
 
 __all__ = ["correlate", "heatmap", "invariance_table", "main", "transfer_table"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.correlate", description=__doc__)
+    parser = ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--invariance", action="append", required=True, help="NAME=PATH of a pipelines.measure "
                         "results.json (repeat per model; NAME must match the model names of the transfer table)")
     parser.add_argument("--transfer", required=True, help="the JSON written by pipelines.transfer")
     parser.add_argument("--out", default="runs/correlate", help="output folder")
     args = parser.parse_args(argv)
     try:
+        out = check_output_dir(args.out, "--out folder")
         rows = correlate(invariance_table(args.invariance), transfer_table(args.transfer))
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        print(f"correlate: error: {error}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+    except INPUT_ERRORS as error:
+        return report(PROG, error)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json({"rows": rows}, out / "correlation.json")
     write_csv(rows, out / "correlation.csv")
