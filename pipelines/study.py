@@ -13,6 +13,9 @@ import argparse
 import sys
 
 from inv_kernels.study.config import StudyConfig, parse_seeds
+from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, number, report
+
+PROG = "python -m pipelines.study"
 
 DEFAULTS = StudyConfig()
 
@@ -25,22 +28,21 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.study", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument("--data", default=None, help="folder with train/ and test/ (or val/) class folders, e.g. "
                       "Tiny-ImageNet (default: the built-in generated scenes)")
-    data.add_argument("--image-size", type=int, default=None, help="image side (default: 32 on the built-in data, "
-                      "64 with --data)")
+    data.add_argument("--image-size", type=integer(16, 512), default=None, help="image side (default: 32 on the "
+                      "built-in data, 64 with --data)")
     data.add_argument("--groups", action="append", default=[], help="extra multi-view folder as PATH or PATH:LAYOUT "
                       "(repeatable; layouts as pipelines.measure)")
     data.add_argument("--task", action="append", default=[], help="extra transfer task as NAME:ROOT (repeatable; "
                       "names as pipelines.transfer)")
-    data.add_argument("--train-count", type=int, default=DEFAULTS.train_count, help="built-in pretraining images "
-                      "per class (7 classes)")
-    data.add_argument("--transfer-count", type=int, default=DEFAULTS.transfer_count, help="images per class of the "
-                      "generated transfer and latent sets")
-    data.add_argument("--group-objects", type=int, default=DEFAULTS.group_objects, help="objects per generated "
+    data.add_argument("--train-count", type=integer(1), default=DEFAULTS.train_count, help="built-in pretraining "
+                      "images per class (7 classes)")
+    data.add_argument("--transfer-count", type=integer(1), default=DEFAULTS.transfer_count, help="images per class "
+                      "of the generated transfer and latent sets")
+    data.add_argument("--group-objects", type=integer(1), default=DEFAULTS.group_objects, help="objects per generated "
                       "view-group set")
     models = p.add_argument_group("models and pretraining")
     models.add_argument("--seeds", type=_seeds, default=",".join(map(str, DEFAULTS.seeds)), help="comma-separated "
@@ -50,26 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the capacity control)")
     models.add_argument("--wide-arch", default=None, help="default: resnet50 (resnet50w3 when --arch resnet50)")
     models.add_argument("--no-random", action="store_true", help="leave out the random-network floor")
-    models.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
-    models.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    models.add_argument("--bn-splits", type=int, default=DEFAULTS.bn_splits, help="split-batch BN groups")
-    models.add_argument("--lr", type=float, default=DEFAULTS.base_lr, help="learning rate at batch 256")
-    models.add_argument("--queue-size", type=int, default=DEFAULTS.queue_size)
-    models.add_argument("--moco-momentum", type=float, default=DEFAULTS.moco_momentum)
-    models.add_argument("--max-steps", type=int, default=None, help="cap on pretraining steps per model")
+    models.add_argument("--epochs", type=integer(1), default=DEFAULTS.epochs)
+    models.add_argument("--batch-size", type=integer(1), default=DEFAULTS.batch_size)
+    models.add_argument("--bn-splits", type=integer(1), default=DEFAULTS.bn_splits, help="split-batch BN groups")
+    models.add_argument("--lr", type=number(0, low_open=True), default=DEFAULTS.base_lr,
+                        help="learning rate at batch 256")
+    models.add_argument("--queue-size", type=integer(1), default=DEFAULTS.queue_size)
+    models.add_argument("--moco-momentum", type=number(0, 1), default=DEFAULTS.moco_momentum)
+    models.add_argument("--max-steps", type=integer(1), default=None, help="cap on pretraining steps per model")
     models.add_argument("--no-knn", action="store_true", help="skip the kNN score after pretraining")
     measure = p.add_argument_group("measurement and probes")
-    measure.add_argument("--num-images", type=int, default=DEFAULTS.num_images, help="images per synthetic family")
-    measure.add_argument("--stats-images", type=int, default=None, help="cap on statistics images (default: all)")
+    measure.add_argument("--num-images", type=integer(1), default=DEFAULTS.num_images,
+                         help="images per synthetic family")
+    measure.add_argument("--stats-images", type=integer(1), default=None,
+                         help="cap on statistics images (default: all)")
     measure.add_argument("--shrinkage", default=DEFAULTS.shrinkage, help="none, ledoit_wolf or a ridge value")
     measure.add_argument("--mode", default=DEFAULTS.mode, choices=("paper", "corrected"))
-    measure.add_argument("--latent-trainval", type=int, default=None, help="cap on kernel-ridge training images")
-    measure.add_argument("--folds", type=int, default=DEFAULTS.folds)
+    measure.add_argument("--latent-trainval", type=integer(1), default=None, help="cap on kernel-ridge training images")
+    measure.add_argument("--folds", type=integer(2), default=DEFAULTS.folds)
     run = p.add_argument_group("run")
     run.add_argument("--out", default=DEFAULTS.out, help="output folder (stages are cached here)")
-    run.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:<i>")
-    run.add_argument("--workers", type=int, default=DEFAULTS.workers, help="data loader processes")
-    run.add_argument("--eval-batch-size", type=int, default=DEFAULTS.eval_batch_size)
+    run.add_argument("--device", type=device, default=DEFAULTS.device, help="auto, cpu, cuda or cuda:<i>")
+    run.add_argument("--workers", type=integer(0), default=DEFAULTS.workers, help="data loader processes")
+    run.add_argument("--eval-batch-size", type=integer(1), default=DEFAULTS.eval_batch_size)
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -103,13 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         prepare(config)  # every setting and input folder checked before any work
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
-        print(f"study: error: {error}", file=sys.stderr)
-        return 2
-    report = run_study(config)
-    print_verdicts(report)
-    print(f"\nstudy took {report['time_s']:.0f} s; wrote {report['files']['markdown']}, {report['files']['json']} "
-          f"and {len(report['files']) - 2} figures")  # fmt: skip
+        study = run_study(config)
+    except INPUT_ERRORS as error:
+        return report(PROG, error)
+    print_verdicts(study)
+    print(f"\nstudy took {study['time_s']:.0f} s; wrote {study['files']['markdown']}, {study['files']['json']} "
+          f"and {len(study['files']) - 2} figures")  # fmt: skip
     return 0
 
 

@@ -8,6 +8,7 @@ the measured time). ``validate()`` checks every setting and ``check_inputs()`` e
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -42,6 +43,18 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             raise ValueError(f"--seeds: seed {seed} is given twice in {text!r}")
         seeds.append(seed)
     return tuple(seeds)
+
+
+def _check_decodable(index, what: str) -> None:
+    """Raises ValueError when no image of ``index`` (an ImageFolderIndex) is usable by the loaders' rule (it decodes
+    and is at least 2 x 2 pixels: ``augment.folder.load_image``); stops at the first that is."""
+    from inv_kernels.augment.folder import unusable_reason
+
+    for path in index.paths:
+        if unusable_reason(path) is None:
+            return
+    raise ValueError(f"{what}: none of its {len(index.paths)} image files is usable (e.g. {index.paths[0]!r}: "
+                     f"{unusable_reason(index.paths[0])})")
 
 
 @dataclass
@@ -158,14 +171,23 @@ class StudyConfig:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.shrinkage not in ("none", "ledoit_wolf"):
             try:
-                float(self.shrinkage)
+                ridge = float(self.shrinkage)
             except ValueError:
-                raise ValueError(f"shrinkage must be none, ledoit_wolf or a number, got {self.shrinkage!r}") from None
+                ridge = math.nan
+            if not (math.isfinite(ridge) and ridge >= 0):
+                raise ValueError(f"shrinkage must be none, ledoit_wolf or a finite ridge >= 0, got {self.shrinkage!r}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:<i>, got {self.device!r}")
+        from inv_kernels.downstream import ADAPTERS
+
         for spec in self.tasks:
-            if ":" not in spec or not spec.partition(":")[2]:
+            name, _, root = spec.partition(":")
+            if not root:
                 raise ValueError(f"task {spec!r}: expected NAME:ROOT (the dataset's folder)")
+            if name not in ADAPTERS:
+                raise ValueError(f"task {spec!r}: unknown task {name!r}; known: {', '.join(ADAPTERS)}")
         return self
 
     def check_inputs(self) -> None:
@@ -187,7 +209,8 @@ class StudyConfig:
             from inv_kernels.augment.folder import ImageFolderIndex
 
             for split in (root / "train", held_out):
-                ImageFolderIndex(split)  # raises, naming the folder, when it has no class subfolders or images
+                # raises, naming the folder, when it has no class subfolders or images, or no image decodes
+                _check_decodable(ImageFolderIndex(split), f"--data split {str(split)!r}")
         if self.groups:
             from inv_kernels.measure.driver import _parse_group_spec
             from inv_kernels.measure.realworld import find_groups
@@ -199,8 +222,10 @@ class StudyConfig:
                 find_groups(path, layout)
         for spec in self.tasks:
             root = spec.partition(":")[2]
-            if not Path(root).is_dir():
+            if not Path(root).exists():
                 raise FileNotFoundError(f"--task {spec!r}: folder {root!r} does not exist")
+            if not Path(root).is_dir():
+                raise NotADirectoryError(f"--task {spec!r}: {root!r} is not a folder")
 
     # ------------------------------------------------------------------------------------------------ (de)serialise
     def to_dict(self) -> dict:
