@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from inv_kernels.train.config import BUILTIN_RECIPES, LOADERS, PretrainConfig
+from pipelines._cli import INPUT_ERRORS, ArgumentParser, report
 
 DEFAULTS = PretrainConfig()
 
@@ -23,7 +24,7 @@ def _bool(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.pretrain", description=__doc__,
+    p = ArgumentParser(prog="python -m pipelines.pretrain", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     data = p.add_argument_group("data")
     data.add_argument("--data", default=None, help="image folder with class subfolders, or a folder holding train/ "
@@ -120,9 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         trainer = Trainer(config_from_args(args))
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, ImportError, RuntimeError) as error:
-        print(f"pretrain: error: {error}", file=sys.stderr)
-        return 2
+    except (*INPUT_ERRORS, ImportError, RuntimeError) as error:
+        return report("python -m pipelines.pretrain", error)
     summary = trainer.run()
     leave_process_group()
     if trainer.dist.is_main:
