@@ -7,6 +7,11 @@ prefix, or ``random:<arch>:seed<s>``), the image list, the preprocessing, and so
 the tensors, so a hand-renamed file or a hash collision is caught on reading. Features are stored in fp16 (fp32 when a
 value would overflow fp16). Writes are atomic (``inv_kernels.io``): a crash leaves no partial file. A file that cannot
 be read, or that was made for another config, is ignored with a warning; the caller recomputes and overwrites it.
+
+The folder is trusted as it stands (a file planted there is read as features), so it must be private to its user: a
+folder the cache creates gets mode 0700, and one that any user can write to draws a warning. When a writer starts on a
+folder (``open_cache_folder``; ``write_entry`` calls it at its first write there), the temporaries of writes that were
+interrupted are removed (``inv_kernels.io.remove_stale_temporaries``: never one another run is writing now).
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from inv_kernels.io import atomic_torch_save
+from inv_kernels.io import atomic_torch_save, remove_stale_temporaries
 
 FP16_MAX = 65504.0
+_OPENED: set[Path] = set()  # folders this process has opened for writing
 
 
 def default_cache_dir() -> Path:
@@ -75,6 +81,21 @@ def to_storage(x: Tensor, dtype: torch.dtype = torch.float16) -> Tensor:
     return x.to(torch.float32)
 
 
+def open_cache_folder(folder: str | os.PathLike) -> Path:
+    """Prepares ``folder`` for a writer: creates it with mode 0700 (private to the user) when missing, warns when any
+    user can write to it, and removes the stale temporaries of interrupted writes. Returns the folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)  # whatever the umask
+    elif folder.stat().st_mode & 0o002:
+        warnings.warn(f"feature cache folder {str(folder)!r} can be written by any user, and a file "
+                      f"planted there would be read as features; make it private (chmod 700)", stacklevel=3)  # fmt: skip
+    remove_stale_temporaries(folder)
+    _OPENED.add(folder.resolve())
+    return folder
+
+
 def entry_path(folder: str | os.PathLike, name: str, config: dict) -> Path:
     """``folder / f"{name}-{config_key(config)}.pt"``."""
     return Path(folder) / f"{name}-{config_key(config)}.pt"
@@ -102,7 +123,11 @@ def read_entry(path: str | os.PathLike, config: dict, *, op: str) -> dict | None
 
 
 def write_entry(entry: dict, path: str | os.PathLike) -> Path:
-    """Writes ``entry`` (a dict holding its ``"config"``, tensors on the CPU) to ``path`` atomically."""
+    """Writes ``entry`` (a dict holding its ``"config"``, tensors on the CPU) to ``path`` atomically; the first write
+    of this process to a folder opens it (``open_cache_folder``)."""
     if "config" not in entry:
         raise ValueError("write_entry: entry must hold its 'config' (read_entry checks it)")
+    path = Path(path)
+    if path.parent.resolve() not in _OPENED:
+        open_cache_folder(path.parent)
     return atomic_torch_save(entry, path)

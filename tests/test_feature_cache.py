@@ -54,3 +54,23 @@ def test_entries_round_trip_and_reject_damage_or_other_settings(tmp_path):
         assert read_entry(path, config, op="t") is None
     with pytest.raises(ValueError, match="must hold its 'config'"):
         write_entry({"features": features}, path)
+
+
+def test_a_new_cache_folder_is_private_and_stale_temporaries_go_at_the_first_write(tmp_path):
+    import os
+
+    from inv_kernels.io import STALE_AFTER_S
+
+    folder = tmp_path / "shared" / "features"
+    config = {"model_id": "m@0123"}
+    write_entry({"config": config, "features": torch.zeros(2)}, entry_path(folder, "feats", config))
+    assert folder.stat().st_mode & 0o777 == 0o700
+    other = tmp_path / "other"  # a folder holding an interrupted write's temporary and one being written now
+    other.mkdir()
+    stale, fresh = other / ".feats-x.pt.a1b2c3d4.tmp", other / ".feats-y.pt.e5f6g7h8.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(b"x")
+    old = os.path.getmtime(stale) - 2 * STALE_AFTER_S
+    os.utime(stale, (old, old))
+    write_entry({"config": config, "features": torch.zeros(2)}, entry_path(other, "feats", config))
+    assert not stale.exists() and fresh.exists()

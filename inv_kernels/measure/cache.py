@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from inv_kernels.feature_cache import entry_path, read_entry, to_storage, write_entry
+from inv_kernels.feature_cache import entry_path, open_cache_folder, read_entry, to_storage, write_entry
 from inv_kernels.measure.sharding import broadcast_object
 from inv_kernels.train.distributed import DistContext
 
@@ -47,6 +47,8 @@ def auto_storage(condition_number: float) -> str:
 
 class MeasureCache:
     """Reads and writes a run's entries. ``folder`` None disables the cache (every entry computed, nothing written).
+    On construction the main process opens the folder (``feature_cache.open_cache_folder``: created private, stale
+    temporaries of interrupted writes removed).
 
     Args:
         folder: the cache folder, or None.
@@ -63,6 +65,8 @@ class MeasureCache:
     def __init__(self, folder: str | Path | None, base: dict, ctx: DistContext, *, verbose: bool = True,
                  storage: str = "float16"):  # fmt: skip
         self.folder = None if folder is None else Path(folder)
+        if self.folder is not None and ctx.is_main:
+            open_cache_folder(self.folder)
         self.base = {"version": CACHE_VERSION, **base}
         self.ctx, self.verbose = ctx, verbose
         self.storage = storage

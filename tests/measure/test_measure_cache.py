@@ -61,7 +61,7 @@ def test_a_changed_family_or_size_recomputes_what_changed(tiny_sets, tmp_path):
     family = _run(tiny_sets, tmp_path, transforms=("h_flip", "grayscale"))["feature_cache"]
     assert family["read"] == ["measure-moments", "measure-clean", "measure-h_flip", "measure-groups-coil-coil"]
     assert family["written"] == ["measure-grayscale"]
-    size = _run(tiny_sets, tmp_path, out_size=12, resize_size=14)["feature_cache"]
+    size = _run(tiny_sets, tmp_path, out_size=20, resize_size=22)["feature_cache"]
     assert size["read"] == [] and size["written"] == ALL_ENTRIES
     mode = _run(tiny_sets, tmp_path, mode="corrected")["feature_cache"]
     assert "measure-h_flip" in mode["written"] and "measure-moments" in mode["read"]
@@ -102,3 +102,25 @@ def test_without_cache_nothing_is_read_or_written(tiny_sets, tmp_path):
     with pytest.raises(ValueError, match="cache_precision must be auto, float16 or float32"):
         Measurement(MeasureConfig(model="random:resnet18", data=str(tiny_sets["classification"]),
                                   out=str(tmp_path / "o"), cache_precision="int8"))  # fmt: skip
+
+
+def test_the_cache_folder_is_made_private_and_stale_temporaries_removed_at_start(tmp_path):
+    import os
+
+    from inv_kernels.io import STALE_AFTER_S
+    from inv_kernels.measure.cache import MeasureCache
+    from inv_kernels.train.distributed import DistContext
+
+    ctx = DistContext(0, 1, 0, torch.device("cpu"))
+    folder = tmp_path / "cache" / "features"
+    cache = MeasureCache(folder, {"model_id": "m@0"}, ctx, verbose=False)
+    entry = cache.get("measure-clean", {"images": "abc"}, lambda: {"features": torch.ones(2, 3)})
+    assert torch.equal(entry["features"].float(), torch.ones(2, 3))
+    assert folder.stat().st_mode & 0o777 == 0o700
+    stale, fresh = folder / ".measure-x.pt.a1b2c3d4.tmp", folder / ".measure-y.pt.e5f6g7h8.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(b"x")
+    old = os.path.getmtime(stale) - 2 * STALE_AFTER_S
+    os.utime(stale, (old, old))
+    MeasureCache(folder, {"model_id": "m@0"}, ctx, verbose=False)  # a new run starts on the folder
+    assert not stale.exists() and fresh.exists()
