@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="write the sets to OUT/<kind> instead of the cache "
                              "($INV_KERNELS_CACHE, else $XDG_CACHE_HOME/inv_kernels, else ~/.cache/inv_kernels)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache folder to use instead of the default")
-    parser.add_argument("--device", type=device, default=None, help="render on this device (default: cuda when present, else cpu)")
+    parser.add_argument("--device", type=device, default=None,
+                        help="render on this device (default: cuda when present, else cpu)")
     parser.add_argument("--no-sets", action="store_true", help="generate no set (e.g. only the contact sheet)")
     parser.add_argument("--contact-sheet", type=Path, default=None, metavar="PATH",
                         help="also write a contact-sheet PNG of examples and groups to PATH")

@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fusion", default="cat", help="comma-separated: cat, add, mean, weighted")
     parser.add_argument("--combos", default="all", help="all (every subset of 2+ models), none, or 'a+b,a+b+c'")
     parser.add_argument("--mode", default="paper", choices=("paper", "corrected"))
-    parser.add_argument("--image-size", type=integer(16), default=None, help="Resize + CenterCrop size (default: 224 as the "
-                        "paper, 64 for the built-in tasks)")
+    parser.add_argument("--image-size", type=integer(16), default=None, help="Resize + CenterCrop size (default: 224 "
+                        "as the paper, 64 for the built-in tasks)")
     parser.add_argument("--folds", type=integer(2), default=5)
     parser.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:<i>")
     parser.add_argument("--batch-size", type=integer(1), default=64)

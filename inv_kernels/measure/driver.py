@@ -204,8 +204,8 @@ class Measurement:
             if not self.ctx.is_main:
                 return None
             if moments.count < 2:
-                raise ValueError(f"only {moments.count} of the {len(paths)} statistics images of {self.stats_index.root} "
-                                 "could be decoded; the covariance needs at least 2")  # fmt: skip
+                raise ValueError(f"only {moments.count} of the {len(paths)} statistics images of "
+                                 f"{self.stats_index.root} could be decoded; the covariance needs at least 2")
             state = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in moments.state_dict().items()}
             return {"moments": state, "undecodable": len(skipped), "skipped": [list(pair) for pair in skipped]}
 

@@ -43,7 +43,8 @@ KILL_AT_STEP_ENV = "INV_KERNELS_KILL_AT_STEP"  # fault injection for the resume 
 
 
 class Trainer:
-    """Pretrains one model. Construction validates everything and builds the model; ``run()`` trains."""
+    """Pretrains one model. Construction validates everything and builds the model before it makes the output
+    folder; ``run()`` trains."""
 
     def __init__(self, config: PretrainConfig, *, progress: bool = True):
         self.config = config.validate()
@@ -51,8 +52,6 @@ class Trainer:
         self.device = self.dist.device
         self.progress = progress and self.dist.is_main
         self.out = Path(config.out)
-        if self.dist.is_main:
-            check_writable_dir(self.out)
         self._resolve_data()
         self._build()
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
@@ -62,6 +61,8 @@ class Trainer:
         self.knn_skipped: dict[str, dict] = {}  # the kNN folders' unusable images, per folder (skipped_record)
         if config.resume:
             self._resume(config.resume)
+        if self.dist.is_main:
+            check_writable_dir(self.out)
 
     # ------------------------------------------------------------------------------------------------ setup
     def _resolve_data(self) -> None:
