@@ -36,6 +36,7 @@ class TransferConfig:
     workers: int = 0
     seed: int = 0
     progress: bool = True
+    trust_checkpoint: bool = False  # read checkpoints only full unpickling reads (they could run code from the file)
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> "TransferConfig":
@@ -113,7 +114,7 @@ def load_models(cfg: TransferConfig) -> dict[str, FeatureExtractor]:
     from inv_kernels.train.distributed import resolve_device
 
     device = resolve_device(cfg.validate().device)
-    return {name: load_extractor(spec, device=device, seed=cfg.seed)
+    return {name: load_extractor(spec, device=device, seed=cfg.seed, trust=cfg.trust_checkpoint)
             for name, spec in cfg.models.items()}  # fmt: skip
 
 

@@ -4,7 +4,7 @@ transfer tools: ``python -m pipelines.export CHECKPOINT OUT``."""
 import sys
 
 from inv_kernels.io import check_output_file
-from inv_kernels.models.checkpoint import export_backbone, load_backbone
+from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP, export_backbone, load_backbone
 from pipelines._cli import INPUT_ERRORS, ArgumentParser, report
 
 
@@ -12,10 +12,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m pipelines.export", description=__doc__)
     parser.add_argument("checkpoint", help="a pretraining checkpoint (e.g. runs/pretrain/checkpoint_last.pth.tar)")
     parser.add_argument("out", help="where to write the backbone (.pth)")
+    parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     args = parser.parse_args(argv)
     try:
         check_output_file(args.out, "output file")
-        path = export_backbone(args.checkpoint, args.out)
+        path = export_backbone(args.checkpoint, args.out, trust=args.trust_checkpoint)
         loaded = load_backbone(path)
     except INPUT_ERRORS as error:
         return report(parser.prog, error)

@@ -17,6 +17,7 @@ from inv_kernels.augment.folder import describe_records
 from inv_kernels.backend import BACKENDS
 from inv_kernels.measure.driver import MeasureConfig
 from inv_kernels.measure.report import markdown_table
+from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
 from inv_kernels.train.distributed import leave_process_group
 from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, number, report
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "cached features; auto: float16 unless the statistics are ill-conditioned (whitening amplifies "
                    "fp16 rounding)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or cache messages")
+    p.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     return p
 
 
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         out_size=args.crop_size, resize_size=args.resize_size, shrinkage=args.shrinkage, stats_file=args.stats_file,
         backend=args.backend, workers=args.workers, seed=args.seed, cache_dir=args.cache_dir,
         use_cache=not args.no_cache, cache_precision=args.cache_precision, progress=not args.quiet,
+        trust_checkpoint=args.trust_checkpoint,
     )  # fmt: skip
     try:
         measurement = Measurement(config)

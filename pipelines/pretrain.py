@@ -9,6 +9,7 @@ Several processes: ``torchrun --nproc_per_node N -m pipelines.pretrain ...`` (NC
 import argparse
 import sys
 
+from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
 from inv_kernels.train.config import BUILTIN_RECIPES, LOADERS, PretrainConfig
 from pipelines._cli import INPUT_ERRORS, ArgumentParser, report
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("run")
     run.add_argument("--out", default=DEFAULTS.out, help="output folder")
     run.add_argument("--resume", default=None, help="'auto' (the output folder's last checkpoint, if any) or a path")
+    run.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     run.add_argument("--seed", type=int, default=DEFAULTS.seed)
     run.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:<i>")
     run.add_argument("--amp", type=_bool, default=DEFAULTS.amp, help="bf16 autocast on CUDA")
@@ -90,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
         device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
         save_every_steps=args.save_every_steps, log_every_steps=args.log_every_steps, knn_every=args.knn_every,
         knn_data=args.knn_data, knn_k=args.knn_k, knn_max_images=args.knn_max_images, max_steps=args.max_steps,
-        resume=args.resume, loader=args.loader,
+        resume=args.resume, trust_checkpoint=args.trust_checkpoint, loader=args.loader,
     )  # fmt: skip
 
 

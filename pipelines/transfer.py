@@ -15,6 +15,7 @@ from pathlib import Path
 from inv_kernels.augment.folder import describe_records
 from inv_kernels.io import atomic_write_bytes, atomic_write_json, check_output_dir
 from inv_kernels.measure.report import write_csv
+from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
 from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, report
 
 PROG = "python -m pipelines.transfer"
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=integer(0), default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/transfer")
+    parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     args = parser.parse_args(argv)
     from inv_kernels.transfer import TransferConfig, evaluate_transfer, load_models
 
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             models=parse_models(args.models), tasks=[],
             fusions=tuple(f.strip() for f in args.fusion.split(",") if f.strip()), combos=args.combos,
             mode=args.mode, folds=args.folds, device=args.device, batch_size=args.batch_size, workers=args.workers,
-            seed=args.seed,
+            seed=args.seed, trust_checkpoint=args.trust_checkpoint,
         ).validate()  # fmt: skip
         parse_tasks(args.task)
         out = check_output_dir(args.out, "--out folder")

@@ -65,6 +65,7 @@ class MeasureConfig:
     cache_dir: str | None = None  # feature cache folder; None: inv_kernels.feature_cache.default_cache_dir()
     use_cache: bool = True  # False: compute every feature, read and write no cache
     cache_precision: str = "auto"  # dtype of cached features: "float16", "float32", or "auto" (by conditioning)
+    trust_checkpoint: bool = False  # read a checkpoint only full unpickling reads (it could run code from the file)
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> "MeasureConfig":
@@ -145,7 +146,8 @@ class Measurement:
             check_output_dir(config.cache_dir, "feature cache folder")
         self.ctx = DistContext.from_environment(config.device)
         self.device = self.ctx.device
-        self.extractor = load_extractor(config.model, device=self.device, arch=config.arch, seed=config.seed)
+        self.extractor = load_extractor(config.model, device=self.device, arch=config.arch, seed=config.seed,
+                                        trust=config.trust_checkpoint)  # fmt: skip
         trained = self.extractor.info.image_size
         self.out_size = config.out_size or trained or 224
         self.resize_size = config.resize_size or round(self.out_size * 256 / 224)

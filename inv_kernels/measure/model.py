@@ -14,7 +14,7 @@ from torch import Tensor
 
 from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD
 from inv_kernels.models.backbones import build_backbone
-from inv_kernels.models.checkpoint import load_backbone, read_checkpoint
+from inv_kernels.models.checkpoint import load_backbone
 
 
 def file_digest(path: Path, chunk: int = 1 << 22) -> str:
@@ -57,12 +57,17 @@ class FeatureExtractor:
 
 
 def load_extractor(spec: str, *, device: torch.device, arch: str | None = None, seed: int = 0,
-                   amp: bool = True) -> FeatureExtractor:  # fmt: skip
+                   amp: bool = True, trust: bool = False) -> FeatureExtractor:  # fmt: skip
     """A feature extractor from a checkpoint path, or from ``random:<arch>`` (a seeded random initialisation; the
     paper's floor, PAPER.md section 2).
 
+    Args:
+        trust: read a checkpoint that only full unpickling reads (loading it could run code from the file; see
+            ``models.checkpoint.read_checkpoint``).
+
     Raises:
-        FileNotFoundError, ValueError: as ``load_backbone``; an unknown architecture.
+        FileNotFoundError, ValueError: as ``load_backbone`` (``UntrustedCheckpointError`` without ``trust``); an
+        unknown architecture.
     """
     if spec.startswith("random:"):
         name = spec.removeprefix("random:")
@@ -71,10 +76,7 @@ def load_extractor(spec: str, *, device: torch.device, arch: str | None = None, 
         info = ModelInfo(f"random:{name}:seed{seed}", name, backbone.feature_dim, None, None)
         return FeatureExtractor(backbone.module, info, device, amp=amp)
     path = Path(spec)
-    loaded = load_backbone(path, arch=arch)
-    state = read_checkpoint(path)
-    extra = state.get("inv_kernels", {})
-    image_size = extra.get("image_size") or state.get("image_size")
-    recipe = extra.get("config", {}).get("recipe") or state.get("recipe")
-    info = ModelInfo(f"{path.name}@{file_digest(path)}", loaded.arch, loaded.feature_dim, image_size, recipe)
+    loaded = load_backbone(path, arch=arch, trust=trust)
+    info = ModelInfo(f"{path.name}@{file_digest(path)}", loaded.arch, loaded.feature_dim, loaded.image_size,
+                     loaded.recipe)  # fmt: skip
     return FeatureExtractor(loaded.module, info, device, amp=amp)

@@ -4,11 +4,23 @@ of them (also from the paper's reference code's checkpoints and plain torchvisio
 A pretraining checkpoint is a dict with ``epoch``, ``arch``, ``state_dict`` (keys ``module.encoder_q.*``,
 ``module.encoder_k.*``, ``module.queue``, ``module.queue_ptr``, as the official code writes under DDP) and
 ``optimizer``, plus ``inv_kernels``: everything else needed to resume exactly (config, step counters, RNG states).
+
+Every checkpoint is read with ``torch.load(weights_only=True)``, which unpickles only tensors and plain Python values,
+so no code from the file runs. The project's checkpoints hold nothing else (RNG states are stored as tensors and plain
+values, ``rng_state``), nor do the official MoCo ones or torchvision state dicts. A file that needs full unpickling (a
+pickled ``nn.Module``, NumPy arrays as in checkpoints of older versions of this project, any other object) is refused
+with ``UntrustedCheckpointError``, unless the caller trusts it: ``trust=True`` in Python, ``--trust-checkpoint`` on the
+command line of every entry point that reads checkpoints. A trusted pickled module is read as its state dict.
 """
 
+import pickle
+import random
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -17,23 +29,112 @@ from inv_kernels.models.backbones import build_backbone
 
 LAST = "checkpoint_last.pth.tar"
 PREFIX_Q = "module.encoder_q."
+TRUST_FLAG = "--trust-checkpoint"
+TRUST_HELP = ("read a checkpoint that only full unpickling reads (a pickled module, or one written by an older version "
+              "of inv_kernels): loading it could run code from the file, so give this only for a file you trust")
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Loads a checkpoint file onto the CPU; FileNotFoundError / IsADirectoryError / ValueError name the file and the
-    problem."""
+class UntrustedCheckpointError(ValueError):
+    """A checkpoint that only full unpickling reads, which could run code from the file: read it only if it is
+    trusted (``trust=True``, ``--trust-checkpoint``)."""
+
+
+def _refused_objects(path: Path, error: Exception) -> list[str] | None:
+    """What a weights-only load of ``path`` refused: the names of the objects it holds beyond tensors and plain values,
+    [] for a pickle the weights-only reader cannot parse, or None when the file is damaged or no pickle at all."""
+    if zipfile.is_zipfile(path):  # the format torch.save writes
+        try:
+            return torch.serialization.get_unsafe_globals_in_checkpoint(path) or None
+        except Exception:  # a damaged archive
+            return None
+    names = re.findall(r"Unsupported global: GLOBAL (\S+)", str(error))  # torch's legacy format
+    if names:
+        return names
+    with open(path, "rb") as handle:
+        return [] if handle.read(1) == pickle.PROTO else None  # a bare pickle stream
+
+
+def _untrusted(path: Path, objects: list[str]) -> UntrustedCheckpointError:
+    risk = "loading it could run code from the file"
+    opt_in = f"re-run with {TRUST_FLAG} (trust=True in Python) if you trust it"
+    if objects and all(name.startswith("numpy") for name in objects):
+        return UntrustedCheckpointError(
+            f"checkpoint {path} holds NumPy arrays: it was written by an older version of inv_kernels, or by another "
+            f"program; only full unpickling reads it, and {risk}: {opt_in}"
+        )
+    shown = ", ".join(objects[:4]) + (", ..." if len(objects) > 4 else "")
+    what = f"objects other than tensors ({shown})" if objects else "a pickle that is not a torch checkpoint"
+    return UntrustedCheckpointError(f"checkpoint {path} holds {what}; only full unpickling reads it, and {risk}: "
+                                    f"{opt_in}")  # fmt: skip
+
+
+def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict:
+    """Loads a checkpoint file onto the CPU, with ``torch.load(weights_only=True)`` unless ``trust``.
+
+    Args:
+        path: the file.
+        trust: unpickle whatever the file holds (it could run code from the file); a pickled ``nn.Module`` is then
+            read as ``{"state_dict": its state dict, "arch": its ``arch`` attribute if any}``.
+
+    Raises:
+        FileNotFoundError: no such file. IsADirectoryError: a folder.
+        UntrustedCheckpointError: (a ValueError) without ``trust``, a file only full unpickling reads; the message
+            names the risk and the opt-in.
+        ValueError: a damaged file, or one that holds no dict.
+    """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"checkpoint {path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # truncated, not a torch file, ...
-        raise ValueError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error})") from None
+        state = torch.load(path, map_location="cpu", weights_only=not trust)
+    except Exception as error:  # truncated, not a torch file, refused by the weights-only reader, ...
+        refused = None if trust or not isinstance(error, pickle.UnpicklingError) else _refused_objects(path, error)
+        if refused is not None:
+            raise _untrusted(path, refused) from None
+        raise ValueError(f"checkpoint {path} cannot be read ({type(error).__name__}: {_first_line(error)})") from None
+    if trust and isinstance(state, nn.Module):
+        module = state
+        state = {"state_dict": module.state_dict(), **({"arch": module.arch} if hasattr(module, "arch") else {})}
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
     return state
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def rng_state() -> dict:
+    """The global RNG states (torch CPU and CUDA, Python's ``random``, NumPy's legacy generator) as tensors and plain
+    values, which a weights-only load reads back; ``restore_rng_state`` sets them."""
+    version, words, gauss = random.getstate()
+    algorithm, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"algorithm": str(algorithm), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},  # fmt: skip
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    """Sets the global RNG states saved by ``rng_state`` (or, for a trusted checkpoint of an older version, the
+    ``random.getstate()`` and ``np.random.get_state()`` tuples it stored)."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    python, numpy_state = state["python"], state["numpy"]
+    if isinstance(python, dict):
+        python = (python["version"], tuple(python["state"].tolist()), python["gauss"])
+    random.setstate(python)
+    if isinstance(numpy_state, dict):
+        numpy_state = (numpy_state["algorithm"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                       numpy_state["has_gauss"], numpy_state["cached_gaussian"])  # fmt: skip
+    np.random.set_state(numpy_state)
 
 
 def moco_state_dict(model: nn.Module) -> dict:
@@ -64,6 +165,9 @@ class LoadedBackbone:
     arch: str
     cifar_stem: bool
     source: str  # "pretraining", "export", "torchvision"
+    image_size: int | None = None  # the training view size our checkpoints and exports record
+    recipe: str | None = None  # the augmentation recipe they record
+    epoch: int | None = None  # completed pretraining epochs, where recorded
 
 
 def _backbone_weights(state: dict, path: Path) -> tuple[dict, str]:
@@ -82,20 +186,23 @@ def _backbone_weights(state: dict, path: Path) -> tuple[dict, str]:
     raise ValueError(f"{path}: not a checkpoint this project reads (no 'backbone', 'state_dict' or ResNet weights)")
 
 
-def load_backbone(path: str | Path, *, arch: str | None = None) -> LoadedBackbone:
+def load_backbone(path: str | Path, *, arch: str | None = None, trust: bool = False) -> LoadedBackbone:
     """The feature extractor stored in ``path``: a pretraining checkpoint (ours, the official MoCo's or the paper's),
     an exported backbone, or a torchvision state dict. The head is dropped; the feature is the pooled output.
 
     Args:
         path: the file.
         arch: the architecture, when the file does not record it (torchvision state dicts).
+        trust: read a file that only full unpickling reads, such as a pickled ``nn.Module`` (loading it could run
+            code from the file; see ``read_checkpoint``).
 
     Raises:
         FileNotFoundError, ValueError: a missing or unreadable file, an unknown layout, or weights that do not fit
         the architecture (the message names the architecture and the mismatching keys).
+        UntrustedCheckpointError: (a ValueError) without ``trust``, a file only full unpickling reads.
     """
     path = Path(path)
-    state = read_checkpoint(path)
+    state = read_checkpoint(path, trust=trust)
     weights, source = _backbone_weights(state, path)
     arch = arch or state.get("arch")
     if arch is None:
@@ -115,21 +222,27 @@ def load_backbone(path: str | Path, *, arch: str | None = None) -> LoadedBackbon
             f"unexpected {sorted(unexpected)[:5]})"
         )
     backbone.module.eval()
-    return LoadedBackbone(backbone.module, backbone.feature_dim, arch, cifar_stem, source)
+    extra = state.get("inv_kernels") if isinstance(state.get("inv_kernels"), dict) else {}
+    config = extra.get("config") if isinstance(extra.get("config"), dict) else {}
+    return LoadedBackbone(
+        backbone.module, backbone.feature_dim, arch, cifar_stem, source,
+        image_size=extra.get("image_size") or state.get("image_size"), recipe=config.get("recipe") or state.get("recipe"),
+        epoch=state.get("epoch"),
+    )  # fmt: skip
 
 
-def export_backbone(checkpoint: str | Path, out: str | Path) -> Path:
-    """Writes the query encoder's backbone (no head, no key encoder, no queue) of a pretraining checkpoint to ``out``."""
-    loaded = load_backbone(checkpoint)
-    state = read_checkpoint(checkpoint)
+def export_backbone(checkpoint: str | Path, out: str | Path, *, trust: bool = False) -> Path:
+    """Writes the query encoder's backbone (no head, no key encoder, no queue) of a pretraining checkpoint to ``out``,
+    as tensors and plain values (readable without trust whatever ``trust`` allowed reading)."""
+    loaded = load_backbone(checkpoint, trust=trust)
     payload = {
         "arch": loaded.arch,
         "cifar_stem": loaded.cifar_stem,
         "feature_dim": loaded.feature_dim,
         "backbone": loaded.module.state_dict(),
         "source_checkpoint": str(checkpoint),
-        "epoch": state.get("epoch"),
-        "recipe": state.get("inv_kernels", {}).get("config", {}).get("recipe"),
-        "image_size": state.get("inv_kernels", {}).get("image_size"),
+        "epoch": loaded.epoch,
+        "recipe": loaded.recipe,
+        "image_size": loaded.image_size,
     }
     return atomic_torch_save(payload, out)

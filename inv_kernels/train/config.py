@@ -53,6 +53,7 @@ class PretrainConfig:
     knn_max_images: int | None = None  # cap on train and test images for the monitor
     max_steps: int | None = None  # stop after this many steps in total (tests, smoke runs)
     resume: str | None = None  # "auto": the output folder's last checkpoint, or a checkpoint path
+    trust_checkpoint: bool = False  # resume from a checkpoint only full unpickling reads (it could run code from it)
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> "PretrainConfig":

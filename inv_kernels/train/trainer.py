@@ -6,6 +6,8 @@ Every setting is checked and every input folder scanned before the first step. T
 ``config.loader`` picks the data path: "torchvision" (``TwoViewDataset`` in DataLoader workers) or "dali"
 (``pipelines.dali_two_view``; "auto", the default, takes it when NVIDIA DALI is installed); both take each epoch's batches of files from (seed, epoch, rank) and can start an
 epoch at any step, so resume is exact with either.
+
+The checkpoint to resume from is read with ``weights_only`` (``config.trust_checkpoint`` allows full unpickling).
 """
 
 import json
@@ -31,8 +33,15 @@ from inv_kernels.augment.folder import (
     skipped_record,
     split_folders,
 )
-from inv_kernels.io import atomic_write_json, check_writable_dir
-from inv_kernels.models.checkpoint import LAST, read_checkpoint, save_pretraining_checkpoint, strip_module_prefix
+from inv_kernels.io import atomic_write_json, check_output_dir, check_writable_dir
+from inv_kernels.models.checkpoint import (
+    LAST,
+    read_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_pretraining_checkpoint,
+    strip_module_prefix,
+)
 from inv_kernels.models.moco import MoCo
 from inv_kernels.train.config import PretrainConfig
 from inv_kernels.train.distributed import DistContext
@@ -43,8 +52,8 @@ KILL_AT_STEP_ENV = "INV_KERNELS_KILL_AT_STEP"  # fault injection for the resume 
 
 
 class Trainer:
-    """Pretrains one model. Construction validates everything and builds the model before it makes the output
-    folder; ``run()`` trains."""
+    """Pretrains one model. Construction validates everything (the checkpoint to resume from included) and builds the
+    model before it makes the output folder; ``run()`` trains."""
 
     def __init__(self, config: PretrainConfig, *, progress: bool = True):
         self.config = config.validate()
@@ -52,17 +61,20 @@ class Trainer:
         self.device = self.dist.device
         self.progress = progress and self.dist.is_main
         self.out = Path(config.out)
+        if self.dist.is_main:
+            check_output_dir(self.out)  # creates nothing: a run that fails its checks leaves no folder
         self._resolve_data()
+        resume = self._read_resume(config.resume) if config.resume else None
         self._build()
+        if self.dist.is_main:
+            check_writable_dir(self.out)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
         # The DALI loader leaves undecodable files out once, up front; the torchvision one counts them as met.
         self.skipped_images = self.dali_loader.skipped if self.dali_loader is not None else 0
         self.knn_skipped: dict[str, dict] = {}  # the kNN folders' unusable images, per folder (skipped_record)
-        if config.resume:
-            self._resume(config.resume)
-        if self.dist.is_main:
-            check_writable_dir(self.out)
+        if resume is not None:
+            self._resume(*resume)
 
     # ------------------------------------------------------------------------------------------------ setup
     def _resolve_data(self) -> None:
@@ -143,12 +155,7 @@ class Trainer:
             "image_size": self.image_size,
             "cifar_stem": self.cifar_stem,
             "world_size": self.dist.world_size,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-            },
+            "rng": rng_state(),
         }
 
     def save(self) -> Path | None:
@@ -159,13 +166,20 @@ class Trainer:
             self.out / LAST, model=self.model, optimizer=self.optimizer, epoch=self.epoch, extra=self._state()
         )
 
-    def _resume(self, resume: str) -> None:
+    def _read_resume(self, resume: str) -> tuple[Path, dict] | None:
+        """Reads and checks the checkpoint to resume from (None: ``"auto"`` and none there yet: a fresh run).
+
+        Raises:
+            FileNotFoundError, ValueError: a missing or unreadable file, one only full unpickling reads while
+                ``trust_checkpoint`` is off (``UntrustedCheckpointError``), one without resume state, or one made for
+                another model.
+        """
         path = self.out / LAST if resume == "auto" else Path(resume)
         if resume == "auto" and not path.exists():
-            return  # nothing to resume: a fresh run
-        state = read_checkpoint(path)
+            return None
+        state = read_checkpoint(path, trust=self.config.trust_checkpoint)
         extra = state.get("inv_kernels")
-        if extra is None:
+        if not isinstance(extra, dict) or not isinstance(extra.get("config"), dict):
             raise ValueError(f"{path} is not an inv_kernels pretraining checkpoint (no resume state)")
         saved = extra["config"]
         if state.get("arch") != self.config.arch or extra.get("cifar_stem") != self.cifar_stem:
@@ -176,17 +190,17 @@ class Trainer:
         for key in ("recipe", "batch_size", "queue_size", "moco_dim", "objective", "seed", "epochs"):
             if saved.get(key) != getattr(self.config, key):
                 raise ValueError(f"{path}: {key} was {saved.get(key)!r}, this run has {getattr(self.config, key)!r}")
+        return path, state
+
+    def _resume(self, path: Path, state: dict) -> None:
+        """Restores what ``_read_resume`` read: model, optimizer, counters, history, RNG states."""
+        extra = state["inv_kernels"]
         self.model.load_state_dict(strip_module_prefix(state["state_dict"]))
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step_in_epoch = extra["epoch"], extra["step_in_epoch"]
         self.global_step, self.history = extra["global_step"], extra["history"]
         self.skipped_images = extra["skipped_images"]
-        rng = extra["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        restore_rng_state(extra["rng"])
         self._log({"event": "resumed", "checkpoint": str(path), "epoch": self.epoch, "step": self.global_step})
 
     # ------------------------------------------------------------------------------------------------ training

@@ -111,7 +111,7 @@ def test_checkpoint_layout_matches_official_moco_and_exports(tmp_path):
     model = _tiny_moco()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     path = save_pretraining_checkpoint(tmp_path / "c.pth.tar", model=model, optimizer=optimizer, epoch=3, extra={})
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     assert state["epoch"] == 3 and state["arch"] == "resnet18"
     keys = set(state["state_dict"])
     assert {"module.queue", "module.queue_ptr", "module.encoder_q.conv1.weight", "module.encoder_q.fc.0.weight",
