@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
-from inv_kernels.train.config import BUILTIN_RECIPES, LOADERS, PretrainConfig
+from inv_kernels.train.config import BUILTIN_RECIPES, LOADERS, RESUME_MAY_CHANGE, PretrainConfig
 from pipelines._cli import INPUT_ERRORS, ArgumentParser, report
 
 DEFAULTS = PretrainConfig()
@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total")
     run = p.add_argument_group("run")
     run.add_argument("--out", default=DEFAULTS.out, help="output folder")
-    run.add_argument("--resume", default=None, help="'auto' (the output folder's last checkpoint, if any) or a path")
+    run.add_argument("--resume", default=None, help="'auto' (the output folder's last checkpoint, if any) or a path; "
+                     "every setting but " + ", ".join(RESUME_MAY_CHANGE) + " must be the checkpoint's")
     run.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     run.add_argument("--seed", type=int, default=DEFAULTS.seed)
     run.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:<i>")
@@ -104,6 +105,7 @@ def print_summary(summary: dict) -> None:
         ("time total / data wait / train step (s)",
          " / ".join(f"{summary['time_s'][k]:.1f}" for k in ("total", "data_wait", "train_step"))),
         ("final kNN top-1", "-" if summary["final_knn_top1"] is None else f"{100 * summary['final_knn_top1']:.1f}%"),
+        *([("kNN monitor failed", summary["knn_monitor_error"])] if summary["knn_monitor_error"] else []),
         ("loader", summary["loader"]),
         ("skipped images", summary["skipped_images"]),
         ("checkpoint", summary["checkpoint"]),

@@ -1,12 +1,19 @@
 """The pretraining configuration: one dataclass, the single source of defaults for the library and the CLI."""
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from inv_kernels.models.backbones import ARCHS
 from inv_kernels.models.moco import OBJECTIVES
 
 BUILTIN_RECIPES = ("default", "spatial", "appearance")
 LOADERS = ("auto", "torchvision", "dali")
+# The settings a resumed run may give other values than its checkpoint's: where it writes, which checkpoint it reads
+# and whether it trusts it, how many loader workers or threads it uses, on which device it runs, where it stops and
+# how often it logs and checkpoints. Every other setting decides what the run computes and must match.
+RESUME_MAY_CHANGE = ("out", "resume", "trust_checkpoint", "workers", "device", "max_steps", "log_every_steps",
+                     "save_every_steps")  # fmt: skip
+_PATH_SETTINGS = ("data", "knn_data")  # the same folder may be named differently
 
 
 @dataclass
@@ -89,3 +96,28 @@ class PretrainConfig:
     def from_dict(cls, values: dict) -> "PretrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def resume_differences(saved: dict, config: PretrainConfig) -> list[str]:
+    """The settings of ``config`` that differ from ``saved`` (a checkpoint's ``config.to_dict()``), other than
+    ``RESUME_MAY_CHANGE``, each as ``"name: saved <value>, given <value>"``; settings only one side knows count too.
+    Folders (``data``, ``knn_data``) are the same when they resolve to the same path."""
+    known = [f.name for f in fields(config)]
+    differences = []
+    for name in (name for name in known if name not in RESUME_MAY_CHANGE):
+        given = getattr(config, name)
+        if name not in saved:
+            differences.append(f"{name}: not recorded in the checkpoint, given {given!r}")
+        elif not _same_setting(name, saved[name], given):
+            differences.append(f"{name}: saved {saved[name]!r}, given {given!r}")
+    for name in sorted(set(saved).difference(known)):
+        differences.append(f"{name}: saved {saved[name]!r}, unknown to this version")
+    return differences
+
+
+def _same_setting(name: str, saved, given) -> bool:
+    if saved == given:
+        return True
+    if name in _PATH_SETTINGS and isinstance(saved, str) and isinstance(given, str):
+        return Path(saved).expanduser().resolve() == Path(given).expanduser().resolve()
+    return False

@@ -7,7 +7,12 @@ Every setting is checked and every input folder scanned before the first step. T
 (``pipelines.dali_two_view``; "auto", the default, takes it when NVIDIA DALI is installed); both take each epoch's batches of files from (seed, epoch, rank) and can start an
 epoch at any step, so resume is exact with either.
 
-The checkpoint to resume from is read with ``weights_only`` (``config.trust_checkpoint`` allows full unpickling).
+Resume is strict: the checkpoint is read with ``weights_only`` (``config.trust_checkpoint`` allows full unpickling),
+its configuration must equal this run's in every setting but ``RESUME_MAY_CHANGE`` (all differences are named), and
+``log.jsonl`` is cut back to the checkpoint's step, so no step is logged twice. Nothing a run produced is lost: an
+epoch's checkpoint is written before the kNN monitor runs, whose failure is reported (a warning, a ``log.jsonl``
+event, ``knn_monitor_error`` in the history and the summary) while training goes on; and the temporaries of
+checkpoint writes that a kill interrupted are removed when a run starts (``io.remove_stale_temporaries``).
 """
 
 import json
@@ -16,6 +21,7 @@ import os
 import random
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +39,13 @@ from inv_kernels.augment.folder import (
     skipped_record,
     split_folders,
 )
-from inv_kernels.io import atomic_write_json, check_output_dir, check_writable_dir
+from inv_kernels.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_output_dir,
+    check_writable_dir,
+    remove_stale_temporaries,
+)
 from inv_kernels.models.checkpoint import (
     LAST,
     read_checkpoint,
@@ -43,7 +55,7 @@ from inv_kernels.models.checkpoint import (
     strip_module_prefix,
 )
 from inv_kernels.models.moco import MoCo
-from inv_kernels.train.config import PretrainConfig
+from inv_kernels.train.config import RESUME_MAY_CHANGE, PretrainConfig, resume_differences
 from inv_kernels.train.distributed import DistContext
 from inv_kernels.train.knn import knn_monitor
 from inv_kernels.train.sampler import ResumableBatchSampler
@@ -66,8 +78,10 @@ class Trainer:
         self._resolve_data()
         resume = self._read_resume(config.resume) if config.resume else None
         self._build()
+        self.removed_temporaries: list[Path] = []
         if self.dist.is_main:
             check_writable_dir(self.out)
+            self.removed_temporaries = remove_stale_temporaries(self.out)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
         # The DALI loader leaves undecodable files out once, up front; the torchvision one counts them as met.
@@ -171,8 +185,8 @@ class Trainer:
 
         Raises:
             FileNotFoundError, ValueError: a missing or unreadable file, one only full unpickling reads while
-                ``trust_checkpoint`` is off (``UntrustedCheckpointError``), one without resume state, or one made for
-                another model.
+                ``trust_checkpoint`` is off (``UntrustedCheckpointError``), one without resume state, or settings that
+                differ from the checkpoint's beyond ``RESUME_MAY_CHANGE`` (every difference is named).
         """
         path = self.out / LAST if resume == "auto" else Path(resume)
         if resume == "auto" and not path.exists():
@@ -181,19 +195,17 @@ class Trainer:
         extra = state.get("inv_kernels")
         if not isinstance(extra, dict) or not isinstance(extra.get("config"), dict):
             raise ValueError(f"{path} is not an inv_kernels pretraining checkpoint (no resume state)")
-        saved = extra["config"]
-        if state.get("arch") != self.config.arch or extra.get("cifar_stem") != self.cifar_stem:
-            raise ValueError(
-                f"{path} holds a {state.get('arch')} (cifar_stem={extra.get('cifar_stem')}) checkpoint; "
-                f"this run builds {self.config.arch} (cifar_stem={self.cifar_stem})"
-            )
-        for key in ("recipe", "batch_size", "queue_size", "moco_dim", "objective", "seed", "epochs"):
-            if saved.get(key) != getattr(self.config, key):
-                raise ValueError(f"{path}: {key} was {saved.get(key)!r}, this run has {getattr(self.config, key)!r}")
+        differences = resume_differences(extra["config"], self.config)
+        if differences:
+            raise ValueError(f"cannot resume from {path}: this run's settings differ from the checkpoint's: "
+                             f"{'; '.join(differences)} (a resumed run may change only {', '.join(RESUME_MAY_CHANGE)})")  # fmt: skip
+        if extra.get("cifar_stem") != self.cifar_stem:
+            raise ValueError(f"cannot resume from {path}: it holds a {state.get('arch')} with cifar_stem="
+                             f"{extra.get('cifar_stem')}; this run builds one with cifar_stem={self.cifar_stem}")  # fmt: skip
         return path, state
 
     def _resume(self, path: Path, state: dict) -> None:
-        """Restores what ``_read_resume`` read: model, optimizer, counters, history, RNG states."""
+        """Restores what ``_read_resume`` read: model, optimizer, counters, history, RNG states; cuts the log back."""
         extra = state["inv_kernels"]
         self.model.load_state_dict(strip_module_prefix(state["state_dict"]))
         self.optimizer.load_state_dict(state["optimizer"])
@@ -201,7 +213,30 @@ class Trainer:
         self.global_step, self.history = extra["global_step"], extra["history"]
         self.skipped_images = extra["skipped_images"]
         restore_rng_state(extra["rng"])
+        self._trim_log(self.global_step)
         self._log({"event": "resumed", "checkpoint": str(path), "epoch": self.epoch, "step": self.global_step})
+
+    def _trim_log(self, step: int) -> None:
+        """Rewrites ``<out>/log.jsonl`` (atomically, main process) without the records of steps after ``step``, which
+        a run killed after its last checkpoint logged and the resumed run logs again, and without a last line the
+        kill cut short."""
+        log = self.out / "log.jsonl"
+        if not self.dist.is_main or not log.is_file():
+            return
+        lines = log.read_bytes().decode(errors="replace").splitlines(keepends=True)
+        kept = []
+        for number, line in enumerate(lines):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                if number == len(lines) - 1 and not line.endswith("\n"):
+                    continue  # a write cut short
+                record = None
+            later = isinstance(record, dict) and isinstance(record.get("step"), (int, float)) and record["step"] > step
+            if not later:
+                kept.append(line)
+        if len(kept) < len(lines):
+            atomic_write_bytes("".join(kept).encode(), log)
 
     # ------------------------------------------------------------------------------------------------ training
     def _lr_at(self, epoch: int) -> float:
@@ -257,6 +292,24 @@ class Trainer:
         self.knn_skipped = {name: skipped_record(files) for name, files in result.skipped.items()}
         return result.top1
 
+    def _score(self, record: dict) -> dict:
+        """Sets ``record["knn_top1"]`` (a history entry) to the kNN monitor's score. The monitor draws from its own
+        copy of the RNG states, so whether it runs, fails or is killed does not change the training. A failure is
+        reported -- a warning, a ``knn_monitor_failed`` log event, ``knn_monitor_error`` in the record -- and the
+        score is None; training goes on."""
+        devices = [self.device.index] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                record["knn_top1"] = self._monitor()
+        except Exception as error:  # the monitor is a report: no failure of it may stop the training
+            message = f"{type(error).__name__}: {error}"
+            warnings.warn(f"kNN monitor failed at epoch {record['epoch']} (step {record['step']}): {message}; "
+                          f"training goes on", RuntimeWarning, stacklevel=2)  # fmt: skip
+            record["knn_top1"], record["knn_monitor_error"] = None, message
+            self._log({"event": "knn_monitor_failed", "epoch": record["epoch"], "step": record["step"],
+                       "error": message})  # fmt: skip
+        return record
+
     def _knn_due(self, epoch_done: int) -> bool:
         every = self.config.knn_every
         return every >= 0 and (epoch_done == self.config.epochs or (every > 0 and epoch_done % every == 0))
@@ -289,9 +342,10 @@ class Trainer:
         unchecked_since = self.global_step + 1
         bar = tqdm(total=total, initial=min(self.global_step, total), disable=not self.progress, unit="step",
                    desc=f"pretrain {cfg.recipe}/{cfg.arch}")  # fmt: skip
-        self._log({"event": "start", "config": cfg.to_dict(), "steps_per_epoch": per_epoch, "world": self.dist.world_size})
+        self._log({"event": "start", "config": cfg.to_dict(), "steps_per_epoch": per_epoch, "world": self.dist.world_size,
+                   "removed_stale_temporaries": [path.name for path in self.removed_temporaries]})  # fmt: skip
         if cfg.knn_every > 0 and self.global_step == 0:  # the untrained network's score: the curve's starting point
-            initial = {"epoch": 0, "step": 0, "wall_s": 0.0, "knn_top1": self._monitor()}
+            initial = self._score({"epoch": 0, "step": 0, "wall_s": 0.0})
             self.history.append(initial)
             self._log({"event": "epoch", **initial})
         while self.epoch < cfg.epochs and self.global_step < total:
@@ -335,20 +389,25 @@ class Trainer:
                 if self.global_step >= total:
                     break
                 tick = time.time()
+            event, record, due = None, None, False
             if self.step_in_epoch >= per_epoch:
                 self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                event, due = "epoch", self._knn_due(self.epoch)
                 record = {"epoch": self.epoch, "step": self.global_step, "wall_s": time.time() - started, "loss": loss}
-                if self._knn_due(self.epoch):
-                    record["knn_top1"] = self._monitor()
-                self.history.append(record)
-                self._log({"event": "epoch", **record})
-            if self.global_step >= total and self.step_in_epoch and self.config.knn_every >= 0:
+            elif self.global_step >= total and self.step_in_epoch and self.config.knn_every >= 0:
                 # stopped by max_steps mid-epoch: score the model where it stopped
+                event, due = "stopped", True
                 record = {"epoch": self.epoch + self.step_in_epoch / per_epoch, "step": self.global_step,
-                          "wall_s": time.time() - started, "loss": loss, "knn_top1": self._monitor()}  # fmt: skip
+                          "wall_s": time.time() - started, "loss": loss}  # fmt: skip
+            if record is not None:
                 self.history.append(record)
-                self._log({"event": "stopped", **record})
-            self.save()
+            self.save()  # before the monitor, so that no failure or kill of it loses the epoch
+            if due:
+                self._score(record)
+                if self.knn_indexes is not None:
+                    self.save()  # the history with the score
+            if record is not None:
+                self._log({"event": event, **record})
         bar.close()
         wall = time.time() - started
         summary = {
@@ -357,6 +416,8 @@ class Trainer:
             "steps": self.global_step,
             "history": self.history,
             "final_knn_top1": next((h["knn_top1"] for h in reversed(self.history) if h.get("knn_top1") is not None), None),
+            "knn_monitor_error": next((f"epoch {h['epoch']}: {h['knn_monitor_error']}" for h in reversed(self.history)
+                                       if h.get("knn_monitor_error")), None),  # fmt: skip
             "images_per_s": images / wall if wall > 0 else None,
             "time_s": {"total": wall, "data_wait": data_time, "train_step": step_time},
             "skipped_images": self.skipped_images,
