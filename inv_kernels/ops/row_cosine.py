@@ -32,6 +32,7 @@ from inv_kernels._validate import (
     check_same_dtype,
     check_same_shape,
     check_tensor,
+    max_abs_for_squares,
 )
 from inv_kernels.backend import resolve_backend
 
@@ -294,14 +295,16 @@ def row_cosine(
         y: (M, D) tensor of x's dtype and device.
         eps: lower clamp of each row norm (> 0); a zero row gives a cosine of 0.
         backend: "auto", "reference", "cpu", "triton" or "cuda" (see inv_kernels.backend).
-        check_finite_inputs: raise on NaN/Inf inputs (one extra read of x and y; skipped under torch.compile).
+        check_finite_inputs: raise on NaN/Inf inputs, or values so large that a row's squared norm overflows (one
+            extra read of x and y; skipped under torch.compile).
 
     Returns:
         (M,) tensor of x's dtype, in [-1, 1] up to rounding.
 
     Raises:
         TypeError: a non-tensor, a non-floating dtype, or x and y of different dtypes.
-        ValueError: not 2-D, shapes that differ, an empty input, tensors on different devices, eps <= 0, NaN/Inf.
+        ValueError: not 2-D, shapes that differ, an empty input, tensors on different devices or on the meta
+            device, eps <= 0, NaN/Inf or values whose squares overflow.
         RuntimeError: an explicitly requested backend that cannot run here.
     """
     check_tensor(OP, "x", x, ndim=2, layout="(M, D)")
@@ -312,8 +315,10 @@ def row_cosine(
     device = check_same_device(OP, x=x, y=y)
     check_positive(OP, "eps", eps)
     if check_finite_inputs:
-        check_finite(OP, "x", x)
-        check_finite(OP, "y", y)
+        acc = _accumulation_dtype(x.dtype)
+        bound, why = max_abs_for_squares(acc, x.shape[1]), f"a row's squared norm ({x.shape[1]} terms) overflows {acc}"
+        check_finite(OP, "x", x, max_abs=bound, why=why)
+        check_finite(OP, "y", y, max_abs=bound, why=why)
     chosen = resolve_backend(backend, device, op=OP)
     if chosen == "reference":
         return row_cosine_ref(x, y, eps)

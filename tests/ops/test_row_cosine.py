@@ -234,6 +234,29 @@ def test_non_finite_check_can_be_skipped_and_nan_propagates():
     assert torch.isnan(out[1]) and torch.isfinite(out[[0, 2]]).all()
 
 
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_finite_values_whose_squares_overflow_are_rejected(backend):
+    """Finite float32 rows of magnitude 1e20 made NaN cosines (their squared norms overflow); now a ValueError names
+    the argument and the bound. Half rows near their own maximum are fine (squares accumulate in float32)."""
+    _skip_unavailable(backend)
+    x, y = torch.randn(4, 8, device=DEVICE), torch.randn(4, 8, device=DEVICE)
+    with pytest.raises(ValueError, match=r"row_cosine: y holds values up to [\d.e+]+ in magnitude, above 6.52e\+18 "
+                                         r"where a row's squared norm \(8 terms\) overflows torch.float32"):
+        row_cosine(x, y * 1e20, backend=backend)
+    big = torch.full((3, 8), 6e4, device=DEVICE, dtype=torch.float16)
+    assert_close(row_cosine(big, big, backend=backend).float(), torch.ones(3), atol=1e-3, rtol=0)
+
+
+def test_sparse_and_meta_inputs_are_rejected():
+    x = torch.randn(4, 6)
+    with pytest.raises(TypeError, match=r"x must be a dense \(strided\) tensor, got layout torch.sparse_coo"):
+        row_cosine(x.to_sparse(), x)
+    with pytest.raises(ValueError, match=r"row_cosine: x is on the meta device, which holds no values"):
+        row_cosine(x.to("meta"), x.to("meta"))
+    with pytest.raises(ValueError, match=r"x is on the meta device"):
+        row_cosine(x.to("meta"), x.to("meta"), check_finite_inputs=False)
+
+
 @pytest.mark.parametrize("eps", [0.0, -1.0, float("nan"), float("inf")])
 def test_bad_eps(eps):
     with pytest.raises(ValueError, match=r"eps must be a finite number > 0"):
