@@ -34,12 +34,13 @@ from torch import Tensor
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from inv_kernels._validate import check_tensor
+from inv_kernels._validate import check_fits, check_has_values, check_tensor
 from inv_kernels.augment.params import AugmentParams
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+MIN_STD = 1e-6  # smallest normalisation std accepted: below it (x - mean) / std is mostly rounding, or overflows
 _JITTER_FNS = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue)
 _OP = "fused_augment_ref"
 
@@ -53,6 +54,7 @@ def blur_kernel_size(sigma: float, blur_kernel: str | int, out_size: int) -> int
 def padded_sizes(op: str, batch: Tensor, sizes: Tensor | None) -> Tensor:
     """The checked (B, 2) int64 CPU (H, W) of each image of a padded (B, 3, Hmax, Wmax) batch; default: the full
     padded size. Raises TypeError / ValueError naming ``op`` for a bad dtype, shape or a size outside [1, max]."""
+    check_has_values(op, "images", batch)
     if sizes is None:
         sizes = torch.tensor([batch.shape[2:]] * batch.shape[0], dtype=torch.int64)
     check_tensor(op, "sizes", sizes, ndim=2, layout="(B, 2)", dtypes=(torch.int32, torch.int64))
@@ -65,12 +67,15 @@ def padded_sizes(op: str, batch: Tensor, sizes: Tensor | None) -> Tensor:
 
 
 def image_list_sizes(op: str, images: Sequence[Tensor]) -> Tensor:
-    """The (B, 2) int64 (H, W) of a list of (3, H, W) uint8 tensors, each checked (TypeError / ValueError naming
-    ``op`` and the image's position)."""
+    """The (B, 2) int64 (H, W) of a list of (3, H, W) uint8 tensors on one device, each checked (TypeError /
+    ValueError naming ``op`` and the image's position)."""
     for i, img in enumerate(images):
         check_tensor(op, f"images[{i}]", img, ndim=3, layout="(3, H, W)", dtypes=(torch.uint8,))
         if img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
             raise ValueError(f"{op}: images[{i}] must be (3, H, W) with H, W >= 1, got {tuple(img.shape)}")
+        if img.device != images[0].device:
+            raise ValueError(f"{op}: images[{i}] is on {img.device}, images[0] on {images[0].device}")
+        check_has_values(op, f"images[{i}]", img)
     return torch.tensor([tuple(img.shape[1:]) for img in images], dtype=torch.int64).reshape(-1, 2)
 
 
@@ -90,32 +95,108 @@ def _as_views(images: Sequence[Tensor] | Tensor, sizes: Tensor | None) -> tuple[
     return list(images), image_list_sizes(_OP, images)
 
 
-def _check_args(params: AugmentParams, n: int, sizes: Tensor, out_size: int, mean, std, out_dtype,
-                blur_kernel: str | int) -> None:
-    if not isinstance(params, AugmentParams):
-        raise TypeError(f"{_OP}: params must be AugmentParams, got {type(params).__name__}")
-    if n == 0:
-        raise ValueError(f"{_OP}: images must not be empty")
-    if len(params) != n:
-        raise ValueError(f"{_OP}: params holds {len(params)} views but images holds {n}")
-    if isinstance(out_size, bool) or not isinstance(out_size, int) or out_size <= 0:
-        raise ValueError(f"{_OP}: out_size must be a positive int, got {out_size!r}")
-    if out_dtype not in OUT_DTYPES:
-        raise TypeError(f"{_OP}: out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
-    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
-        raise ValueError(f"{_OP}: mean and std must hold 3 values with std > 0, got mean={mean}, std={std}")
-    p = params.to("cpu")
+def _channel_values(op: str, name: str, values: object) -> list[float]:
+    """The 3 per-channel values of ``mean`` or ``std`` as floats; TypeError / ValueError naming the entry."""
+    if isinstance(values, Tensor):
+        if values.dim() != 1 or values.is_meta or values.is_complex():
+            raise ValueError(f"{op}: {name} must hold 3 real values, got a tensor of shape {tuple(values.shape)}")
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{op}: {name} must be a sequence of 3 numbers (one per channel), got {type(values).__name__}")
+    if len(values) != 3:
+        raise ValueError(f"{op}: {name} must hold 3 values (one per channel), got {len(values)}: {list(values)}")
+    out = []
+    for c, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{op}: {name}[{c}] must be a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{op}: {name}[{c}] must be finite, got {value}")
+        out.append(float(value))
+    return out
+
+
+def check_normalisation(op: str, mean: object, std: object, out_dtype: torch.dtype) -> None:
+    """Checks the normalisation (x - mean) / std of views x in [0, 1]: 3 finite means, 3 finite stds of at least
+    MIN_STD, and normalised values within the range of ``out_dtype`` (a float16 output overflows sooner).
+
+    Raises:
+        TypeError: mean or std not a sequence of 3 numbers.
+        ValueError: a wrong length, a non-finite value, std below MIN_STD, or values beyond ``out_dtype``'s range;
+            the message names the entry (e.g. ``std[1]``) and its value.
+    """
+    means = _channel_values(op, "mean", mean)
+    stds = _channel_values(op, "std", std)
+    for c, s in enumerate(stds):
+        if not s >= MIN_STD:
+            raise ValueError(f"{op}: std[{c}] must be finite and at least {MIN_STD:g} (std > 0; a tinier std "
+                             f"overflows the normalised values), got {s}")
+    limit = torch.finfo(out_dtype).max
+    for c, (m, s) in enumerate(zip(means, stds)):
+        reach = max(abs(m), abs(1.0 - m)) / s  # the largest |(x - m) / s| for x in [0, 1]
+        if not reach <= limit:
+            raise ValueError(f"{op}: mean[{c}] = {m} and std[{c}] = {s} normalise pixels to magnitudes up to "
+                             f"{reach:.3g}, beyond the range of {out_dtype} ({limit:.5g})")
+
+
+def _check_view_params(op: str, p: AugmentParams, sizes: Tensor) -> None:
+    """Every view's crop box, jitter order and, where applied, jitter factors and blur sigma (p on the CPU)."""
     top, left, h, w = (t.long() for t in (p.crop_top, p.crop_left, p.crop_height, p.crop_width))
     bad = (top < 0) | (left < 0) | (h < 1) | (w < 1) | (top + h > sizes[:, 0]) | (left + w > sizes[:, 1])
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
-        raise ValueError(f"{_OP}: crop box of view {i} (top {int(top[i])}, left {int(left[i])}, height {int(h[i])}, "
-                         f"width {int(w[i])}) does not fit its image of size {tuple(sizes[i].tolist())}")
-    if bool((p.blur_applied & ~(p.blur_sigma > 0)).any()):
-        raise ValueError(f"{_OP}: blur_sigma must be > 0 where blur_applied")
-    if blur_kernel != "from_sigma" and (isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int)
-                                        or blur_kernel < 1 or blur_kernel % 2 == 0):
-        raise ValueError(f"{_OP}: blur_kernel must be 'from_sigma' or an odd positive int, got {blur_kernel!r}")
+        raise ValueError(f"{op}: params: crop box of view {i} (top {int(top[i])}, left {int(left[i])}, "
+                         f"height {int(h[i])}, width {int(w[i])}) does not fit its image of size "
+                         f"{tuple(sizes[i].tolist())}")
+    order_ok = (p.jitter_order.sort(dim=1).values == torch.arange(4)).all(dim=1)  # (V,)
+    if not bool(order_ok.all()):
+        i = int((~order_ok).nonzero()[0])
+        raise ValueError(f"{op}: params.jitter_order of view {i} must be a permutation of 0, 1, 2, 3, "
+                         f"got {p.jitter_order[i].tolist()}")
+    applied = p.jitter_applied
+    for name in ("brightness", "contrast", "saturation"):
+        value = getattr(p, name)
+        _first_bad(op, name, applied & ~((value >= 0) & torch.isfinite(value)), value,
+                   ">= 0 where jitter_applied (and finite)")
+    _first_bad(op, "hue", applied & ~((p.hue >= -0.5) & (p.hue <= 0.5)), p.hue, "in [-0.5, 0.5] where jitter_applied")
+    sigma = p.blur_sigma
+    _first_bad(op, "blur_sigma", p.blur_applied & ~((sigma > 0) & torch.isfinite(sigma)), sigma,
+               "> 0 where blur_applied (and finite)")
+
+
+def _first_bad(op: str, name: str, bad: Tensor, value: Tensor, expected: str) -> None:
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"{op}: params.{name} must be {expected}; view {i} has {float(value[i])} "
+                         f"({int(bad.sum())} such view(s))")
+
+
+def _check_args(op: str, params: AugmentParams, n: int, sizes: Tensor, out_size: int, mean, std, out_dtype,
+                blur_kernel: str | int, device: torch.device) -> None:
+    """Every argument of a fused augmentation of n views onto ``device``, checked once before any backend runs (the
+    backends share these checks, so each rejects the same input with the same message)."""
+    if not isinstance(params, AugmentParams):
+        raise TypeError(f"{op}: params must be AugmentParams, got {type(params).__name__}")
+    if n == 0:
+        raise ValueError(f"{op}: images must not be empty")
+    if len(params) != n:
+        raise ValueError(f"{op}: params holds {len(params)} views but images holds {n}")
+    if isinstance(out_size, bool) or not isinstance(out_size, int):
+        raise TypeError(f"{op}: out_size must be a positive int, got {type(out_size).__name__} {out_size!r}")
+    if out_size <= 0:
+        raise ValueError(f"{op}: out_size must be a positive int, got {out_size!r}")
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"{op}: out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
+    check_fits(op, f"out_size = {out_size} makes an output of {n} x 3 x {out_size} x {out_size} "
+               f"{str(out_dtype).removeprefix('torch.')} values", n * 3 * out_size**2 * out_dtype.itemsize, device,
+               advice="use a smaller out_size or fewer views per call")
+    check_normalisation(op, mean, std, out_dtype)
+    if not (isinstance(blur_kernel, str) and blur_kernel == "from_sigma") and (
+            isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int) or blur_kernel < 1
+            or blur_kernel % 2 == 0):
+        raise ValueError(f"{op}: blur_kernel must be 'from_sigma' or an odd positive int, got {blur_kernel!r}")
+    if params.crop_top.is_meta:
+        raise ValueError(f"{op}: params are on the meta device, which holds no values")
+    _check_view_params(op, params.to("cpu"), sizes)
 
 
 def fused_augment_ref(
@@ -136,7 +217,7 @@ def fused_augment_ref(
             is ``[:, :H_i, :W_i]``.
         params: AugmentParams of B views (crop boxes in each image's pixels).
         out_size: S, the side of the square output views.
-        mean, std: 3 per-channel values for the normalisation (ImageNet's by default).
+        mean, std: 3 finite per-channel values for the normalisation, std >= MIN_STD (ImageNet's by default).
         out_dtype: torch.float32, torch.bfloat16 or torch.float16.
         blur_kernel: "from_sigma" (k = 2 ceil(3 sigma) + 1) or a fixed odd kernel size (e.g. 23).
         sizes: (B, 2) int (H_i, W_i) for a padded tensor (default: the full Hmax, Wmax).
@@ -145,12 +226,17 @@ def fused_augment_ref(
         (B, 3, S, S) tensor of ``out_dtype`` on the images' device: the normalised views.
 
     Raises:
-        TypeError: images not uint8, params not AugmentParams, or a bad out_dtype.
-        ValueError: wrong shapes, B of params and images differ, a crop box outside its image, a non-positive
-            out_size or std, or blur_sigma <= 0 where blur is applied.
+        TypeError: images not uint8 (or not dense), params not AugmentParams, a bad out_dtype, mean / std not 3
+            numbers, a non-int out_size.
+        ValueError: wrong shapes, B of params and images differ, images on the meta device, a crop box outside its
+            image, a non-positive out_size or an output too large for the memory available, a non-finite mean or
+            std, std < MIN_STD, normalised values beyond out_dtype's range, a jitter_order that is not a
+            permutation, and where applied: a negative or non-finite jitter factor, a hue shift outside
+            [-0.5, 0.5], a blur_sigma not finite and > 0.
     """
     views, sizes = _as_views(images, sizes)
-    _check_args(params, len(views), sizes, out_size, mean, std, out_dtype, blur_kernel)
+    _check_args(_OP, params, len(views), sizes, out_size, mean, std, out_dtype, blur_kernel,
+                views[0].device if views else torch.device("cpu"))
     p = params.as_dict()  # python scalars: one host sync for the whole batch
     out = []
     for i, img in enumerate(views):
@@ -171,4 +257,4 @@ def fused_augment_ref(
             x = F.gaussian_blur(x, [k, k], [sigma, sigma])
         out.append(x)
     x = torch.stack(out)  # (B, 3, S, S) float32 in [0, 1]
-    return F.normalize(x, list(mean), list(std)).to(out_dtype)
+    return F.normalize(x, [float(m) for m in mean], [float(s) for s in std]).to(out_dtype)

@@ -91,9 +91,6 @@ def _as_padded(images: Sequence[Tensor] | Tensor, sizes: Tensor | None, layout: 
         raise TypeError(f"{OP}: images must be a non-empty list of (3, H, W) uint8 tensors or a padded uint8 batch, "
                         f"got {type(images).__name__}")
     sizes = image_list_sizes(OP, images)  # (B, 2)
-    for i, img in enumerate(images):
-        if img.device != images[0].device:
-            raise ValueError(f"{OP}: images[{i}] is on {img.device}, images[0] on {images[0].device}")
     h_max, w_max = int(sizes[:, 0].max()), int(sizes[:, 1].max())
     batch = images[0].new_zeros((len(images), 3, h_max, w_max))
     for i, img in enumerate(images):
@@ -163,7 +160,7 @@ def fused_augment(
             "NCHW") or (B, Hmax, Wmax, 3) ("NHWC", as DALI decodes) whose image i is its top-left (H_i, W_i).
         params: AugmentParams of V views, crop boxes in their source's pixels.
         out_size: S, the side of the square output views.
-        mean, std: 3 per-channel normalisation values (ImageNet's by default).
+        mean, std: 3 finite per-channel normalisation values, std >= 1e-6 (ImageNet's by default).
         out_dtype: torch.float32, torch.bfloat16 or torch.float16.
         blur_kernel: "from_sigma" (k = 2 ceil(3 sigma) + 1) or a fixed odd kernel size (23 is the reference code's).
         sizes: (B, 2) int (H_i, W_i) of a padded batch (default: the full padded size).
@@ -177,22 +174,28 @@ def fused_augment(
         (V, 3, S, S) tensor of ``out_dtype`` on the images' device.
 
     Raises:
-        TypeError: non-uint8 images, params not AugmentParams, a bad out_dtype.
-        ValueError: wrong shapes, a source index or crop box out of range, out_size or std not positive, a bad
-            blur_kernel or layout; RuntimeError: an explicitly requested backend that cannot run here.
+        TypeError: non-uint8 (or sparse) images, params not AugmentParams, a bad out_dtype, mean / std not 3
+            numbers, a non-int out_size.
+        ValueError: wrong shapes, images on the meta device, a source index or crop box out of range, a bad
+            blur_kernel or layout, out_size not positive or an output too large for the memory available; a
+            non-finite mean or std, std < MIN_STD (1e-6), normalised values beyond out_dtype's range; a jitter_order
+            that is not a permutation, and where applied a negative or non-finite jitter factor, a hue shift outside
+            [-0.5, 0.5] or a blur_sigma not finite and > 0. Every backend rejects the same input with the same
+            message: the checks run once, before the backend is chosen.
+        RuntimeError: an explicitly requested backend that cannot run here.
     """
     batch, sizes = _as_padded(images, sizes, layout)
     if not isinstance(params, AugmentParams):
         raise TypeError(f"{OP}: params must be AugmentParams, got {type(params).__name__}")
     index = _check_source_index(source_index, len(params), batch.shape[0])
-    _check_args(params, len(params), sizes[index], out_size, mean, std, out_dtype, blur_kernel)
+    _check_args(OP, params, len(params), sizes[index], out_size, mean, std, out_dtype, blur_kernel, batch.device)
     chosen = resolve_backend(backend, batch.device, op=OP)
     if chosen == "reference":
         views = [batch[int(i), :, : int(sizes[i, 0]), : int(sizes[i, 1])] for i in index]
         return fused_augment_ref(views, params, out_size, mean, std, out_dtype, blur_kernel)
     device = batch.device
     iparams, fparams = pack_params(params, index, out_size, blur_kernel, device)
-    norm = torch.tensor([*mean, *std], dtype=torch.float32, device=device)  # (6,)
+    norm = torch.tensor([*map(float, mean), *map(float, std)], dtype=torch.float32, device=device)  # (6,)
     sizes32 = sizes.to(device=device, dtype=torch.int32).contiguous()  # (B, 2)
     out = torch.empty((len(params), 3, out_size, out_size), dtype=out_dtype, device=device)
     _LAUNCHERS[chosen](batch, sizes32, iparams, fparams, norm, out, out_size)

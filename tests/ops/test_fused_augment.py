@@ -19,7 +19,7 @@ from inv_kernels.augment import (
     sample_augment_params,
 )
 from inv_kernels.ops.fused_augment import fused_augment, pack_params
-from _op_backends import ALL_BACKENDS, DEVICE
+from _op_backends import ALL_BACKENDS, BACKENDS, DEVICE
 from _op_backends import skip_unavailable as _skip_unavailable
 
 RECIPES = ("default", "spatial", "appearance")
@@ -247,6 +247,98 @@ def test_dispatcher_errors(backend):
         fused_augment([], params, 8, backend=backend)
     with pytest.raises(ValueError, match="blur_kernel must be"):
         fused_augment(images, params, 8, blur_kernel=4, backend=backend)
+
+
+NAN, INF = float("nan"), float("inf")
+# (id, fused_augment keywords, fields forced on every view, error, message): bad numbers, rejected before dispatch.
+BAD_NUMBERS = [
+    ("std-nan", dict(std=(0.2, NAN, 0.2)), {}, ValueError, r"fused_augment: std\[1\] must be finite, got nan$"),
+    ("std-inf", dict(std=(INF, 0.2, 0.2)), {}, ValueError, r"std\[0\] must be finite, got inf"),
+    ("std-tiny", dict(std=(0.2, 0.2, 1e-30)), {}, ValueError,
+     r"std\[2\] must be finite and at least 1e-06 \(std > 0; .*\), got 1e-30$"),
+    ("std-denormal", dict(std=(1e-40, 0.2, 0.2)), {}, ValueError, r"std\[0\] must be .* at least 1e-06 .*got 1e-40"),
+    ("std-zero", dict(std=(0.2, 0.0, 0.2)), {}, ValueError, r"std\[1\] must be .* got 0.0$"),
+    ("std-negative", dict(std=(0.2, 0.2, -0.5)), {}, ValueError, r"std\[2\] must be .* got -0.5$"),
+    ("mean-inf", dict(mean=(0.4, INF, 0.4)), {}, ValueError, r"fused_augment: mean\[1\] must be finite, got inf$"),
+    ("mean-nan", dict(mean=(NAN, 0.4, 0.4)), {}, ValueError, r"mean\[0\] must be finite, got nan$"),
+    ("std-length", dict(std=(0.2, 0.2)), {}, ValueError, r"std must hold 3 values \(one per channel\), got 2"),
+    ("std-string", dict(std="0.2"), {}, TypeError, r"std must be a sequence of 3 numbers .*got str"),
+    ("mean-entry", dict(mean=(0.4, None, 0.4)), {}, TypeError, r"mean\[1\] must be a number, got NoneType None"),
+    ("float16-range", dict(mean=(0.0, 0.0, 0.0), std=(1e-5, 1.0, 1.0), out_dtype=torch.float16), {}, ValueError,
+     r"mean\[0\] = 0.0 and std\[0\] = 1e-05 normalise pixels to magnitudes up to 1e\+05, beyond the range of "
+     r"torch.float16 \(65504\)"),
+    ("out-size-zero", dict(out_size=0), {}, ValueError, r"out_size must be a positive int, got 0$"),
+    ("out-size-float", dict(out_size=8.0), {}, TypeError, r"out_size must be a positive int, got float 8.0"),
+    ("out-size-huge", dict(out_size=10**6), {}, ValueError,
+     r"out_size = 1000000 makes an output of 2 x 3 x 1000000 x 1000000 float32 values \(2.24e\+04 GiB\), more than "
+     r"the .*; use a smaller out_size"),
+    ("brightness-nan", {}, dict(jitter_applied=True, brightness=NAN), ValueError,
+     r"params.brightness must be >= 0 where jitter_applied \(and finite\); view 0 has nan \(2 such view\(s\)\)"),
+    ("contrast-negative", {}, dict(jitter_applied=True, contrast=-0.5), ValueError,
+     r"params.contrast must be >= 0 where jitter_applied \(and finite\); view 0 has -0.5"),
+    ("saturation-inf", {}, dict(jitter_applied=True, saturation=INF), ValueError,
+     r"params.saturation must be >= 0 .*; view 0 has inf"),
+    ("hue-range", {}, dict(jitter_applied=True, hue=0.75), ValueError,
+     r"params.hue must be in \[-0.5, 0.5\] where jitter_applied; view 0 has 0.75"),
+    ("hue-nan", {}, dict(jitter_applied=True, hue=NAN), ValueError, r"params.hue must be in .*; view 0 has nan"),
+    ("blur-sigma-inf", {}, dict(blur_applied=True, blur_sigma=INF), ValueError,
+     r"params.blur_sigma must be > 0 where blur_applied \(and finite\); view 0 has inf"),
+    ("blur-sigma-nan", {}, dict(blur_applied=True, blur_sigma=NAN), ValueError, r"params.blur_sigma .* view 0 has nan"),
+]
+
+
+def _bad_number_call(backend, kwargs, forced):
+    images = _images([(12, 12), (9, 14)])
+    params = _force(sample_augment_params("default", _sizes(images)), **forced)
+    return fused_augment(images, params, **{"out_size": 8, **kwargs}, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("kwargs, forced, error, message",
+                         [pytest.param(*case[1:], id=case[0]) for case in BAD_NUMBERS])
+def test_bad_numbers_are_rejected_by_name(backend, kwargs, forced, error, message):
+    """NaN / Inf / tiny normalisation values and bad view parameters: the reference made all-NaN views (std NaN) or
+    accepted them (mean Inf, NaN factors), the compiled backends raised their own messages or computed garbage."""
+    _skip_unavailable(backend)
+    with pytest.raises(error, match=message):
+        _bad_number_call(backend, kwargs, forced)
+
+
+@pytest.mark.parametrize("kwargs, forced, error, message",
+                         [pytest.param(*case[1:], id=case[0]) for case in BAD_NUMBERS[:4] + BAD_NUMBERS[14:17]])
+def test_bad_numbers_give_one_message_on_every_backend(kwargs, forced, error, message):
+    messages = set()
+    for backend in BACKENDS:
+        with pytest.raises(error) as info:
+            _bad_number_call(backend, kwargs, forced)
+        messages.add(str(info.value))
+    assert len(messages) == 1, messages
+
+
+def test_jitter_order_must_be_a_permutation_on_every_backend():
+    images = _images([(12, 12), (9, 14)])
+    params = sample_augment_params("default", _sizes(images))
+    order = params.jitter_order.clone()
+    order[1] = torch.tensor([0, 1, 1, 3])
+    bad = dataclasses.replace(params, jitter_order=order, jitter_applied=torch.tensor([False, False]))
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match=r"params.jitter_order of view 1 must be a permutation of 0, 1, 2, 3, "
+                                             r"got \[0, 1, 1, 3\]"):
+            fused_augment(images, bad, 8, backend=backend)
+
+
+def test_meta_and_sparse_images_are_rejected():
+    images = _images([(12, 12), (9, 14)])
+    params = sample_augment_params("default", _sizes(images))
+    with pytest.raises(ValueError, match=r"images\[0\] is on the meta device, which holds no values"):
+        fused_augment([img.to("meta") for img in images], params, 8)
+    with pytest.raises(ValueError, match=r"images\[1\] is on meta, images\[0\] on cpu"):
+        fused_augment([images[0].cpu(), images[1].to("meta")], params, 8)
+    padded = torch.zeros(2, 3, 12, 14, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"images is on the meta device"):
+        fused_augment(padded.to("meta"), params, 8)
+    with pytest.raises(TypeError, match=r"images must be a dense \(strided\) tensor"):
+        fused_augment(padded.to_sparse(), params, 8)
 
 
 def _abi_call(**change):
