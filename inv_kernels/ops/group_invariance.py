@@ -16,7 +16,9 @@ them by group. The reference then batches the groups of equal size into (B, k, D
 k x k Gram matrix of normalised rows and its pairwise distances. The compiled backends (C++ CPU, Triton, CUDA; custom
 ops ``inv_kernels::group_invariance_fwd_<backend>``) run the pair reduction as a kernel that never forms a k x k
 matrix: per group, the sums over a < b of the cosines and the distances and the sum of the self-cosines, from which
-the three measures follow. Features of every dtype are whitened in float32 (float64 for float64 features).
+the three measures follow. Features of every dtype are whitened in float32 (float64 for float64 features), and float32
+features in float64 when the statistics are ill-conditioned (as ``invariance_scores``: see its module docstring);
+results are float32 (float64 for float64 features).
 
 These are measurements: no backward is registered, and the outputs carry no gradient.
 """
@@ -32,9 +34,16 @@ from torch import Tensor
 
 from inv_kernels import _ext
 from inv_kernels._triton import tl, triton, triton_interpreting
-from inv_kernels._validate import check_finite, check_nonempty, check_positive, check_same_device, check_tensor
+from inv_kernels._validate import (
+    check_finite,
+    check_nonempty,
+    check_positive,
+    check_same_device,
+    check_tensor,
+    max_abs_for_squares,
+)
 from inv_kernels.backend import resolve_backend
-from inv_kernels.ops.invariance_scores import EPS, accumulation_dtype, resolve_whitening
+from inv_kernels.ops.invariance_scores import EPS, accumulation_dtype, resolve_whitening, scoring_dtype
 
 OP = "group_invariance"
 INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
@@ -95,6 +104,7 @@ class _Prepared:
     sizes: Tensor  # (G,) int64
     offsets: Tensor  # (G + 1,) int64 row offsets of the groups in z
     device: torch.device
+    out_dtype: torch.dtype  # of the results: float32, float64 for float64 features
 
 
 def _prepare(op: str, features, group_ids, stats, mean, whitening, eps, check_finite_inputs: bool) -> _Prepared:
@@ -108,7 +118,7 @@ def _prepare(op: str, features, group_ids, stats, mean, whitening, eps, check_fi
         )
     device = check_same_device(op, features=features, group_ids=group_ids)
     check_positive(op, "eps", eps)
-    acc = accumulation_dtype(features.dtype)
+    acc = scoring_dtype(op, features.dtype, stats, stacklevel=5)  # via _prepare
     mean_acc, w_acc = resolve_whitening(
         op, stats, mean, whitening, dim=d, acc=acc, device=device, feature_device=device
     )
@@ -120,14 +130,17 @@ def _prepare(op: str, features, group_ids, stats, mean, whitening, eps, check_fi
         lonely = ids[single].tolist()
         listed = ", ".join(str(i) for i in lonely[:10]) + (", ..." if len(lonely) > 10 else "")
         raise ValueError(
-            f"{op}: group {lonely[0]} has a single image; pairwise measures need at least 2 images per group "
-            f"({len(lonely)} such group(s): ids {listed})"
+            f"{op}: group_ids: group {lonely[0]} has a single image; pairwise measures need at least 2 images per "
+            f"group ({len(lonely)} such group(s): ids {listed})"
         )
     order = torch.argsort(inverse, stable=True)  # (N,) rows grouped, groups in ascending id order
     z = (features.detach()[order].to(acc) - mean_acc) @ w_acc  # (N, D) whitened, sorted by group
+    if check_finite_inputs:  # finite inputs can still whiten beyond acc's range (huge features or statistics)
+        why = f"pairwise distances ({d} terms) overflow {acc}"
+        check_finite(op, "z = (features - mean) A", z, max_abs=max_abs_for_squares(acc, d) / 2, why=why)
     offsets = torch.zeros(ids.shape[0] + 1, dtype=torch.int64, device=device)
     offsets[1:] = torch.cumsum(counts, 0)
-    return _Prepared(z.contiguous(), ids, counts.to(torch.int64), offsets, device)
+    return _Prepared(z.contiguous(), ids, counts.to(torch.int64), offsets, device, accumulation_dtype(features.dtype))
 
 
 def _measures_from_sums(p: _Prepared, sums: Tensor) -> GroupInvariance:
@@ -137,7 +150,12 @@ def _measures_from_sums(p: _Prepared, sums: Tensor) -> GroupInvariance:
     with_diag = (2 * pair_cos + self_cos) / (k * k)
     off_diag = 2 * pair_cos / (k * (k - 1))
     distance = pair_dist / (k * (k - 1) / 2)
-    return GroupInvariance.from_groups(p.group_ids, p.sizes, with_diag, off_diag, distance)
+    return _results(p, with_diag, off_diag, distance)
+
+
+def _results(p: _Prepared, with_diag: Tensor, off_diag: Tensor, distance: Tensor) -> GroupInvariance:
+    out = p.out_dtype
+    return GroupInvariance.from_groups(p.group_ids, p.sizes, with_diag.to(out), off_diag.to(out), distance.to(out))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -162,7 +180,7 @@ def _measures_ref(p: _Prepared, eps: float) -> GroupInvariance:
         with_diag[which] = total / size**2
         off_diag[which] = (total - gram.diagonal(dim1=1, dim2=2).sum(dim=1)) / (size * (size - 1))
         distance[which] = dist[:, upper[0], upper[1]].mean(dim=1)
-    return GroupInvariance.from_groups(p.group_ids, p.sizes, with_diag, off_diag, distance)
+    return _results(p, with_diag, off_diag, distance)
 
 
 @torch.no_grad()
@@ -337,21 +355,25 @@ def group_invariance(
         whitening: (D, D) whitening matrix A with A A^T = Sigma^-1 (any such A gives the same measures).
         eps: lower clamp of the whitened norms (> 0).
         backend: "auto", "reference", "cpu", "triton" or "cuda" (see inv_kernels.backend).
-        check_finite_inputs: raise on NaN/Inf features.
+        check_finite_inputs: raise on NaN/Inf features, and on whitened features that overflow.
 
     Returns:
         GroupInvariance: per-group tensors in ascending group-id order (float32, float64 for float64 features),
         without gradient, and the means over groups.
 
+    Warns:
+        IllConditionedWarning: float32 features and statistics whose condition number exceeds FLOAT32_MAX_CONDITION
+            (inv_kernels.ops.invariance_scores); the whitening is then computed in float64.
+
     Raises:
-        TypeError: non-tensor or non-floating features, non-integer group_ids, a bad stats object.
+        TypeError: non-tensor, sparse or non-floating features, non-integer group_ids, a bad stats object.
         ValueError: wrong ranks; group_ids not (N,); an empty input; a group of one image (named); mean / whitening
-            not (D,) / (D, D); missing or doubly given statistics; tensors on different devices; eps <= 0; NaN/Inf.
+            not (D,) / (D, D); missing or doubly given statistics; tensors on different devices or on the meta
+            device; eps <= 0; a whitening matrix too large for the memory available; NaN/Inf.
         RuntimeError: an explicitly requested backend that cannot run here.
     """
-    check_tensor(OP, "features", features, ndim=2, layout="(N, D)")
-    chosen = resolve_backend(backend, features.device, op=OP)
     prepared = _prepare(OP, features, group_ids, stats, mean, whitening, eps, check_finite_inputs)
+    chosen = resolve_backend(backend, features.device, op=OP)
     if chosen == "reference":
         return _measures_ref(prepared, eps)
     sums = FWD_OPS[chosen](prepared.z, prepared.offsets, float(eps))  # (G, 3)

@@ -14,10 +14,21 @@ mean over values (``cosine_mean``); likewise for the distance. The distance is c
 
 Precision: float32 and float64 features are computed in their own precision; float16 / bfloat16 features are
 multiplied with A rounded to their dtype and float32 accumulation (the tensor-core recipe), everything else in
-float32. The clean rows take the same path, so an identical view still scores cosine 1 and distance ~0. Results are
-float32 (float64 for float64 features). On a GPU the Triton kernel follows ``torch.get_float32_matmul_precision()``
-for float32 features: "highest" (torch's default) multiplies in IEEE float32; "high" / "medium" allow TF32, which is
-much faster (needed for the H100 throughput target) at about 1e-3 relative error.
+float32. Results are float32 (float64 for float64 features).
+
+Ill-conditioned statistics: rounding in z = (f - mu) A grows with sqrt(cond(Sigma)) (up to about 6e-8 sqrt(cond) of
+|z| in float32). The clean rows and the views are whitened by different products (torch's for zc, a backend's GEMM
+for zv), so that rounding does not cancel between them: at cond = 1e11, float32 products give an identical view a
+distance of 0.05 to 0.3 and every score an error near 1e-3. So for float32 features whose statistics report a
+condition number (``stats.condition_number``, as FeatureStats records it) above FLOAT32_MAX_CONDITION = 1e6, the
+whitening products are computed in float64 on every backend (the features converted exactly, chunk by chunk), the
+results cast back to float32, and an IllConditionedWarning says so. Statistics passed as mean= / whitening= tensors
+carry no condition number and are used in the features' precision (pass float64 features, or a FeatureStats, for
+ill-conditioned ones).
+
+On a GPU the Triton kernel follows ``torch.get_float32_matmul_precision()`` for float32 features: "highest" (torch's
+default) multiplies in IEEE float32; "high" / "medium" allow TF32, which is much faster (needed for the H100
+throughput target) at about 1e-3 relative error.
 
 Backends: ``invariance_scores_ref`` (torch, the specification), the C++ CPU kernel (a cache-blocked GEMM with the
 epilogue fused, ``_C.cpu``), the Triton kernel below (a tiled tensor-core GEMM with the epilogue fused) and the CUDA
@@ -33,6 +44,8 @@ These are measurements: no backward is registered, and the outputs carry no grad
 
 from __future__ import annotations
 
+import math
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +57,7 @@ from inv_kernels import _ext
 from inv_kernels._triton import matmul_input_precision, tl, triton, triton_interpreting
 from inv_kernels._validate import (
     check_finite,
+    check_matrix_fits,
     check_nonempty,
     check_positive,
     check_same_device,
@@ -61,11 +75,45 @@ CHUNK_BYTES = 256 * 2**20
 TRITON_BLOCK_N = 128
 TRITON_BLOCK_N_FP64 = 64
 CUDA_BLOCK_N = 64  # csrc/scoring/scoring.h kScoresCudaBlockN
+# Above this condition number of the statistics, float32 features are whitened in float64 (module docstring): float32
+# rounding, amplified about sqrt(cond) times, would pass 1e-4 of |z|.
+FLOAT32_MAX_CONDITION = 1e6
+
+
+class IllConditionedWarning(UserWarning):
+    """The statistics are too ill-conditioned for float32 whitening: the products were computed in float64."""
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """float64 for float64 features, float32 otherwise."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def scoring_dtype(op: str, dtype: torch.dtype, stats: Any, *, stacklevel: int = 4) -> torch.dtype:
+    """The dtype of the whitening products for features of ``dtype``: ``accumulation_dtype(dtype)``, except float64
+    for float32 features when ``stats`` reports a condition number above FLOAT32_MAX_CONDITION (then an
+    IllConditionedWarning says so).
+
+    Args:
+        op: the op's name, for the warning.
+        dtype: the features' dtype.
+        stats: the statistics object, or None (raw mean= / whitening= carry no condition number).
+        stacklevel: the warning's, counted from this function (4: the caller of a public op under torch.no_grad).
+    """
+    acc = accumulation_dtype(dtype)
+    cond = getattr(stats, "condition_number", None)
+    if dtype != torch.float32 or isinstance(cond, bool) or not isinstance(cond, (int, float)):
+        return acc
+    if not cond > FLOAT32_MAX_CONDITION:  # also False for NaN (unknown)
+        return acc
+    shown = "inf" if math.isinf(cond) else f"{cond:.3g}"
+    warnings.warn(
+        f"{op}: the statistics are ill-conditioned (condition number {shown} > {FLOAT32_MAX_CONDITION:g}, beyond "
+        "which float32 whitening loses accuracy); whitening products computed in float64, results returned in float32",
+        IllConditionedWarning,
+        stacklevel=stacklevel,
+    )
+    return torch.float64
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -135,7 +183,7 @@ def resolve_whitening(
         op: the op's name, for messages.
         stats: None, or an object with ``.mean`` (D,) and ``.whitening_matrix(dtype=, device=)`` (D, D) such as
             ``inv_kernels.stats.FeatureStats``.
-        mean, whitening: (D,) and (D, D) floating tensors, on the features' device or ``device``; used when
+        mean, whitening: (D,) and (D, D) dense floating tensors, on the features' device or ``device``; used when
             ``stats`` is None.
         dim: the features' D.
         acc: the dtype to return (float32 or float64).
@@ -144,9 +192,9 @@ def resolve_whitening(
         check_finite_values: raise on NaN/Inf in the statistics.
 
     Raises:
-        TypeError: a stats object without the interface, non-tensor or non-floating mean / whitening.
+        TypeError: a stats object without the interface, non-tensor, sparse or non-floating mean / whitening.
         ValueError: both or neither of stats and (mean, whitening); wrong ranks or D; tensors on another device;
-            NaN/Inf.
+            a copy of the whitening matrix that would not fit in memory; NaN/Inf.
     """
     if stats is not None:
         if mean is not None or whitening is not None:
@@ -189,12 +237,25 @@ def resolve_whitening(
                 raise ValueError(
                     f"{op}: {name} must be on the device of the features ({feature_device}), got {t.device}"
                 )
+        if w_t.dtype != acc or w_t.device != device or not w_t.is_contiguous():  # a dense copy will be made
+            check_matrix_fits(op, f"{names[1]} matrix", dim, acc, device)
     mean_t = mean_t.detach().to(device, acc)
     w_t = w_t.detach().to(device, acc)
     if check_finite_values:
         check_finite(op, names[0], mean_t)
         check_finite(op, names[1], w_t)
     return mean_t, w_t
+
+
+def check_results_finite(op: str, acc: torch.dtype, **results: Tensor) -> None:
+    """Finite features and statistics give finite scores unless the whitened features overflow ``acc``: say so."""
+    for name, t in results.items():
+        if not torch.compiler.is_compiling() and not bool(torch.isfinite(t).all()):
+            raise ValueError(
+                f"{op}: the {name} came out NaN/Inf: the whitened features (clean / views - mean) A overflow {acc}; "
+                "clean / views or the whitening matrix are too large in magnitude (scale them, or pass float64 "
+                "features)"
+            )
 
 
 def operand_whitening(whitening_acc: Tensor, dtype: torch.dtype) -> Tensor:
@@ -254,15 +315,17 @@ def invariance_scores_ref(
         eps: lower clamp of the whitened norms.
 
     Returns:
-        InvarianceScores (tensors in float32, or float64 for float64 features).
+        InvarianceScores (tensors in float32, or float64 for float64 features; ill-conditioned statistics as in the
+        module docstring).
     """
-    acc = accumulation_dtype(views.dtype)
+    acc = scoring_dtype(OP, views.dtype, stats)
     mean_acc, w_acc = resolve_whitening(
         OP, stats, mean, whitening, dim=clean.shape[1], acc=acc, device=clean.device, feature_device=clean.device
     )
     w_op = operand_whitening(w_acc, views.dtype)
     zc = whiten(clean, mean_acc, w_op)  # (n, D)
-    return InvarianceScores.from_pairs(*_pair_scores_ref(views, zc, mean_acc, w_op, eps))
+    out = accumulation_dtype(views.dtype)
+    return InvarianceScores.from_pairs(*(t.to(out) for t in _pair_scores_ref(views, zc, mean_acc, w_op, eps)))
 
 
 def _finish_partials(partials: Tensor, zc: Tensor, k: int, eps: float) -> tuple[Tensor, Tensor]:
@@ -476,11 +539,14 @@ FWD_OPS = {
 # Public function
 # ----------------------------------------------------------------------------------------------------------------
 def _default_chunk_rows(
-    backend: str, n: int, k: int, d: int, dtype: torch.dtype, streamed: bool, device: torch.device
+    backend: str, n: int, k: int, d: int, dtype: torch.dtype, acc: torch.dtype, streamed: bool, device: torch.device
 ) -> int:
-    """Images per chunk so that a chunk's working memory stays within CHUNK_BYTES."""
-    acc_bytes = 8 if dtype == torch.float64 else 4
+    """Images per chunk so that a chunk's working memory stays within CHUNK_BYTES (views of ``dtype`` whitened in
+    ``acc``)."""
+    acc_bytes = acc.itemsize
     per_image = k * d * dtype.itemsize if streamed else 0
+    if backend != "reference" and acc != accumulation_dtype(dtype):
+        per_image += k * d * acc_bytes  # the views converted for float64 products
     if backend == "reference":
         per_image += 4 * k * d * acc_bytes  # centred views, zv, and two (k, D) temporaries
     elif backend == "triton":
@@ -526,17 +592,24 @@ def invariance_scores(
         chunk_rows: images per chunk of views (default: a chunk's working memory about 256 MiB).
         device: where to compute (default: the features' device). With CPU features and a CUDA device, the views
             are copied chunk by chunk (pin them for asynchronous copies), so they may exceed the GPU's memory.
-        check_finite_inputs: raise on NaN/Inf features (one extra read; streamed views are checked per chunk).
+        check_finite_inputs: raise on NaN/Inf features (one extra read; streamed views are checked per chunk), and
+            on scores that overflow (features or statistics too large for the whitening's dtype).
 
     Returns:
         InvarianceScores on the compute device: cosine and distance (n, k), their per-value nanmeans (k,) and the
         summaries; float32 tensors (float64 for float64 features), without gradient.
 
+    Warns:
+        IllConditionedWarning: float32 features and statistics whose condition number exceeds
+            FLOAT32_MAX_CONDITION; the whitening products are then computed in float64 (module docstring).
+
     Raises:
-        TypeError: non-tensor or non-floating features, clean and views of different dtypes, a bad stats object.
+        TypeError: non-tensor, sparse or non-floating features, clean and views of different dtypes, a bad stats
+            object.
         ValueError: wrong ranks; views not (n, k, D) for clean (n, D); k = 0 or an empty input; mean / whitening
-            not (D,) / (D, D); missing or doubly given statistics; tensors on different devices; eps <= 0;
-            chunk_rows < 1; NaN/Inf in the features or statistics.
+            not (D,) / (D, D); missing or doubly given statistics; tensors on different devices or on the meta
+            device; eps <= 0; chunk_rows < 1; a whitening matrix too large for the memory available; NaN/Inf in the
+            features or statistics.
         RuntimeError: an explicitly requested backend that cannot run here.
     """
     check_tensor(OP, "clean", clean, ndim=2, layout="(n, D)")
@@ -559,7 +632,7 @@ def invariance_scores(
     check_positive(OP, "eps", eps)
     if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1):
         raise ValueError(f"{OP}: chunk_rows must be a positive int or None, got {chunk_rows!r}")
-    acc = accumulation_dtype(views.dtype)
+    acc = scoring_dtype(OP, views.dtype, stats)
     mean_acc, w_acc = resolve_whitening(
         OP, stats, mean, whitening, dim=d, acc=acc, device=compute_device, feature_device=feature_device
     )
@@ -575,7 +648,7 @@ def invariance_scores(
     clean, views = clean.detach(), views.detach()
     w_op = operand_whitening(w_acc, views.dtype)  # (D, D)
     zc = whiten(clean.to(compute_device), mean_acc, w_op)  # (n, D) in acc
-    rows = chunk_rows or _default_chunk_rows(chosen, n, k, d, views.dtype, streamed, compute_device)
+    rows = chunk_rows or _default_chunk_rows(chosen, n, k, d, views.dtype, acc, streamed, compute_device)
     cosine = torch.empty((n, k), dtype=acc, device=compute_device)  # (n, k)
     distance = torch.empty((n, k), dtype=acc, device=compute_device)  # (n, k)
     for i0 in range(0, n, rows):
@@ -589,7 +662,11 @@ def invariance_scores(
         if chosen == "reference":
             cos_c, dist_c = _pair_scores_ref(chunk, zc[i0:i1], mean_acc, w_op, eps)
         else:
+            chunk = chunk.to(acc) if acc == torch.float64 else chunk  # float64 products: the kernels read float64
             cos_c, dist_c = FWD_OPS[chosen](_unit_column_stride(chunk), zc[i0:i1], mean_acc, w_op, float(eps))
         cosine[i0:i1] = cos_c
         distance[i0:i1] = dist_c
-    return InvarianceScores.from_pairs(cosine, distance)
+    if check_finite_inputs:
+        check_results_finite(OP, acc, cosine=cosine, distance=distance)
+    out = accumulation_dtype(views.dtype)
+    return InvarianceScores.from_pairs(cosine.to(out), distance.to(out))

@@ -3,6 +3,7 @@ triton / cuda markers, so conftest skips them with a reason), and the float64 fe
 code's recipe (np.cov, np.linalg.inv, np.linalg.cholesky)."""
 
 import functools
+import math
 
 import numpy as np
 import pytest
@@ -40,3 +41,13 @@ def reference_statistics(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     f += 0.3 * rng.standard_normal((rows, 3)) @ rng.standard_normal((3, d))  # a few correlated directions
     p = np.linalg.inv(np.cov(f, rowvar=False).reshape(d, d))
     return f, f.mean(axis=0), p, np.linalg.cholesky(p)
+
+
+def ill_conditioned_features(rows: int, d: int, condition: float = 1e11) -> torch.Tensor:
+    """(rows, D) float32 features on DEVICE whose covariance has eigenvalues spread geometrically from 1 down to
+    1 / condition in a random basis, centred at 1 (fresh per session seed)."""
+    gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+    eigenvalues = torch.logspace(0, -math.log10(condition), d, dtype=torch.float64)  # (D,)
+    basis, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64, generator=gen))  # (D, D) orthogonal
+    f = (torch.randn(rows, d, dtype=torch.float64, generator=gen) * eigenvalues.sqrt()) @ basis.T + 1.0  # (rows, D)
+    return f.to(DEVICE, torch.float32)

@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inv_kernels.ops.group_invariance import FWD_OPS, GroupInvariance, group_invariance, group_invariance_ref
-from inv_kernels.ops.invariance_scores import EPS
+from inv_kernels.ops.invariance_scores import EPS, IllConditionedWarning
+from inv_kernels.stats import FeatureStats
 from inv_kernels.testing import assert_close, to_float64
-from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE, reference_statistics
+from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE, ill_conditioned_features, reference_statistics
 from _op_backends import skip_unavailable as _skip_unavailable
 
 
@@ -218,7 +219,8 @@ _nan[3, 1] = float("nan")
 
 BAD_INPUTS = [
     ("single", (_f, torch.tensor([0, 0, 1, 1, 5, 2]), _s), ValueError,
-     r"group 2 has a single image; pairwise measures need at least 2 images per group \(2 such group\(s\): ids 2, 5\)"),
+     r"group_ids: group 2 has a single image; pairwise measures need at least 2 images per group "
+     r"\(2 such group\(s\): ids 2, 5\)"),
     ("all-single", (_f[:2], torch.tensor([7, 8]), _s), ValueError, r"group 7 has a single image"),
     ("nan", (_nan, _ids, _s), ValueError,
      r"features contains NaN or Inf \(1 of 24 elements; first at index \(3, 1\)\)"),
@@ -237,6 +239,12 @@ BAD_INPUTS = [
     ("no-stats", (_f, _ids, {}), ValueError, r"no whitening statistics"),
     ("eps", (_f, _ids, {**_s, "eps": -1.0}), ValueError, r"eps must be a finite number > 0"),
     ("backend", (_f, _ids, {**_s, "backend": "gpu"}), ValueError, r"unknown backend backend='gpu'"),
+    ("sparse", (_f.to_sparse(), _ids, _s), TypeError, r"features must be a dense \(strided\) tensor"),
+    ("sparse-whitening", (_f, _ids, {**_s, "whitening": torch.eye(4).to_sparse()}), TypeError,
+     r"whitening must be a dense \(strided\) tensor, got layout torch.sparse_coo"),
+    ("meta", (_f.to("meta"), _ids.to("meta"), _s), ValueError, r"features is on the meta device"),
+    ("overflow", (_f * 1e30, _ids, _s), ValueError,
+     r"z = \(features - mean\) A holds values up to .* where pairwise distances \(4 terms\) overflow torch.float32"),
 ]
 
 
@@ -245,6 +253,34 @@ def test_bad_input(args, error, message):
     features, ids, kwargs = args
     with pytest.raises(error, match=message):
         group_invariance(features, ids, **kwargs)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_ill_conditioned_statistics_score_float32_exactly(backend):
+    """Condition number ~1e11: float32 whitening was off by ~1e-3 against the float64 features' measures. With
+    float64 products (and a warning saying so) groups of identical images score cosine 1 and distance 0 within 1e-4
+    and every group matches the float64 features' measures; results stay float32."""
+    _skip_unavailable(backend)
+    d, n = 160, 6
+    features = ill_conditioned_features(900, d)  # (N, D) float32
+    stats = FeatureStats.from_features(features)
+    assert 1e10 < stats.condition_number <= 1e12
+    rows = torch.cat([features[:n], features[:n], features[n : 4 * n]])  # n pairs of duplicates, n groups of 3
+    ids = torch.cat([torch.arange(n), torch.arange(n), torch.arange(n, 2 * n).repeat_interleave(3)]).to(DEVICE)
+    with pytest.warns(IllConditionedWarning, match=r"condition number [\d.]+e\+1[012] > 1e\+06.*float64"):
+        got = group_invariance(rows, ids, stats, backend=backend)
+    assert got.distance.dtype == torch.float32
+    assert float((got.cosine_off_diagonal[:n] - 1).abs().max()) <= 1e-4
+    assert float(got.distance[:n].abs().max()) <= 1e-4
+    exact = group_invariance(rows.double(), ids, stats, backend="reference")
+    for name in ("cosine_with_diagonal", "cosine_off_diagonal", "distance"):
+        assert_close(getattr(got, name), getattr(exact, name), atol=1e-5, rtol=1e-5, name=name)
+
+
+def test_memory_limit_for_the_whitening_copy(monkeypatch):
+    monkeypatch.setenv("INV_KERNELS_MAX_MATRIX_GIB", "1e-6")
+    with pytest.raises(ValueError, match=r"D = 64 features need a 64 x 64 float32 whitening matrix"):
+        group_invariance(torch.randn(6, 64), _ids, mean=torch.zeros(64), whitening=torch.eye(64, dtype=torch.float64))
 
 
 @pytest.mark.gpu

@@ -15,12 +15,14 @@ from hypothesis import strategies as st
 from inv_kernels.ops.invariance_scores import (
     EPS,
     FWD_OPS,
+    IllConditionedWarning,
     InvarianceScores,
     invariance_scores,
     invariance_scores_ref,
 )
+from inv_kernels.stats import FeatureStats
 from inv_kernels.testing import assert_close, assert_within_torch_error, to_float64
-from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE, reference_statistics
+from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE, ill_conditioned_features, reference_statistics
 from _op_backends import skip_unavailable as _skip_unavailable
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
@@ -360,6 +362,13 @@ BAD_INPUTS = [
     ("eps", (_c, _v, {**_s, "eps": 0.0}), ValueError, r"eps must be a finite number > 0"),
     ("chunk", (_c, _v, {**_s, "chunk_rows": 0}), ValueError, r"chunk_rows must be a positive int"),
     ("backend", (_c, _v, {**_s, "backend": "magic"}), ValueError, r"unknown backend backend='magic'"),
+    ("sparse-whitening", (_c, _v, {**_s, "whitening": torch.eye(5).to_sparse()}), TypeError,
+     r"whitening must be a dense \(strided\) tensor, got layout torch.sparse_coo"),
+    ("sparse-views", (_c, _v.to_sparse(), _s), TypeError, r"views must be a dense \(strided\) tensor"),
+    ("meta", (_c.to("meta"), _v.to("meta"), _s), ValueError, r"clean is on the meta device, which holds no values"),
+    ("meta-views", (_c, _v.to("meta"), _s), ValueError, r"views must be on the device of clean \(cpu\), got meta"),
+    ("overflow", (_c * 1e30, _v * 1e30, _s), ValueError,
+     r"the cosine came out NaN/Inf: the whitened features .* overflow torch.float32"),
 ]
 
 
@@ -370,6 +379,73 @@ def test_bad_input(args, error, message):
     clean, views, kwargs = args
     with pytest.raises(error, match=message):
         invariance_scores(clean, views, **kwargs)
+
+
+def test_huge_dimension_is_named_before_allocating():
+    """A whitening matrix that must be copied densely (here a stride-0 expansion, cast to float32) is checked against
+    the memory available before the copy: the message names D and the size instead of an allocator error."""
+    d = 200_000
+    clean, views = torch.zeros(1, d), torch.zeros(1, 1, d)
+    whitening = torch.ones(1, 1, dtype=torch.float64).expand(d, d)  # (D, D) without memory
+    with pytest.raises(ValueError, match=r"D = 200000 features need a 200000 x 200000 float32 whitening matrix "
+                                         r"\(149 GiB\), more than the .* reduce the feature dimension"):
+        invariance_scores(clean, views, mean=torch.zeros(d), whitening=whitening)
+
+
+def test_memory_limit_can_be_set(monkeypatch):
+    clean, views, stats = _good(d=64)
+    monkeypatch.setenv("INV_KERNELS_MAX_MATRIX_GIB", "1e-6")
+    with pytest.raises(ValueError, match=r"64 x 64 float32 whitening matrix .* INV_KERNELS_MAX_MATRIX_GIB=1e-6"):
+        invariance_scores(clean, views, mean=stats["mean"], whitening=stats["whitening"].double())
+    invariance_scores(clean, views, **stats)  # the float32 matrix as given: no copy, no check
+    monkeypatch.setenv("INV_KERNELS_MAX_MATRIX_GIB", "lots")
+    with pytest.raises(ValueError, match=r"INV_KERNELS_MAX_MATRIX_GIB must be a number of GiB > 0, got 'lots'"):
+        invariance_scores(clean, views, mean=stats["mean"], whitening=stats["whitening"].double())
+
+
+def _ill_conditioned_case(n: int = 7, k: int = 2, d: int = 200):
+    """FeatureStats of condition number ~1e11, clean rows (n, D) and views (n, k, D): view 0 a copy of its clean
+    row, the others the clean row plus noise of the features' own scale."""
+    features = ill_conditioned_features(1000, d)  # (N, D) float32
+    stats = FeatureStats.from_features(features)
+    assert 1e10 < stats.condition_number <= 1e12
+    clean = features[:n]
+    noise = (features[n : n + n * k] - features[n + n * k : n + 2 * n * k]).view(n, k, d)  # (n, k, D)
+    views = (clean[:, None, :] + 0.5 * noise).contiguous()
+    views[:, 0] = clean
+    return stats, clean, views
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_ill_conditioned_statistics_score_float32_exactly(backend):
+    """Condition number ~1e11: float32 products gave an identical view distance ~0.05 (cpu, reference) to 0.3
+    (triton) and cosines 1e-4 off. With float64 products (and a warning saying so) identical views score cosine 1
+    and distance 0 within 1e-4, and every pair matches the float64 features' scores; results stay float32."""
+    _skip_unavailable(backend)
+    stats, clean, views = _ill_conditioned_case()
+    with pytest.warns(IllConditionedWarning, match=r"ill-conditioned \(condition number [\d.]+e\+1[012] > 1e\+06.*\); "
+                                                   r"whitening products computed in float64"):
+        got = invariance_scores(clean, views, stats, backend=backend)
+    assert got.cosine.dtype == torch.float32 and got.distance.dtype == torch.float32
+    assert float((got.cosine[:, 0] - 1).abs().max()) <= 1e-4
+    assert float(got.distance[:, 0].abs().max()) <= 1e-4
+    exact = invariance_scores(clean.double(), views.double(), stats, backend="reference")
+    assert_close(got.cosine, exact.cosine, atol=1e-5, rtol=1e-5, name="cosine")
+    assert_close(got.distance, exact.distance, atol=1e-5, rtol=1e-5, name="distance")
+
+
+def test_ill_conditioned_reference_function_matches():
+    stats, clean, views = _ill_conditioned_case()
+    with pytest.warns(IllConditionedWarning):
+        ref = invariance_scores_ref(clean, views, stats)
+    assert ref.cosine.dtype == torch.float32 and float(ref.distance[:, 0].abs().max()) <= 1e-4
+
+
+def test_well_conditioned_statistics_keep_float32_products(recwarn):
+    features = ill_conditioned_features(400, 16, condition=1e3)
+    stats = FeatureStats.from_features(features)
+    invariance_scores(features[:3], features[:3, None], stats)
+    assert not [w for w in recwarn if issubclass(w.category, IllConditionedWarning)]
 
 
 def test_stats_with_wrong_dimension():
