@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from inv_kernels._validate import check_positive, check_tensor
+from inv_kernels._validate import check_finite, check_positive, check_tensor
 from inv_kernels.ops.infonce import OP_INFONCE, OP_NTXENT, _check_reduction, infonce_loss, ntxent_loss
 
 
@@ -147,13 +147,14 @@ class KeyQueue(nn.Module):
         """Writes ``keys`` (B, D) at the pointer, wrapping around; a batch larger than K keeps its newest K keys.
 
         Raises:
-            TypeError / ValueError: not a floating tensor, not 2-D, or a D other than the queue's.
+            TypeError / ValueError: not a dense floating tensor, not 2-D, a D other than the queue's, NaN/Inf.
         """
         op = "KeyQueue.enqueue"
         check_tensor(op, "keys", keys, ndim=2, layout="(B, D)")
         size, dim = self.queue.shape
         if keys.shape[1] != dim:
             raise ValueError(f"{op}: keys must have D={dim} columns, got shape {tuple(keys.shape)}")
+        check_finite(op, "keys", keys)
         keys = keys.detach()[-size:].to(device=self.queue.device, dtype=self.queue.dtype)  # (B', D), B' <= K
         b = keys.shape[0]
         if b == 0:

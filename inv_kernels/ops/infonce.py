@@ -41,6 +41,7 @@ correct by construction but untuned), registered as ``inv_kernels::{infonce,ntxe
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -59,6 +60,7 @@ from inv_kernels._validate import (
     check_same_dtype,
     check_same_shape,
     check_tensor,
+    max_abs_for_squares,
 )
 from inv_kernels.backend import ENV_VAR, resolve_backend
 
@@ -644,9 +646,44 @@ def _choose_backend(backend: str, device: torch.device, op: str, d: int, dtype: 
     return resolve_backend(backend, device, op=op, gpu_order=("triton", "cuda"))
 
 
+def _check_temperature(op: str, temperature: float, dtype: torch.dtype) -> None:
+    """A finite temperature > 0 whose reciprocal (the kernels' scale of the logits) is finite in the accumulation
+    dtype of features of ``dtype`` (below about 2.9e-39 it is not in float32, and every logit would be inf)."""
+    check_positive(op, "temperature", temperature)
+    acc = _accumulation_dtype(dtype)
+    if not 1.0 / temperature <= torch.finfo(acc).max:
+        raise ValueError(
+            f"{op}: temperature must be at least {1.0 / torch.finfo(acc).max:.3g} (1 / temperature must be finite "
+            f"in {acc}), got {temperature}"
+        )
+
+
+def _check_inputs_finite(op: str, normalize: bool, **tensors: Tensor) -> None:
+    """No NaN/Inf; with ``normalize``, no row whose norm overflows (F.normalize would make it a zero row)."""
+    bound, why = None, ""
+    if normalize:
+        first = next(iter(tensors.values()))
+        d, dtype = first.shape[1], first.dtype
+        bound = min(max_abs_for_squares(_accumulation_dtype(dtype), d), torch.finfo(dtype).max / math.sqrt(d))
+        why = f"a row's norm ({d} terms) overflows {dtype} and normalize=True would zero the row"
+    for name, tensor in tensors.items():
+        check_finite(op, name, tensor, max_abs=bound, why=why)
+
+
 def _check_reduction(op: str, reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"{op}: reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}")
+
+
+def _check_rows_finite(op: str, rows: Tensor, temperature: float) -> None:
+    """Finite inputs whose logits (dot products / temperature) overflow give an inf or NaN loss: say so instead.
+    Skipped while torch.compile traces, like check_finite."""
+    if torch.compiler.is_compiling() or bool(torch.isfinite(rows.detach()).all()):
+        return
+    raise ValueError(
+        f"{op}: the logits overflow {rows.dtype} (dot products / temperature beyond its range; temperature="
+        f"{temperature}): use a larger temperature, normalize=True, or inputs of smaller norm"
+    )
 
 
 def _reduce(rows: Tensor, correct: Tensor, reduction: str, return_accuracy: bool):
@@ -681,7 +718,8 @@ def infonce_loss(
         return_accuracy: also return the top-1 accuracy of the positive (ties count as correct), 0-dim, no grad.
         backend: "auto", "reference", "cpu", "triton" or "cuda" (see inv_kernels.backend; "auto" on a CUDA tensor
             prefers triton, see _choose_backend).
-        check_finite_inputs: raise on NaN/Inf inputs (one extra read; skipped under torch.compile).
+        check_finite_inputs: raise on NaN/Inf inputs (one extra read), and on a loss that overflows (logits beyond
+            the accumulation dtype's range); both skipped under torch.compile.
 
     Returns:
         The loss (0-dim, or (N,) for reduction="none") in the accumulation dtype (float32; float64 for float64
@@ -689,8 +727,8 @@ def infonce_loss(
 
     Raises:
         TypeError: a non-tensor, a non-floating dtype, or q and k of different dtypes.
-        ValueError: not 2-D, mismatched shapes or D, an empty batch, tensors on different devices, temperature <= 0,
-            an unknown reduction, NaN/Inf.
+        ValueError: not 2-D, mismatched shapes or D, an empty batch, tensors on different devices or on the meta
+            device, temperature <= 0 (or so small that 1 / temperature overflows), an unknown reduction, NaN/Inf.
         RuntimeError: an explicitly requested backend that cannot run here.
     """
     op = OP_INFONCE
@@ -708,13 +746,10 @@ def infonce_loss(
         device = check_same_device(op, q=q, k=k, queue=queue)
     else:
         device = check_same_device(op, q=q, k=k)
-    check_positive(op, "temperature", temperature)
+    _check_temperature(op, temperature, q.dtype)
     _check_reduction(op, reduction)
     if check_finite_inputs:
-        check_finite(op, "q", q)
-        check_finite(op, "k", k)
-        if queue is not None:
-            check_finite(op, "queue", queue)
+        _check_inputs_finite(op, normalize, q=q, k=k, **({} if queue is None else {"queue": queue}))
     chosen = _choose_backend(backend, device, op, q.shape[1], q.dtype)
     queue = q.new_empty((0, q.shape[1])) if queue is None else queue.detach().to(q.dtype)  # (K, D)
     if normalize:
@@ -725,6 +760,8 @@ def infonce_loss(
     else:
         fused = INFONCE_FWD_OPS[chosen]
         rows, _, correct = fused(q.contiguous(), k.contiguous(), queue.contiguous(), float(temperature))
+    if check_finite_inputs:
+        _check_rows_finite(op, rows, temperature)
     return _reduce(rows, correct, reduction, return_accuracy)
 
 
@@ -750,15 +787,16 @@ def ntxent_loss(
         return_accuracy: also return the top-1 accuracy of the positive (ties count as correct), 0-dim, no grad.
         backend: "auto", "reference", "cpu", "triton" or "cuda" (see inv_kernels.backend; "auto" on a CUDA tensor
             prefers triton, see _choose_backend).
-        check_finite_inputs: raise on NaN/Inf inputs (one extra read; skipped under torch.compile).
+        check_finite_inputs: raise on NaN/Inf inputs (one extra read), and on a loss that overflows (logits beyond
+            the accumulation dtype's range); both skipped under torch.compile.
 
     Returns:
         The loss (0-dim, or (2N,)) in the accumulation dtype, or (loss, accuracy) when return_accuracy.
 
     Raises:
         TypeError: a non-tensor, a non-floating dtype, or z1 and z2 of different dtypes.
-        ValueError: not 2-D, mismatched shapes, an empty batch, different devices, temperature <= 0, an unknown
-            reduction, NaN/Inf.
+        ValueError: not 2-D, mismatched shapes, an empty batch, different devices or the meta device,
+            temperature <= 0 (or so small that 1 / temperature overflows), an unknown reduction, NaN/Inf.
         RuntimeError: an explicitly requested backend that cannot run here.
     """
     op = OP_NTXENT
@@ -768,11 +806,10 @@ def ntxent_loss(
     check_same_shape(op, z1=z1, z2=z2)
     check_nonempty(op, "z1", z1)
     device = check_same_device(op, z1=z1, z2=z2)
-    check_positive(op, "temperature", temperature)
+    _check_temperature(op, temperature, z1.dtype)
     _check_reduction(op, reduction)
     if check_finite_inputs:
-        check_finite(op, "z1", z1)
-        check_finite(op, "z2", z2)
+        _check_inputs_finite(op, normalize, z1=z1, z2=z2)
     chosen = _choose_backend(backend, device, op, z1.shape[1], z1.dtype)
     if normalize:
         z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
@@ -781,6 +818,8 @@ def ntxent_loss(
     else:
         z = torch.cat([z1, z2], dim=0)  # (2N, D)
         rows, _, correct = NTXENT_FWD_OPS[chosen](z, float(temperature))
+    if check_finite_inputs:
+        _check_rows_finite(op, rows, temperature)
     return _reduce(rows, correct, reduction, return_accuracy)
 
 

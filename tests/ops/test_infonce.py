@@ -552,6 +552,47 @@ def test_non_finite_input_is_rejected():
         ntxent_loss(torch.randn(3, 4), q)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy under the Triton interpreter: overflow, inf - inf
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_temperatures_whose_reciprocal_or_logits_overflow_are_rejected(backend):
+    """temperature=1e-40 (1 / T is inf in float32) and 1e-38 with unit-scale rows (the logits overflow) gave a NaN
+    loss; now a ValueError names the temperature."""
+    _skip_unavailable(backend)
+    q, k = torch.randn(4, 8, device=DEVICE), torch.randn(4, 8, device=DEVICE)
+    with pytest.raises(ValueError, match=r"infonce_loss: temperature must be at least 2.94e-39 \(1 / temperature "
+                                         r"must be finite in torch.float32\), got 1e-40"):
+        infonce_loss(q, k, None, 1e-40, backend=backend)
+    with pytest.raises(ValueError, match=r"ntxent_loss: temperature must be at least 2.94e-39"):
+        ntxent_loss(q, k, 1e-40, backend=backend)
+    with pytest.raises(ValueError, match=r"infonce_loss: the logits overflow torch.float32 .*temperature=1e-38\)"):
+        infonce_loss(q, k, torch.randn(5, 8, device=DEVICE), 1e-38, backend=backend)
+    with pytest.raises(ValueError, match=r"ntxent_loss: the logits overflow torch.float32"):
+        ntxent_loss(q, k, 1e-38, backend=backend)
+    assert torch.isfinite(infonce_loss(q.double(), k.double(), None, 1e-300, backend=backend))  # float64 reaches
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_normalize_rejects_rows_whose_norm_overflows(backend):
+    """normalize=True on a float16 row of norm > 65504 (or a float32 row whose squares overflow) silently zeroed it."""
+    _skip_unavailable(backend)
+    q = torch.full((3, 4), 4e4, device=DEVICE, dtype=torch.float16)
+    k = torch.randn(3, 4, device=DEVICE, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"infonce_loss: q holds values up to 4e\+04 in magnitude, above 3.28e\+04 "
+                                         r"where a row's norm \(4 terms\) overflows torch.float16 and normalize=True"):
+        infonce_loss(q, k, None, 0.2, normalize=True, backend=backend)
+    with pytest.raises(ValueError, match=r"ntxent_loss: z2 holds values up to .* normalize=True would zero the row"):
+        ntxent_loss(k.float(), q.float() * 1e16, 0.2, normalize=True, backend=backend)
+
+
+def test_key_queue_rejects_non_finite_keys():
+    queue = KeyQueue(6, 4)
+    keys = torch.randn(2, 4)
+    keys[1, 3] = float("inf")
+    with pytest.raises(ValueError, match=r"KeyQueue.enqueue: keys contains NaN or Inf"):
+        queue.enqueue(keys)
+    assert int(queue.ptr) == 0
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the key queue and the distributed gather
 # ----------------------------------------------------------------------------------------------------------------
