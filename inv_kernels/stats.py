@@ -47,6 +47,11 @@ Cholesky factorisation fails, or when its condition number exceeds ``max_conditi
 ``SingularCovarianceWarning`` names the reason and the smallest ridge lambda = (tr S / D) 10^k,
 k = floor(log10(1 / max_condition)), ..., 0, for which S + lambda I factorises and has a condition number
 <= max_condition is added (recorded as shrinkage_method "auto_ridge", shrinkage lambda). strict=True raises instead.
+
+Size. Everything here holds D x D float64 matrices, so D is bounded by memory: before the first such allocation
+(the first ``update``, ``from_moments``, the first ``whitening_matrix`` or whitening on a device) a ValueError names D,
+the matrices and their size when they would not fit the memory available (``INV_KERNELS_MAX_MATRIX_GIB`` overrides
+the limit), instead of an allocator error part-way through.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from inv_kernels._validate import FLOAT_DTYPES, check_finite, check_nonempty, check_tensor
+from inv_kernels._validate import FLOAT_DTYPES, check_finite, check_matrix_fits, check_nonempty, check_tensor
 from inv_kernels.io import atomic_torch_save
 
 __all__ = ["FeatureStats", "RunningMoments", "SingularCovarianceWarning"]
@@ -220,9 +225,10 @@ class RunningMoments:
             self, for chaining.
 
         Raises:
-            TypeError: not a tensor, or not floating.
-            ValueError: not 2-D, empty, NaN/Inf values, D different from earlier batches (or ``dim``), or a device
-                different from the accumulators'.
+            TypeError: not a tensor, not floating, or sparse.
+            ValueError: not 2-D, empty, NaN/Inf values, on the meta device, D different from earlier batches (or
+                ``dim``), a device different from the accumulators', or (first batch) D x D accumulators that would
+                not fit in memory.
         """
         op = "RunningMoments.update"
         check_tensor(op, "features", features, ndim=2, layout="(n, D)", dtypes=FLOAT_DTYPES)
@@ -237,6 +243,8 @@ class RunningMoments:
                 f"{op}: features must be on the accumulators' device ({self.device}), got {features.device}"
             )
         check_finite(op, "features", features)
+        if self._s is None:
+            _check_fits(op, features.shape[1], features.device, 3, "the covariance accumulator and an update's sums")
         self._dim = features.shape[1]
         batch = _summarise(features.detach().to(_F64))
         self._s = batch if self._s is None else _combine(self._s, batch)
@@ -382,6 +390,11 @@ class RunningMoments:
 # ----------------------------------------------------------------------------------------------------------------
 # Frozen statistics and whitening
 # ----------------------------------------------------------------------------------------------------------------
+def _check_fits(op: str, dim: int, device: torch.device, copies: int, what: str, dtype: torch.dtype = _F64) -> None:
+    check_matrix_fits(op, f"{'matrix' if copies == 1 else 'matrices'} ({what})", dim, dtype, device, copies=copies,
+                      advice=" or compute the statistics of fewer features")  # fmt: skip
+
+
 def _condition_number(matrix: Tensor) -> float:
     """2-norm condition number of a symmetric matrix (as np.linalg.cond): max |eig| / min |eig|; inf if singular."""
     w = torch.linalg.eigvalsh(matrix).abs()  # (D,)
@@ -491,6 +504,7 @@ class FeatureStats:
                 raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(value).__name__}")
             if value.dtype != _F64:
                 raise TypeError(f"{op}: {name} must be float64, got {value.dtype}")
+            check_tensor(op, name, value, dtypes=(_F64,))  # dense
         if self.mean.dim() != 1 or self.mean.shape[0] < 1:
             raise ValueError(f"{op}: mean must be 1-D (D,), got shape {tuple(self.mean.shape)}")
         dim = self.mean.shape[0]
@@ -498,6 +512,11 @@ class FeatureStats:
             shape = tuple(getattr(self, name).shape)
             if shape != (dim, dim):
                 raise ValueError(f"{op}: {name} must have shape (D, D) = {(dim, dim)}, got {shape}")
+        for name in ("mean", "cov", "chol"):
+            check_finite(op, name, getattr(self, name))
+        if not bool((torch.diagonal(self.chol) > 0).all()):
+            raise ValueError(f"{op}: chol must be a Cholesky factor with a positive diagonal (it whitens by solving "
+                             "with it), got a diagonal entry <= 0")
         if self.shrinkage_method not in SHRINKAGE_METHODS:
             raise ValueError(
                 f"{op}: shrinkage_method must be one of {SHRINKAGE_METHODS}, got {self.shrinkage_method!r}"
@@ -536,7 +555,8 @@ class FeatureStats:
         Raises:
             TypeError: moments is not a RunningMoments, or shrinkage is neither a string nor a number.
             ValueError: fewer than 2 rows; an unknown shrinkage or a ridge <= 0; zero variance in every feature;
-                a singular covariance with strict=True; a Cholesky failure with an explicit ridge or Ledoit-Wolf.
+                a singular covariance with strict=True; a Cholesky failure with an explicit ridge or Ledoit-Wolf;
+                D x D matrices that would not fit in memory.
 
         Warns:
             SingularCovarianceWarning: shrinkage="none", strict=False and the covariance is singular (N - 1 < D,
@@ -554,6 +574,7 @@ class FeatureStats:
         method, amount = _parse_shrinkage(shrinkage)
         s = moments._s
         n, dim = s.n, s.mean.shape[0]
+        _check_fits(op, dim, s.mean.device, 3, "the covariance, its factor and a work copy")
         cov = moments.covariance()  # (D, D)
         if not float(torch.diagonal(cov).max()) > 0.0:
             raise ValueError(f"{op}: every feature is constant over the {n} rows (zero covariance); cannot whiten")
@@ -683,10 +704,12 @@ class FeatureStats:
             model_id=self.model_id,
         )
 
-    def _on(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def _on(self, op: str, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """(mean, chol) on device in dtype, cached."""
         key = ("mc", device, dtype)
         if key not in self._cache:
+            if device != self.device or dtype != _F64:
+                _check_fits(op, self.dim, device, 1, "a copy of the Cholesky factor", dtype)
             self._cache[key] = (self.mean.to(device, dtype), self.chol.to(device, dtype))
         return self._cache[key]
 
@@ -718,13 +741,14 @@ class FeatureStats:
             (n, D) tensor of ``dtype`` on the features' device.
 
         Raises:
-            TypeError: not a floating tensor, or dtype not float32/float64.
-            ValueError: not 2-D, D different from the statistics', empty, NaN/Inf values.
+            TypeError: not a dense floating tensor, or dtype not float32/float64.
+            ValueError: not 2-D, D different from the statistics', empty, NaN/Inf values, on the meta device, or a
+                copy of the factor on the features' device that would not fit in memory.
         """
         op = "FeatureStats.whiten"
         self._check_compute_dtype(op, dtype)
         self._check_rows(op, "features", features)
-        mean, chol = self._on(features.device, dtype)
+        mean, chol = self._on(op, features.device, dtype)
         centred = features.detach().to(dtype) - mean  # (n, D)
         # z C^T = f - mu  (C^T upper triangular; rows are solved as a right-hand side)
         return torch.linalg.solve_triangular(chol.mT, centred, upper=True, left=False)  # (n, D)
@@ -748,12 +772,17 @@ class FeatureStats:
 
         Raises:
             TypeError: dtype not float32/float64.
+            ValueError: D x D matrices that would not fit in memory.
         """
-        self._check_compute_dtype("FeatureStats.whitening_matrix", dtype)
+        op = "FeatureStats.whitening_matrix"
+        self._check_compute_dtype(op, dtype)
+        device = self.device if device is None else torch.device(device)
         if "A" not in self._cache:
+            _check_fits(op, self.dim, self.device, 2, "the whitening matrix and the identity it solves against")
             eye = torch.eye(self.dim, dtype=_F64, device=self.device)
             self._cache["A"] = torch.linalg.solve_triangular(self.chol.mT, eye, upper=True)  # C^T A = I
-        device = self.device if device is None else torch.device(device)
+        if device != self.device or dtype != _F64:
+            _check_fits(op, self.dim, device, 1, "the whitening matrix", dtype)
         return self._cache["A"].to(device, dtype)
 
     @torch.no_grad()
@@ -769,8 +798,9 @@ class FeatureStats:
             (n,) tensor of ``dtype`` on a's device.
 
         Raises:
-            TypeError: non-floating inputs, or dtype not float32/float64.
-            ValueError: not 2-D, D different from the statistics', different shapes or devices, empty, NaN/Inf.
+            TypeError: non-floating or sparse inputs, or dtype not float32/float64.
+            ValueError: not 2-D, D different from the statistics', different shapes or devices, the meta device,
+                empty, NaN/Inf, or a copy of the factor on a's device that would not fit in memory.
         """
         op = "FeatureStats.mahalanobis"
         self._check_compute_dtype(op, dtype)
@@ -780,7 +810,7 @@ class FeatureStats:
             raise ValueError(f"{op}: b must have the shape of a {tuple(a.shape)}, got {tuple(b.shape)}")
         if a.device != b.device:
             raise ValueError(f"{op}: b must be on the device of a ({a.device}), got {b.device}")
-        _, chol = self._on(a.device, dtype)
+        _, chol = self._on(op, a.device, dtype)
         diff = a.detach().to(dtype) - b.detach().to(dtype)  # (n, D); the mean cancels
         z = torch.linalg.solve_triangular(chol.mT, diff, upper=True, left=False)  # (n, D)
         return torch.linalg.vector_norm(z, dim=1)  # (n,)

@@ -532,3 +532,59 @@ def test_bad_shrinkage_and_whitening_arguments():
         FeatureStats(mean=stats.mean, cov=stats.cov, chol=stats.chol, count=3, shrinkage_method="magic")
     with pytest.raises(ValueError, match="state must be a dict"):
         RunningMoments.from_state_dict({"count": 1})
+
+
+def test_a_dimension_too_large_for_memory_is_named_before_allocating():
+    """D = 2,000,000 features need D x D float64 accumulators (tens of TiB): the first update said nothing and failed
+    in the allocator; now a ValueError names D, the matrices and their size before anything is allocated."""
+    with pytest.raises(ValueError, match=r"RunningMoments.update: D = 2000000 features need 3 x 2000000 x 2000000 "
+                                         r"float64 matrices \(.*\) \(8.94e\+04 GiB\), more than the .* reduce the "
+                                         r"feature dimension"):
+        RunningMoments().update(torch.zeros(2, 2_000_000))
+    with pytest.raises(ValueError, match=r"D = 2000000 features need"):
+        FeatureStats.from_features(torch.zeros(2, 2_000_000))
+
+
+def test_memory_limit_applies_to_every_d_by_d_step(monkeypatch):
+    x = _features(80, 48)
+    moments = RunningMoments().update(x)
+    stats = FeatureStats.from_moments(moments)
+    monkeypatch.setenv("INV_KERNELS_MAX_MATRIX_GIB", "1e-5")  # 10.5 KiB: one 48 x 48 float64 matrix is 18 KiB
+    with pytest.raises(ValueError, match=r"RunningMoments.update: D = 48 features need 3 x 48 x 48 float64 .* "
+                                         r"INV_KERNELS_MAX_MATRIX_GIB=1e-5"):
+        RunningMoments().update(x)
+    moments.update(x)  # the accumulators exist already: no new D x D allocation to check
+    with pytest.raises(ValueError, match=r"FeatureStats.from_moments: D = 48 features need 3 x 48 x 48 float64"):
+        FeatureStats.from_moments(moments)
+    with pytest.raises(ValueError, match=r"FeatureStats.whitening_matrix: D = 48 features need 2 x 48 x 48 float64"):
+        stats.whitening_matrix()
+    monkeypatch.setenv("INV_KERNELS_MAX_MATRIX_GIB", "5e-6")  # 5.2 KiB: a 48 x 48 float32 matrix is 9 KiB
+    with pytest.raises(ValueError, match=r"FeatureStats.whiten: D = 48 features need a 48 x 48 float32 matrix "
+                                         r"\(a copy of the Cholesky factor\)"):
+        stats.whiten(x, dtype=torch.float32)
+    stats.whiten(x)  # float64 on the statistics' device: the factor itself, no copy
+    monkeypatch.setenv("INV_KERNELS_MAX_MATRIX_GIB", "0")
+    with pytest.raises(ValueError, match=r"INV_KERNELS_MAX_MATRIX_GIB must be a number of GiB > 0, got '0'"):
+        RunningMoments().update(x)
+
+
+def test_sparse_meta_and_corrupt_inputs_are_rejected():
+    x = _features(20, 4)
+    with pytest.raises(TypeError, match=r"RunningMoments.update: features must be a dense \(strided\) tensor, got "
+                                        r"layout torch.sparse_coo"):
+        RunningMoments().update(x.to_sparse())
+    with pytest.raises(ValueError, match=r"RunningMoments.update: features is on the meta device, which holds no"):
+        RunningMoments().update(x.to("meta"))
+    stats = FeatureStats.from_features(x)
+    with pytest.raises(TypeError, match=r"FeatureStats.whiten: features must be a dense"):
+        stats.whiten(x.to_sparse())
+    with pytest.raises(ValueError, match=r"FeatureStats.mahalanobis: b is on the meta device"):
+        stats.mahalanobis(x, x.to("meta"))
+    with pytest.raises(TypeError, match=r"FeatureStats: cov must be a dense \(strided\) tensor"):
+        FeatureStats(mean=stats.mean, cov=stats.cov.to_sparse(), chol=stats.chol, count=20)
+    nan_mean = stats.mean.clone()
+    nan_mean[1] = math.nan
+    with pytest.raises(ValueError, match=r"FeatureStats: mean contains NaN or Inf \(1 of 4 elements"):
+        FeatureStats(mean=nan_mean, cov=stats.cov, chol=stats.chol, count=20)
+    with pytest.raises(ValueError, match=r"FeatureStats: chol must be a Cholesky factor with a positive diagonal"):
+        FeatureStats(mean=stats.mean, cov=stats.cov, chol=stats.chol * torch.tensor([1.0, 1, 0, 1]), count=20)
