@@ -1,9 +1,9 @@
 """The on-disk feature cache shared by downstream evaluation (``downstream.features``) and invariance measurement
 (``measure.cache``).
 
-An entry is one file ``<folder>/<name>-<key>.pt``. The key is the first 24 hex digits of the SHA-256 of a config dict
-(JSON, sorted keys) naming everything the stored tensors depend on: the model's id (checkpoint file name and SHA-256
-prefix, or ``random:<arch>:seed<s>``), the image list, the preprocessing, and so on. The file holds that config beside
+An entry is one file ``<folder>/<name>-<key>.pt``. The key is ``inv_kernels.hashing.config_hash`` (24 hex digits) of
+a config dict naming everything the stored tensors depend on: the model's id (checkpoint file name and SHA-256 prefix,
+or ``random:<arch>:seed<s>``), the image list, the preprocessing, and so on. The file holds that config beside
 the tensors, so a hand-renamed file or a hash collision is caught on reading. Features are stored in fp16 (fp32 when a
 value would overflow fp16). Writes are atomic (``inv_kernels.io``): a crash leaves no partial file. A file that cannot
 be read, or that was made for another config, is ignored with a warning; the caller recomputes and overwrites it.
@@ -17,7 +17,6 @@ interrupted are removed (``inv_kernels.io.remove_stale_temporaries``: never one 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import warnings
 from collections.abc import Iterable
@@ -26,9 +25,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from inv_kernels.hashing import config_hash
 from inv_kernels.io import atomic_torch_save, remove_stale_temporaries
 
 FP16_MAX = 65504.0
+KEY_LENGTH = 24  # hex digits: entries of many models and image lists share a folder
 _OPENED: set[Path] = set()  # folders this process has opened for writing
 
 
@@ -40,9 +41,8 @@ def default_cache_dir() -> Path:
 
 
 def config_key(config: dict) -> str:
-    """24 hex digits identifying a JSON-serialisable config (independent of key order)."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    """The entry key of ``config``: ``config_hash(config, length=KEY_LENGTH)``."""
+    return config_hash(config, length=KEY_LENGTH)
 
 
 def digest_lines(lines: Iterable[str]) -> str:

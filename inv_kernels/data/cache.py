@@ -10,7 +10,6 @@ a set) are ever replaced or removed; anything else in the way is an error naming
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from inv_kernels.hashing import config_hash
 from inv_kernels.io import atomic_write_json
 
 CACHE_ENV = "INV_KERNELS_CACHE"
@@ -37,10 +37,9 @@ def cache_root() -> Path:
     return base / "inv_kernels"
 
 
-def config_hash(config: dict) -> str:
-    """A short stable hash (12 hex digits) of a JSON-serialisable config, independent of key order."""
-    text = json.dumps({**config, "format_version": FORMAT_VERSION}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+def set_key(config: dict) -> str:
+    """12 hex digits naming a generated set: ``config_hash`` of its settings and the current ``FORMAT_VERSION``."""
+    return config_hash({**config, "format_version": FORMAT_VERSION}, length=12)
 
 
 def read_manifest(folder: Path) -> dict | None:

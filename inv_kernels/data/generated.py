@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from inv_kernels.data.cache import build_atomically, cache_root, config_hash
+from inv_kernels.data.cache import build_atomically, cache_root, set_key
 from inv_kernels.data.scenes import LATENT_NAMES, check_size
 from inv_kernels.data.shapes import SHAPE_NAMES
 from inv_kernels.data.writers import WRITERS, images_per_set
@@ -104,6 +104,6 @@ def generated_dataset(
     """
     count = _check_args("generated_dataset", kind, size, count, seed)
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
-    name = f"{kind}-{size}px-{config_hash({'kind': kind, 'size': size, 'count': count, 'seed': seed})}"
+    name = f"{kind}-{size}px-{set_key({'kind': kind, 'size': size, 'count': count, 'seed': seed})}"
     return write_dataset(kind, root / "generated" / name, size=size, count=count, seed=seed, progress=progress,
                          device=device)

@@ -16,7 +16,6 @@ seconds the stored output took to compute), which tests and the report read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -25,17 +24,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from inv_kernels.hashing import config_hash
 from inv_kernels.io import atomic_write_json
 
 MANIFEST = "stage.json"
 RESULT = "result.json"
 RECORD = "stages.jsonl"
-
-
-def settings_key(settings: dict) -> str:
-    """16 hex digits identifying a JSON-serialisable settings dict (independent of key order)."""
-    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _read_json(path: Path) -> dict | None:
@@ -75,7 +69,7 @@ class StageCache:
         """The stage's stored result when it is finished for these settings, else None (nothing is changed)."""
         folder = self.folder(name)
         manifest = _read_json(folder / MANIFEST)
-        if manifest and manifest.get("status") == "done" and manifest.get("key") == settings_key(settings):
+        if manifest and manifest.get("status") == "done" and manifest.get("key") == config_hash(settings):
             return _read_json(folder / RESULT)
         return None
 
@@ -91,7 +85,7 @@ class StageCache:
         Returns:
             The result dict.
         """
-        folder, key = self.folder(name), settings_key(settings)
+        folder, key = self.folder(name), config_hash(settings)
         stored = self.cached(name, settings)
         if stored is not None:
             computed = (_read_json(folder / MANIFEST) or {}).get("seconds", 0.0)
