@@ -111,7 +111,7 @@ def load_models(cfg: TransferConfig) -> dict[str, FeatureExtractor]:
     Raises:
         ValueError, FileNotFoundError, IsADirectoryError, RuntimeError: naming the setting or the file.
     """
-    from inv_kernels.train.distributed import resolve_device
+    from inv_kernels.distributed import resolve_device
 
     device = resolve_device(cfg.validate().device)
     return {name: load_extractor(spec, device=device, seed=cfg.seed, trust=cfg.trust_checkpoint)

@@ -15,10 +15,10 @@ import sys
 
 from inv_kernels.augment.folder import describe_records
 from inv_kernels.backend import BACKENDS
+from inv_kernels.distributed import leave_process_group
 from inv_kernels.measure.driver import MeasureConfig
 from inv_kernels.measure.report import markdown_table
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
-from inv_kernels.train.distributed import leave_process_group
 from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, number, report
 
 PROG = "python -m pipelines.measure"

@@ -120,7 +120,7 @@ def print_summary(summary: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from inv_kernels.train.distributed import leave_process_group
+    from inv_kernels.distributed import leave_process_group
     from inv_kernels.train.trainer import Trainer
 
     try:

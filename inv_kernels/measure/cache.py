@@ -28,9 +28,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from inv_kernels.distributed import DistContext, broadcast_object
 from inv_kernels.feature_cache import entry_path, open_cache_folder, read_entry, to_storage, write_entry
-from inv_kernels.measure.sharding import broadcast_object
-from inv_kernels.train.distributed import DistContext
 
 CACHE_VERSION = 1
 FEATURE_KEYS = ("features",)  # entry fields stored in the storage dtype

@@ -21,16 +21,15 @@ from tqdm import tqdm
 
 from inv_kernels.augment.folder import ImageFolderIndex, skipped_among, skipped_record, split_folders
 from inv_kernels.backend import BACKENDS
+from inv_kernels.distributed import DistContext, all_gather_objects, broadcast_object, gather_rows, shard
 from inv_kernels.feature_cache import default_cache_dir, digest_lines, digest_tensors
 from inv_kernels.io import check_output_dir, check_output_file
 from inv_kernels.measure.cache import STORAGE, MeasureCache, auto_storage
 from inv_kernels.measure.features import folder_moments, load_images, path_features, sample_indices
 from inv_kernels.measure.model import load_extractor
 from inv_kernels.measure.report import write_results
-from inv_kernels.measure.sharding import all_gather_objects, broadcast_object, gather_rows, shard
 from inv_kernels.measure.synthetic import family_features, sample_images, score_family
 from inv_kernels.stats import FeatureStats, RunningMoments
-from inv_kernels.train.distributed import DistContext
 from inv_kernels.transforms import APPEARANCE_FAMILIES, FAMILIES, MODES, SPATIAL_FAMILIES, get_family
 
 GENERATED_NUM_IMAGES = 32

@@ -88,7 +88,7 @@ def path_features(extractor, paths, *, out_size: int, resize_size: int, batch_si
         On the main process (features (N', D) float32 CPU, positions (N',) int64: the indices in ``paths`` of the
         usable images, ascending); None on the others.
     """
-    from inv_kernels.measure.sharding import gather_positions, gather_rows, shard
+    from inv_kernels.distributed import gather_positions, gather_rows, shard
 
     block = range(len(paths)) if ctx is None else shard(ctx, len(paths), batch_size)
     feats, kept = [torch.empty(0, extractor.info.feature_dim)], [torch.empty(0, dtype=torch.int64)]
@@ -122,7 +122,7 @@ def folder_moments(extractor, paths, *, out_size: int, resize_size: int, batch_s
     Returns:
         (RunningMoments of D features, (path, reason) of each unusable image, over all processes, in order).
     """
-    from inv_kernels.measure.sharding import all_gather_objects, shard
+    from inv_kernels.distributed import all_gather_objects, shard
 
     block = range(len(paths)) if ctx is None else shard(ctx, len(paths), batch_size)
     mine = [paths[i] for i in block]

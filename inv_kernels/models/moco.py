@@ -19,9 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from inv_kernels.distributed import gather_with_grad, is_distributed
 from inv_kernels.models.backbones import build_backbone
 from inv_kernels.models.split_bn import convert_to_split_batchnorm
-from inv_kernels.ops.contrastive_modules import gather_with_grad, is_distributed
 from inv_kernels.ops.infonce import infonce_loss, ntxent_loss
 
 OBJECTIVES = ("moco", "simclr")

@@ -1,6 +1,6 @@
 """The ops: one file each, holding the torch reference, the Triton kernels, the launchers and the registration."""
 
-from inv_kernels.ops.contrastive_modules import InfoNCELoss, KeyQueue, NTXentLoss, gather_with_grad
+from inv_kernels.ops.contrastive_modules import InfoNCELoss, KeyQueue, NTXentLoss
 from inv_kernels.ops.fused_augment import fused_augment
 from inv_kernels.ops.group_invariance import GroupInvariance, group_invariance, group_invariance_ref
 from inv_kernels.ops.infonce import infonce_loss, infonce_loss_ref, ntxent_loss, ntxent_loss_ref
@@ -20,7 +20,6 @@ __all__ = [
     "KeyQueue",
     "NTXentLoss",
     "fused_augment",
-    "gather_with_grad",
     "group_invariance",
     "group_invariance_ref",
     "infonce_loss",

@@ -1,46 +1,20 @@
-"""nn.Module wrappers of the contrastive losses, MoCo's key queue and the all-gather that keeps gradients.
+"""nn.Module wrappers of the contrastive losses and MoCo's key queue.
 
 ``InfoNCELoss`` and ``NTXentLoss`` hold a loss's settings and call ``infonce_loss`` / ``ntxent_loss``
-(inv_kernels.ops.infonce); ``KeyQueue`` is MoCo's ring buffer of negative keys, written in place;
-``gather_with_grad`` concatenates a tensor from every process with this process's slice still differentiable.
+(inv_kernels.ops.infonce); ``KeyQueue`` is MoCo's ring buffer of negative keys, written in place. Under
+torch.distributed, ``NTXentLoss(gather=True)`` gathers the embeddings with ``inv_kernels.distributed.gather_with_grad``.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from inv_kernels._validate import check_finite, check_positive, check_tensor
+from inv_kernels.distributed import gather_with_grad
 from inv_kernels.ops.infonce import OP_INFONCE, OP_NTXENT, _check_reduction, infonce_loss, ntxent_loss
-
-
-def is_distributed() -> bool:
-    """True under an initialised torch.distributed process group of more than one process."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def gather_with_grad(x: Tensor) -> Tensor:
-    """All-gather of ``x`` (B, ...) across processes, in rank order: (world * B, ...). Every process must pass the
-    same shape. The local slice keeps its autograd history (the others are constants on this process), so a loss
-    computed from the gathered tensor sends gradients to this process's inputs. Identity when torch.distributed is
-    not initialised or has one process.
-
-    Args:
-        x: (B, ...) tensor.
-
-    Returns:
-        (world * B, ...) tensor.
-    """
-    if not is_distributed():
-        return x
-    flat = x.detach().contiguous()  # NCCL gathers flat buffers: input and outputs in one (standard) layout
-    parts = [torch.empty_like(flat, memory_format=torch.contiguous_format) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, flat)
-    parts[dist.get_rank()] = x
-    return torch.cat(parts, dim=0)
 
 
 class _ContrastiveLoss(nn.Module):
@@ -167,4 +141,4 @@ class KeyQueue(nn.Module):
         self.ptr.fill_((ptr + b) % size)
 
 
-__all__ = ["InfoNCELoss", "KeyQueue", "NTXentLoss", "gather_with_grad", "is_distributed"]
+__all__ = ["InfoNCELoss", "KeyQueue", "NTXentLoss"]

@@ -106,10 +106,10 @@ def run_latents(cache: StageCache, cfg: StudyConfig, inputs: StudyInputs, model:
                 "trainval": cfg.latent_trainval, "folds": cfg.folds, "seed": seed}  # fmt: skip
 
     def compute(folder: Path) -> dict:
+        from inv_kernels.distributed import resolve_device
         from inv_kernels.downstream import generated_latents_task, task_features
         from inv_kernels.measure.model import load_extractor
         from inv_kernels.probes import fit_kernel_ridge_cv
-        from inv_kernels.train.distributed import resolve_device
 
         task = generated_latents_task(inputs.latents_root, target="all", mode=cfg.mode,
                                       max_trainval=cfg.latent_trainval, out_size=cfg.size, resize_size=cfg.size)  # fmt: skip

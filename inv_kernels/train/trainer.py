@@ -39,6 +39,7 @@ from inv_kernels.augment.folder import (
     skipped_record,
     split_folders,
 )
+from inv_kernels.distributed import DistContext
 from inv_kernels.io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -56,7 +57,6 @@ from inv_kernels.models.checkpoint import (
 )
 from inv_kernels.models.moco import MoCo
 from inv_kernels.train.config import RESUME_MAY_CHANGE, PretrainConfig, resume_differences
-from inv_kernels.train.distributed import DistContext
 from inv_kernels.train.knn import knn_monitor
 from inv_kernels.train.sampler import ResumableBatchSampler
 

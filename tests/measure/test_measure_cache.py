@@ -109,7 +109,7 @@ def test_the_cache_folder_is_made_private_and_stale_temporaries_removed_at_start
 
     from inv_kernels.io import STALE_AFTER_S
     from inv_kernels.measure.cache import MeasureCache
-    from inv_kernels.train.distributed import DistContext
+    from inv_kernels.distributed import DistContext
 
     ctx = DistContext(0, 1, 0, torch.device("cpu"))
     folder = tmp_path / "cache" / "features"

@@ -9,11 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from inv_kernels.data import write_dataset
-from inv_kernels.measure.sharding import shard
-from inv_kernels.train.distributed import DistContext
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -81,10 +78,3 @@ def test_a_cache_written_by_two_processes_is_read_by_one(args, tmp_path):
     assert one["feature_cache"]["read"] == ENTRIES and one["feature_cache"]["written"] == []
     assert _numbers(one) == _numbers(two)
 
-
-@pytest.mark.parametrize("count", [0, 1, 5, 7, 64])
-@pytest.mark.parametrize("world", [1, 2, 3])
-def test_shards_cover_the_items_in_order(count, world):
-    blocks = [shard(DistContext(rank, world, rank, torch.device("cpu")), count) for rank in range(world)]
-    assert [i for block in blocks for i in block] == list(range(count))
-    assert max(map(len, blocks)) - min(map(len, blocks)) <= 1

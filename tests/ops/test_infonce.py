@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
-from inv_kernels.ops.contrastive_modules import InfoNCELoss, KeyQueue, NTXentLoss, gather_with_grad
+from inv_kernels.distributed import gather_with_grad
+from inv_kernels.ops.contrastive_modules import InfoNCELoss, KeyQueue, NTXentLoss
 from inv_kernels.ops.infonce import (
     INFONCE_BWD_OPS,
     INFONCE_FWD_OPS,
@@ -635,7 +636,8 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent(
 
     def worker(rank, world, init_file, out_dir):
         dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-        from inv_kernels.ops.contrastive_modules import NTXentLoss, gather_with_grad
+        from inv_kernels.distributed import gather_with_grad
+        from inv_kernels.ops.contrastive_modules import NTXentLoss
         from inv_kernels.ops.infonce import infonce_loss
         gen = torch.Generator().manual_seed(1234)
         z1 = torch.randn(world * 5, 12, generator=gen, dtype=torch.float64)
