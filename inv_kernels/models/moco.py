@@ -1,8 +1,10 @@
-"""MoCo v2 (He et al. 2020, Chen et al. 2020) as PAPER.md section 2.1 describes it, with a SimCLR objective as an option.
+"""MoCo v2 (He et al. 2020, Chen et al. 2020) as docs/METHOD.md section 2.1 describes it, with a SimCLR objective as an
+option.
 
 The layout follows facebookresearch/moco so checkpoints load in the official code and in the paper's reference code:
-``encoder_q`` / ``encoder_k`` are backbones whose ``fc`` is the projection head, ``queue`` is (dim, K), ``queue_ptr``
-is a one-element long tensor.
+``encoder_q`` / ``encoder_k`` are backbones whose ``fc`` is the projection head, and the state dict holds ``queue``
+(dim, K) and ``queue_ptr``, a one-element long tensor. The queue itself is a ``KeyQueue`` (rows are keys, (K, dim));
+the model's state-dict hooks write and read it under the official names and in the official layout.
 
 Batch norm in the key encoder must not see the same batch composition as the query encoder, or the model can cheat
 through the batch statistics. Under torch.distributed the keys' batch is shuffled across processes (shuffle BN, as
@@ -22,6 +24,7 @@ from torch import Tensor
 from inv_kernels.distributed import gather_with_grad, is_distributed
 from inv_kernels.models.backbones import build_backbone
 from inv_kernels.models.split_bn import convert_to_split_batchnorm
+from inv_kernels.ops.contrastive_modules import KeyQueue
 from inv_kernels.ops.infonce import infonce_loss, ntxent_loss
 
 OBJECTIVES = ("moco", "simclr")
@@ -42,6 +45,28 @@ def projection_head(feature_dim: int, dim: int, mlp: bool) -> nn.Module:
 
 
 class MoCo(nn.Module):
+    """MoCo v2: a query encoder, a momentum-updated key encoder and a queue of negative keys.
+
+    Momentum Contrast, He et al. 2020 (https://arxiv.org/abs/1911.05722), with the v2 changes of Chen et al. 2020
+    (https://arxiv.org/abs/2003.04297): an MLP projection head and a temperature of 0.2; docs/METHOD.md section 2.1 has
+    the pretraining recipe.
+
+    Args:
+        arch: backbone name (``inv_kernels.models.backbones``: resnet18, resnet50, resnet50w3, ... or timm:<name>).
+        cifar_stem: a 3x3 stride-1 stem without max-pooling (ResNets), for small images.
+        dim: feature dimension of the projection (default: 128).
+        queue_size: K, the queue's length, the number of negative keys (default: 65536).
+        momentum: m of the key encoder's update, theta_k <- m theta_k + (1 - m) theta_q (default: 0.999).
+        temperature: T of the softmax over the logits (default: 0.2, MoCo v2's; MoCo v1 used 0.07).
+        mlp: a Linear-ReLU-Linear projection head (MoCo v2) instead of one Linear (default: True).
+        bn_splits: on one process, every BatchNorm computes its statistics over this many sub-batches (split-batch
+            BN, in place of shuffle BN); 1 under torch.distributed.
+        objective: "moco" (InfoNCE against the queue) or "simclr" (NT-Xent within the batch, no key encoder use).
+
+    Raises:
+        ValueError: an unknown objective, temperature <= 0, queue_size < 1, an unknown architecture.
+    """
+
     def __init__(
         self,
         arch: str = "resnet50",
@@ -73,8 +98,9 @@ class MoCo(nn.Module):
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for param in self.encoder_k.parameters():
             param.requires_grad = False
-        self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))  # (dim, K)
-        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.key_queue = KeyQueue(queue_size, dim)  # (K, dim), drawn last as in the official code
+        self.register_state_dict_post_hook(_save_official_queue)
+        self.register_load_state_dict_pre_hook(_load_official_queue)
 
     @torch.no_grad()
     def _momentum_update(self) -> None:
@@ -82,32 +108,20 @@ class MoCo(nn.Module):
             param_k.mul_(self.momentum).add_(param_q.detach(), alpha=1.0 - self.momentum)
 
     @torch.no_grad()
-    def _enqueue(self, keys: Tensor) -> None:
-        """Writes keys (B, dim) into the ring buffer in place, wrapping around its end."""
-        keys = gather_with_grad(keys)
-        size = self.queue.shape[1]
-        keys = keys[-size:]  # a batch larger than the queue keeps its newest keys
-        ptr = int(self.queue_ptr)
-        first = min(keys.shape[0], size - ptr)
-        self.queue[:, ptr : ptr + first] = keys[:first].t()
-        self.queue[:, : keys.shape[0] - first] = keys[first:].t()
-        self.queue_ptr[0] = (ptr + keys.shape[0]) % size
-
-    @torch.no_grad()
     def _keys(self, im_k: Tensor) -> Tensor:
         """Key embeddings (B, dim) of im_k (B, 3, H, W) through the momentum encoder with a shuffled batch."""
         if is_distributed():
             everything = gather_with_grad(im_k)  # (world * B, 3, H, W)
-            order = torch.randperm(everything.shape[0], device=im_k.device)
+            order = torch.randperm(everything.shape[0], device=im_k.device)  # (world * B,)
             dist.broadcast(order, src=0)
             rank, b = dist.get_rank(), im_k.shape[0]
-            mine = order.view(dist.get_world_size(), b)[rank]
-            k = F.normalize(self.encoder_k(everything[mine]), dim=1)
-            restore = torch.argsort(order)
-            return gather_with_grad(k)[restore].view(dist.get_world_size(), b, -1)[rank]
-        order = torch.randperm(im_k.shape[0], device=im_k.device)
+            mine = order.view(dist.get_world_size(), b)[rank]  # (B,) rows of the shuffled global batch
+            k = F.normalize(self.encoder_k(everything[mine]), dim=1)  # (B, dim), shuffled
+            restore = torch.argsort(order)  # (world * B,)
+            return gather_with_grad(k)[restore].view(dist.get_world_size(), b, -1)[rank]  # (B, dim)
+        order = torch.randperm(im_k.shape[0], device=im_k.device)  # (B,)
         k = F.normalize(self.encoder_k(im_k[order]), dim=1)  # (B, dim), shuffled
-        return k[torch.argsort(order)]
+        return k[torch.argsort(order)]  # (B, dim)
 
     def forward(self, im_q: Tensor, im_k: Tensor) -> ContrastiveOutput:
         """One contrastive step's loss.
@@ -119,23 +133,24 @@ class MoCo(nn.Module):
         Returns:
             ContrastiveOutput(loss, accuracy, q). For MoCo the queue is updated with this batch's keys.
         """
-        q = F.normalize(self.encoder_q(im_q), dim=1)  # (B, dim)
+        q = F.normalize(self.encoder_q(im_q), dim=1)  # queries: (B, dim)
         if self.objective == "simclr":
-            z2 = F.normalize(self.encoder_q(im_k), dim=1)  # (B, dim)
+            z2 = F.normalize(self.encoder_q(im_k), dim=1)  # second views through the same encoder: (B, dim)
             if is_distributed():
-                q_all = torch.cat(dist.nn.functional.all_gather(q))
-                z2_all = torch.cat(dist.nn.functional.all_gather(z2))
+                q_all = torch.cat(dist.nn.functional.all_gather(q))  # (world * B, dim)
+                z2_all = torch.cat(dist.nn.functional.all_gather(z2))  # (world * B, dim)
                 loss, accuracy = ntxent_loss(q_all, z2_all, self.temperature, return_accuracy=True)
             else:
                 loss, accuracy = ntxent_loss(q, z2, self.temperature, return_accuracy=True)
             return ContrastiveOutput(loss, accuracy, q)
         with torch.no_grad():
             self._momentum_update()
-            k = self._keys(im_k)  # (B, dim)
+            k = self._keys(im_k)  # keys: (B, dim)
         # A copy: the loss's backward needs the queue as it was before this batch's keys are written into it. The fused
-        # loss (inv_kernels.ops.infonce) never materialises the (B, K) logits.
-        loss, accuracy = infonce_loss(q, k, self.queue.t().clone(), self.temperature, return_accuracy=True)
-        self._enqueue(k)
+        # loss (inv_kernels.ops.infonce) never materialises the (B, 1 + K) logits.
+        negatives = self.key_queue.tensor.clone()  # (K, dim)
+        loss, accuracy = infonce_loss(q, k, negatives, self.temperature, return_accuracy=True)  # 0-dim, 0-dim
+        self.key_queue.enqueue(gather_with_grad(k))  # every process's keys: (world * B, dim)
         return ContrastiveOutput(loss, accuracy, q)
 
     def backbone(self) -> nn.Module:
@@ -143,3 +158,31 @@ class MoCo(nn.Module):
         encoder = copy.deepcopy(self.encoder_q)
         encoder.fc = nn.Identity()
         return encoder
+
+
+# The official layout of the queue in a state dict, with the KeyQueue's entries' names on the right.
+_OFFICIAL_NAMES = {"queue": "key_queue.queue", "queue_ptr": "key_queue.ptr"}
+
+
+def _save_official_queue(model: MoCo, state: dict, prefix: str, local_metadata: dict) -> None:
+    """state_dict post-hook: the key queue as the official code saves its queue, first of the model's entries:
+    ``queue`` (dim, K) contiguous and ``queue_ptr`` (1,) long."""
+    queue = state.pop(prefix + _OFFICIAL_NAMES["queue"]).t().contiguous()  # (K, dim) -> (dim, K)
+    ptr = state.pop(prefix + _OFFICIAL_NAMES["queue_ptr"])  # (1,)
+    rest = {key: state.pop(key) for key in [key for key in state if key.startswith(prefix)]}
+    state.update({prefix + "queue": queue, prefix + "queue_ptr": ptr, **rest})
+
+
+def _load_official_queue(model: MoCo, state: dict, prefix: str, local_metadata: dict, strict: bool,
+                         missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:  # fmt: skip
+    """load_state_dict pre-hook: ``queue`` (dim, K) and ``queue_ptr`` of the official layout into the key queue."""
+    if prefix + "queue" in state:
+        queue = state.pop(prefix + "queue")  # (dim, K)
+        expected = tuple(model.key_queue.tensor.t().shape)
+        if tuple(queue.shape) != expected:
+            error_msgs.append(f"size mismatch for {prefix}queue: copying a param with shape {queue.shape} from "
+                              f"checkpoint, the shape in current model is {torch.Size(expected)} (dim, K)")  # fmt: skip
+            queue = model.key_queue.tensor.t()  # left as it is
+        state[prefix + _OFFICIAL_NAMES["queue"]] = queue.t()  # (K, dim)
+    if prefix + "queue_ptr" in state:
+        state[prefix + _OFFICIAL_NAMES["queue_ptr"]] = state.pop(prefix + "queue_ptr")

@@ -91,7 +91,8 @@ class KeyQueue(nn.Module):
     """MoCo's queue of negative keys as a ring buffer (K, D), written in place: ``enqueue`` never reallocates.
 
     Buffers (saved in state_dict): ``queue`` (K, D) and ``ptr`` (1,) long, the next row to overwrite. Rows start
-    as random unit vectors (as MoCo). Under torch.distributed, gather the keys first (``gather_with_grad(k)``).
+    as random unit vectors, drawn as the official MoCo code draws its (D, K) queue, so a seeded MoCo model starts
+    from the same negatives. Under torch.distributed, gather the keys first (``gather_with_grad(k)``).
 
     Args:
         size: K >= 1.
@@ -105,7 +106,8 @@ class KeyQueue(nn.Module):
             raise ValueError(f"KeyQueue: size must be an integer >= 1, got {size!r}")
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"KeyQueue: dim must be an integer >= 1, got {dim!r}")
-        self.register_buffer("queue", F.normalize(torch.randn(size, dim, device=device), dim=1).to(dtype))  # (K, D)
+        drawn = F.normalize(torch.randn(dim, size, device=device), dim=0)  # (D, K)
+        self.register_buffer("queue", drawn.t().contiguous().to(dtype))  # (K, D)
         self.register_buffer("ptr", torch.zeros(1, dtype=torch.long, device=device))
 
     @property

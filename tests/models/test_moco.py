@@ -9,6 +9,7 @@ from inv_kernels.models.backbones import build_backbone
 from inv_kernels.models.checkpoint import export_backbone, load_backbone, moco_state_dict, save_pretraining_checkpoint
 from inv_kernels.models.moco import MoCo
 from inv_kernels.models.split_bn import SplitBatchNorm2d, convert_to_split_batchnorm
+from inv_kernels.ops.contrastive_modules import KeyQueue
 from inv_kernels.ops.infonce import infonce_loss_ref, ntxent_loss_ref
 
 
@@ -16,18 +17,57 @@ def _tiny_moco(**kwargs) -> MoCo:
     return MoCo("resnet18", cifar_stem=True, dim=16, queue_size=kwargs.pop("queue_size", 10), **kwargs)
 
 
-def test_queue_is_a_ring_buffer_written_in_place():
+def test_queue_is_a_key_queue_written_in_place_by_forward():
     model = _tiny_moco(queue_size=10)
-    storage = model.queue.data_ptr()
-    keys = F.normalize(torch.randn(7, 16), dim=1)
-    model._enqueue(keys)
-    assert int(model.queue_ptr) == 7 and torch.equal(model.queue[:, :7], keys.t())
-    more = F.normalize(torch.randn(6, 16), dim=1)
-    model._enqueue(more)  # wraps: 3 at the end, 3 at the start
-    assert int(model.queue_ptr) == 3
-    assert torch.equal(model.queue[:, 7:], more[:3].t()) and torch.equal(model.queue[:, :3], more[3:].t())
-    assert torch.equal(model.queue[:, 3:7], keys[3:].t())
-    assert model.queue.data_ptr() == storage
+    assert isinstance(model.key_queue, KeyQueue) and len(model.key_queue) == 10
+    before = model.key_queue.tensor.clone()  # (K, dim)
+    storage = model.key_queue.tensor.data_ptr()
+    for step in range(3):  # 4 keys a step: the third batch wraps around the end
+        model(torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16))
+    assert int(model.key_queue.ptr) == 2 and model.key_queue.tensor.data_ptr() == storage
+    written = torch.cat([model.key_queue.tensor[:2], model.key_queue.tensor[2:10]])
+    assert not torch.isclose(written, before).all(dim=1).any()  # every row rewritten by keys
+    assert torch.allclose(written.norm(dim=1), torch.ones(10), atol=1e-5)  # normalised keys
+
+
+def test_queue_starts_as_the_official_codes_draw():
+    """MoCo draws its queue as the official code, randn(dim, K) normalised over dim 0, so a seeded model starts
+    with the same negatives (and leaves the generator in the same state) as before the queue was a KeyQueue."""
+    torch.manual_seed(5)
+    queue = KeyQueue(12, 16)
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    expected = F.normalize(torch.randn(16, 12), dim=0)  # (dim, K)
+    assert torch.equal(queue.tensor, expected.t()) and torch.equal(torch.rand(3), after)
+
+
+def test_state_dict_keeps_the_official_queue_layout():
+    model = _tiny_moco(queue_size=10)
+    model(torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16))
+    state = model.state_dict()
+    assert not [key for key in state if key.startswith("key_queue")]
+    queue, ptr = state["queue"], state["queue_ptr"]
+    assert queue.shape == (16, 10) and queue.dtype == torch.float32 and queue.is_contiguous()  # (dim, K)
+    assert ptr.shape == (1,) and ptr.dtype == torch.long and int(ptr) == 4
+    assert torch.equal(queue, model.key_queue.tensor.t())
+    assert list(state)[:2] == ["queue", "queue_ptr"]  # first, as the official model's own buffers
+    assert len(state) == len(dict(model.named_buffers())) + len(dict(model.named_parameters()))
+
+
+def test_official_layout_loads_into_the_key_queue():
+    official = {key: value.clone() for key, value in _tiny_moco(queue_size=10).state_dict().items()}
+    official["queue"] = F.normalize(torch.randn(16, 10), dim=0)  # (dim, K)
+    official["queue_ptr"] = torch.tensor([7])
+    model = _tiny_moco(queue_size=10)
+    model.load_state_dict(official)  # strict
+    assert torch.equal(model.key_queue.tensor, official["queue"].t()) and int(model.key_queue.ptr) == 7
+    again = _tiny_moco(queue_size=10)
+    again.load_state_dict(model.state_dict())
+    assert torch.equal(again.key_queue.tensor, model.key_queue.tensor) and int(again.key_queue.ptr) == 7
+    assert model.load_state_dict({"queue": official["queue"]}, strict=False).missing_keys  # the rest is missing
+    official["queue"] = torch.randn(16, 32)
+    with pytest.raises(RuntimeError, match=r"queue: .*shape torch.Size\(\[16, 32\]\).*torch.Size\(\[16, 10\]\)"):
+        model.load_state_dict(official)
 
 
 def test_momentum_update_and_key_encoder_frozen():
@@ -50,7 +90,7 @@ def test_forward_gives_loss_gradients_only_to_the_query_encoder():
     assert out.loss.ndim == 0 and torch.isfinite(out.loss) and 0.0 <= float(out.accuracy) <= 1.0
     assert all(p.grad is not None for p in model.encoder_q.parameters())
     assert all(p.grad is None for p in model.encoder_k.parameters())
-    assert int(model.queue_ptr) == 4
+    assert int(model.key_queue.ptr) == 4
 
 
 def test_infonce_reference_matches_float64_formula():
