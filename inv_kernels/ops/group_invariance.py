@@ -25,7 +25,6 @@ These are measurements: no backward is registered, and the outputs carry no grad
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +42,8 @@ from inv_kernels._validate import (
     max_abs_for_squares,
 )
 from inv_kernels.backend import resolve_backend
-from inv_kernels.ops.invariance_scores import EPS, accumulation_dtype, resolve_whitening, scoring_dtype
+from inv_kernels.ops._library import accumulation_dtype, device_guard, register_backends
+from inv_kernels.ops.invariance_scores import EPS, resolve_whitening, scoring_dtype
 
 OP = "group_invariance"
 INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
@@ -303,7 +303,7 @@ def _groups_fwd_triton(z: Tensor, offsets: Tensor, eps: float) -> Tensor:
         block_a, block_d, warps = 16, (16 if z.dtype == torch.float64 else 32), 4
     else:  # the interpreter: few, large steps
         block_a, block_d, warps = 16, min(128, triton.next_power_of_2(d)), 4
-    with torch.cuda.device(z.device) if z.is_cuda else nullcontext():
+    with device_guard(z):
         _group_invariance_fwd_kernel[(out.shape[0],)](
             z, offsets, out, d, eps, BLOCK_A=block_a, BLOCK_D=block_d, num_warps=warps
         )
@@ -313,19 +313,13 @@ def _groups_fwd_triton(z: Tensor, offsets: Tensor, eps: float) -> Tensor:
 _FWD_SCHEMA = "(Tensor z, Tensor offsets, float eps) -> Tensor"
 
 
-def _register(backend: str, launch, device_types: str | None):
-    op = torch.library.custom_op(
-        f"inv_kernels::{OP}_fwd_{backend}", launch, mutates_args=(), device_types=device_types, schema=_FWD_SCHEMA
-    )
-    op.register_fake(lambda z, offsets, eps: _new_sums(z, offsets))
-    return op
-
-
-FWD_OPS = {
-    "cpu": _register("cpu", _groups_fwd_cpu, "cpu"),
-    "cuda": _register("cuda", _groups_fwd_cuda, "cuda"),
-    "triton": _register("triton", _groups_fwd_triton, None),  # CPU tensors in the interpreter
-}
+FWD_OPS, _ = register_backends(
+    OP,
+    {"cpu": (_groups_fwd_cpu,), "cuda": (_groups_fwd_cuda,), "triton": (_groups_fwd_triton,)},
+    fwd=lambda launch, z, offsets, eps: launch(z, offsets, eps),
+    fwd_schema=_FWD_SCHEMA,
+    fwd_fake=lambda z, offsets, eps: _new_sums(z, offsets),
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------

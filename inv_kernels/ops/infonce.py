@@ -44,7 +44,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +62,7 @@ from inv_kernels._validate import (
     max_abs_for_squares,
 )
 from inv_kernels.backend import ENV_VAR, resolve_backend
+from inv_kernels.ops._library import accumulation_dtype, device_guard, register_backends
 
 OP_INFONCE = "infonce_loss"
 OP_NTXENT = "ntxent_loss"
@@ -125,14 +125,10 @@ def ntxent_loss_ref(z1: Tensor, z2: Tensor, temperature: float, *, reduction: st
     return loss, accuracy
 
 
-def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _infonce_rows_ref(q: Tensor, k: Tensor, queue: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
     """Per-row reference with the kernels' conventions: (loss (N,), correct (N,)) in the accumulation dtype,
     float64 kept for float64 inputs, ties counted as correct. queue: (K, D), K may be 0."""
-    acc = _accumulation_dtype(q.dtype)
+    acc = accumulation_dtype(q.dtype)
     positives = (q * k).sum(dim=1, keepdim=True)  # (N, 1)
     negatives = q @ queue.detach().to(q.dtype).t()  # (N, K)
     logits = (torch.cat([positives, negatives], dim=1) / temperature).to(acc)  # (N, 1 + K)
@@ -145,7 +141,7 @@ def _infonce_rows_ref(q: Tensor, k: Tensor, queue: Tensor, temperature: float) -
 def _ntxent_rows_ref(z1: Tensor, z2: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
     """Per-row NT-Xent reference: (loss (2N,), correct (2N,)) as _infonce_rows_ref."""
     n = z1.shape[0]
-    acc = _accumulation_dtype(z1.dtype)
+    acc = accumulation_dtype(z1.dtype)
     z = torch.cat([z1, z2], dim=0)  # (2N, D)
     logits = ((z @ z.t()) / temperature).to(acc)  # (2N, 2N)
     logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
@@ -400,7 +396,7 @@ def _fwd_triton(x, k, c, kk: int, half: int, sym: bool, loss, lse, correct, inv_
     pos = torch.empty(m, dtype=acc, device=x.device)  # (M,)
     part_m = torch.empty(splits, m, dtype=acc, device=x.device)  # (S, M)
     part_l = torch.empty(splits, m, dtype=acc, device=x.device)  # (S, M)
-    with _device_guard(x):
+    with device_guard(x):
         grid = (triton.cdiv(m, cfg["BLOCK_M"]), splits)
         _infonce_fwd_kernel[grid](
             x, k, c, pos, part_m, part_l, m, kk, d, half, split_len, LOG2E * inv_t, SYM=sym, **cfg
@@ -414,7 +410,7 @@ def _bwd_triton(grad, x, k, c, kk: int, half: int, sym: bool, lse, gx, gk, inv_t
     m, d = x.shape
     cfg, splits, split_len = _triton_config(m, kk, d, x.dtype, x.device)
     out = gx if splits == 1 else torch.empty(splits, m, d, dtype=lse.dtype, device=x.device)  # (S, M, D) partials
-    with _device_guard(x):
+    with device_guard(x):
         grid = (triton.cdiv(m, cfg["BLOCK_M"]), splits)
         _infonce_bwd_kernel[grid](
             grad, x, k, c, lse, out, gk, m, kk, d, half, split_len, LOG2E * inv_t, inv_t, SYM=sym, **cfg
@@ -492,10 +488,6 @@ def _ntxent_bwd_cuda(grad, z, lse, gz, inv_t: float) -> None:
     )  # fmt: skip
 
 
-def _device_guard(t: Tensor):
-    return torch.cuda.device(t.device) if t.is_cuda else nullcontext()
-
-
 def _infonce_fwd_triton(q, k, queue, loss, lse, correct, inv_t: float) -> None:
     kk = queue.shape[0]
     _fwd_triton(q, k, queue if kk else q, kk, 0, False, loss, lse, correct, inv_t)
@@ -529,107 +521,105 @@ _NTXENT_BWD_SCHEMA = "(Tensor grad, Tensor z, Tensor lse, float temperature) -> 
 
 def _new_rows(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, lse, correct), each (M,) in the accumulation dtype."""
-    acc = _accumulation_dtype(x.dtype)
+    acc = accumulation_dtype(x.dtype)
     return tuple(x.new_empty((x.shape[0],), dtype=acc) for _ in range(3))  # type: ignore[return-value]
 
 
-def _register_infonce(backend: str, fwd_launch: Callable, bwd_launch: Callable, device_types: str | None):
-    def fwd(q: Tensor, k: Tensor, queue: Tensor, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
-        loss, lse, correct = _new_rows(q)
-        fwd_launch(q, k, queue, loss, lse, correct, 1.0 / temperature)
-        return loss, lse, correct
-
-    def bwd(grad, q, k, queue, lse, temperature: float) -> tuple[Tensor, Tensor]:
-        gq = torch.empty(q.shape, dtype=q.dtype, device=q.device)  # (N, D)
-        gk = torch.empty(k.shape, dtype=k.dtype, device=k.device)  # (N, D)
-        bwd_launch(grad, q, k, queue, lse, gq, gk, 1.0 / temperature)
-        return gq, gk
-
-    fwd_op = torch.library.custom_op(
-        f"inv_kernels::infonce_fwd_{backend}", fwd, mutates_args=(), device_types=device_types,
-        schema=_INFONCE_FWD_SCHEMA,
-    )  # fmt: skip
-    bwd_op = torch.library.custom_op(
-        f"inv_kernels::infonce_bwd_{backend}", bwd, mutates_args=(), device_types=device_types,
-        schema=_INFONCE_BWD_SCHEMA,
-    )  # fmt: skip
-    fwd_op.register_fake(lambda q, k, queue, temperature: _new_rows(q))
-    bwd_op.register_fake(lambda grad, q, k, queue, lse, temperature: (torch.empty_like(q), torch.empty_like(k)))
-
-    def setup_context(ctx, inputs, output) -> None:
-        q, k, queue, temperature = inputs
-        _, lse, correct = output
-        ctx.mark_non_differentiable(lse, correct)
-        ctx.save_for_backward(q, k, queue, lse)
-        ctx.temperature = temperature
-
-    def backward(ctx, grad_loss, _grad_lse, _grad_correct):
-        q, k, queue, lse = ctx.saved_tensors
-        if grad_loss is None:
-            return None, None, None, None
-        grad = grad_loss.to(lse.dtype).contiguous()  # (N,); an expanded scalar from mean() becomes a vector
-        gq, gk = bwd_op(grad, q, k, queue, lse, ctx.temperature)
-        return (gq if ctx.needs_input_grad[0] else None), (gk if ctx.needs_input_grad[1] else None), None, None
-
-    fwd_op.register_autograd(backward, setup_context=setup_context)
-    return fwd_op, bwd_op
+def _infonce_fwd(launch: Callable, q: Tensor, k: Tensor, queue: Tensor, temperature: float):
+    loss, lse, correct = _new_rows(q)
+    launch(q, k, queue, loss, lse, correct, 1.0 / temperature)
+    return loss, lse, correct
 
 
-def _register_ntxent(backend: str, fwd_launch: Callable, bwd_launch: Callable, device_types: str | None):
-    def fwd(z: Tensor, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
-        loss, lse, correct = _new_rows(z)
-        fwd_launch(z, loss, lse, correct, 1.0 / temperature)
-        return loss, lse, correct
-
-    def bwd(grad: Tensor, z: Tensor, lse: Tensor, temperature: float) -> Tensor:
-        gz = torch.empty(z.shape, dtype=z.dtype, device=z.device)  # (2N, D)
-        bwd_launch(grad, z, lse, gz, 1.0 / temperature)
-        return gz
-
-    fwd_op = torch.library.custom_op(
-        f"inv_kernels::ntxent_fwd_{backend}", fwd, mutates_args=(), device_types=device_types,
-        schema=_NTXENT_FWD_SCHEMA,
-    )  # fmt: skip
-    bwd_op = torch.library.custom_op(
-        f"inv_kernels::ntxent_bwd_{backend}", bwd, mutates_args=(), device_types=device_types,
-        schema=_NTXENT_BWD_SCHEMA,
-    )  # fmt: skip
-    fwd_op.register_fake(lambda z, temperature: _new_rows(z))
-    bwd_op.register_fake(lambda grad, z, lse, temperature: torch.empty_like(z))
-
-    def setup_context(ctx, inputs, output) -> None:
-        z, temperature = inputs
-        _, lse, correct = output
-        ctx.mark_non_differentiable(lse, correct)
-        ctx.save_for_backward(z, lse)
-        ctx.temperature = temperature
-
-    def backward(ctx, grad_loss, _grad_lse, _grad_correct):
-        z, lse = ctx.saved_tensors
-        if grad_loss is None:
-            return None, None
-        grad = grad_loss.to(lse.dtype).contiguous()  # (2N,)
-        return bwd_op(grad, z, lse, ctx.temperature), None
-
-    fwd_op.register_autograd(backward, setup_context=setup_context)
-    return fwd_op, bwd_op
+def _new_infonce_grads(q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+    gq = torch.empty(q.shape, dtype=q.dtype, device=q.device)  # (N, D)
+    gk = torch.empty(k.shape, dtype=k.dtype, device=k.device)  # (N, D)
+    return gq, gk
 
 
-INFONCE_FWD_OPS: dict = {}
-INFONCE_BWD_OPS: dict = {}
-NTXENT_FWD_OPS: dict = {}
-NTXENT_BWD_OPS: dict = {}
-for _backend, _launchers, _devices in (
-    ("cpu", (_infonce_fwd_cpu, _infonce_bwd_cpu, _ntxent_fwd_cpu, _ntxent_bwd_cpu), "cpu"),
-    ("cuda", (_infonce_fwd_cuda, _infonce_bwd_cuda, _ntxent_fwd_cuda, _ntxent_bwd_cuda), "cuda"),
-    ("triton", (_infonce_fwd_triton, _infonce_bwd_triton, _ntxent_fwd_triton, _ntxent_bwd_triton), None),
-):
-    INFONCE_FWD_OPS[_backend], INFONCE_BWD_OPS[_backend] = _register_infonce(
-        _backend, _launchers[0], _launchers[1], _devices
-    )
-    NTXENT_FWD_OPS[_backend], NTXENT_BWD_OPS[_backend] = _register_ntxent(
-        _backend, _launchers[2], _launchers[3], _devices
-    )
+def _infonce_bwd(launch: Callable, grad, q, k, queue, lse, temperature: float) -> tuple[Tensor, Tensor]:
+    gq, gk = _new_infonce_grads(q, k)
+    launch(grad, q, k, queue, lse, gq, gk, 1.0 / temperature)
+    return gq, gk
+
+
+def _infonce_setup_context(ctx, inputs, output) -> None:
+    q, k, queue, temperature = inputs
+    _, lse, correct = output
+    ctx.mark_non_differentiable(lse, correct)
+    ctx.save_for_backward(q, k, queue, lse)
+    ctx.temperature = temperature
+
+
+def _infonce_backward(bwd_op, ctx, grad_loss, _grad_lse, _grad_correct):
+    q, k, queue, lse = ctx.saved_tensors
+    if grad_loss is None:
+        return None, None, None, None
+    grad = grad_loss.to(lse.dtype).contiguous()  # (N,); an expanded scalar from mean() becomes a vector
+    gq, gk = bwd_op(grad, q, k, queue, lse, ctx.temperature)
+    return (gq if ctx.needs_input_grad[0] else None), (gk if ctx.needs_input_grad[1] else None), None, None
+
+
+def _ntxent_fwd(launch: Callable, z: Tensor, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
+    loss, lse, correct = _new_rows(z)
+    launch(z, loss, lse, correct, 1.0 / temperature)
+    return loss, lse, correct
+
+
+def _ntxent_bwd(launch: Callable, grad: Tensor, z: Tensor, lse: Tensor, temperature: float) -> Tensor:
+    gz = torch.empty(z.shape, dtype=z.dtype, device=z.device)  # (2N, D)
+    launch(grad, z, lse, gz, 1.0 / temperature)
+    return gz
+
+
+def _ntxent_setup_context(ctx, inputs, output) -> None:
+    z, temperature = inputs
+    _, lse, correct = output
+    ctx.mark_non_differentiable(lse, correct)
+    ctx.save_for_backward(z, lse)
+    ctx.temperature = temperature
+
+
+def _ntxent_backward(bwd_op, ctx, grad_loss, _grad_lse, _grad_correct):
+    z, lse = ctx.saved_tensors
+    if grad_loss is None:
+        return None, None
+    grad = grad_loss.to(lse.dtype).contiguous()  # (2N,)
+    return bwd_op(grad, z, lse, ctx.temperature), None
+
+
+INFONCE_FWD_OPS, INFONCE_BWD_OPS = register_backends(
+    "infonce",
+    {
+        "cpu": (_infonce_fwd_cpu, _infonce_bwd_cpu),
+        "cuda": (_infonce_fwd_cuda, _infonce_bwd_cuda),
+        "triton": (_infonce_fwd_triton, _infonce_bwd_triton),
+    },
+    fwd=_infonce_fwd,
+    fwd_schema=_INFONCE_FWD_SCHEMA,
+    fwd_fake=lambda q, k, queue, temperature: _new_rows(q),
+    bwd=_infonce_bwd,
+    bwd_schema=_INFONCE_BWD_SCHEMA,
+    bwd_fake=lambda grad, q, k, queue, lse, temperature: _new_infonce_grads(q, k),
+    setup_context=_infonce_setup_context,
+    backward=_infonce_backward,
+)
+NTXENT_FWD_OPS, NTXENT_BWD_OPS = register_backends(
+    "ntxent",
+    {
+        "cpu": (_ntxent_fwd_cpu, _ntxent_bwd_cpu),
+        "cuda": (_ntxent_fwd_cuda, _ntxent_bwd_cuda),
+        "triton": (_ntxent_fwd_triton, _ntxent_bwd_triton),
+    },
+    fwd=_ntxent_fwd,
+    fwd_schema=_NTXENT_FWD_SCHEMA,
+    fwd_fake=lambda z, temperature: _new_rows(z),
+    bwd=_ntxent_bwd,
+    bwd_schema=_NTXENT_BWD_SCHEMA,
+    bwd_fake=lambda grad, z, lse, temperature: torch.empty_like(z),
+    setup_context=_ntxent_setup_context,
+    backward=_ntxent_backward,
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -650,7 +640,7 @@ def _check_temperature(op: str, temperature: float, dtype: torch.dtype) -> None:
     """A finite temperature > 0 whose reciprocal (the kernels' scale of the logits) is finite in the accumulation
     dtype of features of ``dtype`` (below about 2.9e-39 it is not in float32, and every logit would be inf)."""
     check_positive(op, "temperature", temperature)
-    acc = _accumulation_dtype(dtype)
+    acc = accumulation_dtype(dtype)
     if not 1.0 / temperature <= torch.finfo(acc).max:
         raise ValueError(
             f"{op}: temperature must be at least {1.0 / torch.finfo(acc).max:.3g} (1 / temperature must be finite "
@@ -664,7 +654,7 @@ def _check_inputs_finite(op: str, normalize: bool, **tensors: Tensor) -> None:
     if normalize:
         first = next(iter(tensors.values()))
         d, dtype = first.shape[1], first.dtype
-        bound = min(max_abs_for_squares(_accumulation_dtype(dtype), d), torch.finfo(dtype).max / math.sqrt(d))
+        bound = min(max_abs_for_squares(accumulation_dtype(dtype), d), torch.finfo(dtype).max / math.sqrt(d))
         why = f"a row's norm ({d} terms) overflows {dtype} and normalize=True would zero the row"
     for name, tensor in tensors.items():
         check_finite(op, name, tensor, max_abs=bound, why=why)

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +64,7 @@ from inv_kernels._validate import (
     check_tensor,
 )
 from inv_kernels.backend import resolve_backend
+from inv_kernels.ops._library import accumulation_dtype, device_guard, register_backends, unit_column_stride
 
 OP = "invariance_scores"
 EPS = 1e-8
@@ -82,11 +82,6 @@ FLOAT32_MAX_CONDITION = 1e6
 
 class IllConditionedWarning(UserWarning):
     """The statistics are too ill-conditioned for float32 whitening: the products were computed in float64."""
-
-
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 for float64 features, float32 otherwise."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def scoring_dtype(op: str, dtype: torch.dtype, stats: Any, *, stacklevel: int = 4) -> torch.dtype:
@@ -487,7 +482,7 @@ def _scores_fwd_triton(views: Tensor, zc: Tensor, mean: Tensor, whitening: Tenso
     w = whitening.to(acc) if interpreting and views.dtype in HALF_DTYPES else whitening
     w = w.contiguous()
     precision = matmul_input_precision(views.dtype)
-    with torch.cuda.device(views.device) if views.is_cuda else nullcontext():
+    with device_guard(views):
         if interpreting:
             block_m, block_n, block_k = _interpreter_blocks(m, d)
             nb = triton.cdiv(d, block_n)
@@ -520,19 +515,13 @@ def _scores_fwd_triton(views: Tensor, zc: Tensor, mean: Tensor, whitening: Tenso
 _FWD_SCHEMA = "(Tensor views, Tensor zc, Tensor mean, Tensor whitening, float eps) -> (Tensor, Tensor)"
 
 
-def _register(backend: str, launch, device_types: str | None):
-    op = torch.library.custom_op(
-        f"inv_kernels::{OP}_fwd_{backend}", launch, mutates_args=(), device_types=device_types, schema=_FWD_SCHEMA
-    )
-    op.register_fake(lambda views, zc, mean, whitening, eps: _new_outputs(views, zc))
-    return op
-
-
-FWD_OPS = {
-    "cpu": _register("cpu", _scores_fwd_cpu, "cpu"),
-    "cuda": _register("cuda", _scores_fwd_cuda, "cuda"),
-    "triton": _register("triton", _scores_fwd_triton, None),  # CPU tensors in the interpreter
-}
+FWD_OPS, _ = register_backends(
+    OP,
+    {"cpu": (_scores_fwd_cpu,), "cuda": (_scores_fwd_cuda,), "triton": (_scores_fwd_triton,)},
+    fwd=lambda launch, views, zc, mean, whitening, eps: launch(views, zc, mean, whitening, eps),
+    fwd_schema=_FWD_SCHEMA,
+    fwd_fake=lambda views, zc, mean, whitening, eps: _new_outputs(views, zc),
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -557,10 +546,6 @@ def _default_chunk_rows(
     if per_image == 0:
         return n
     return max(1, min(n, CHUNK_BYTES // per_image))
-
-
-def _unit_column_stride(t: Tensor) -> Tensor:
-    return t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
 
 @torch.no_grad()
@@ -663,7 +648,7 @@ def invariance_scores(
             cos_c, dist_c = _pair_scores_ref(chunk, zc[i0:i1], mean_acc, w_op, eps)
         else:
             chunk = chunk.to(acc) if acc == torch.float64 else chunk  # float64 products: the kernels read float64
-            cos_c, dist_c = FWD_OPS[chosen](_unit_column_stride(chunk), zc[i0:i1], mean_acc, w_op, float(eps))
+            cos_c, dist_c = FWD_OPS[chosen](unit_column_stride(chunk), zc[i0:i1], mean_acc, w_op, float(eps))
         cosine[i0:i1] = cos_c
         distance[i0:i1] = dist_c
     if check_finite_inputs:

@@ -17,7 +17,6 @@ with nx, ny the clamped norms and c the cosine.
 """
 
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import torch
 from torch import Tensor
@@ -35,6 +34,7 @@ from inv_kernels._validate import (
     max_abs_for_squares,
 )
 from inv_kernels.backend import resolve_backend
+from inv_kernels.ops._library import accumulation_dtype, device_guard, register_backends, unit_column_stride
 
 OP = "row_cosine"
 EPS = 1e-8
@@ -58,14 +58,10 @@ def row_cosine_ref(x: Tensor, y: Tensor, eps: float = EPS) -> Tensor:
     return ((xc * yc).sum(dim=1) / (nx * ny)).to(x.dtype)  # (M,)
 
 
-def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _new_fwd_outputs(x: Tensor) -> tuple[Tensor, Tensor]:
     m = x.shape[0]
     out = x.new_empty((m,))  # (M,)
-    stats = x.new_empty((m, 3), dtype=_accumulation_dtype(x.dtype))  # (M, 3): cos, |x|, |y|
+    stats = x.new_empty((m, 3), dtype=accumulation_dtype(x.dtype))  # (M, 3): cos, |x|, |y|
     return out, stats
 
 
@@ -204,7 +200,7 @@ def _row_cosine_bwd_cuda(grad, x, y, stats, gx, gy, eps: float) -> None:
 def _row_cosine_fwd_triton(x: Tensor, y: Tensor, out: Tensor, stats: Tensor, eps: float) -> None:
     m, d = x.shape
     block_m, block_d = _triton_blocks(m, d)
-    with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
+    with device_guard(x):
         _row_cosine_fwd_kernel[(triton.cdiv(m, block_m),)](
             x, y, out, stats, m, d, x.stride(0), y.stride(0), eps, BLOCK_M=block_m, BLOCK_D=block_d
         )
@@ -213,7 +209,7 @@ def _row_cosine_fwd_triton(x: Tensor, y: Tensor, out: Tensor, stats: Tensor, eps
 def _row_cosine_bwd_triton(grad, x, y, stats, gx, gy, eps: float) -> None:
     m, d = x.shape
     block_m, block_d = _triton_blocks(m, d)
-    with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
+    with device_guard(x):
         _row_cosine_bwd_kernel[(triton.cdiv(m, block_m),)](
             grad, x, y, stats, gx, gy, m, d, grad.stride(0), x.stride(0), y.stride(0), eps,
             BLOCK_M=block_m, BLOCK_D=block_d,
@@ -227,62 +223,56 @@ _FWD_SCHEMA = "(Tensor x, Tensor y, float eps) -> (Tensor, Tensor)"
 _BWD_SCHEMA = "(Tensor grad, Tensor x, Tensor y, Tensor stats, float eps) -> (Tensor, Tensor)"
 
 
-def _register(backend: str, fwd_launch: Callable, bwd_launch: Callable, device_types: str | None):
-    def fwd(x: Tensor, y: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-        out, stats = _new_fwd_outputs(x)
-        fwd_launch(x, y, out, stats, eps)
-        return out, stats
-
-    def bwd(grad: Tensor, x: Tensor, y: Tensor, stats: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-        gx = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # (M, D), contiguous
-        gy = torch.empty(y.shape, dtype=y.dtype, device=y.device)  # (M, D), contiguous
-        bwd_launch(grad, x, y, stats, gx, gy, eps)
-        return gx, gy
-
-    fwd_op = torch.library.custom_op(
-        f"inv_kernels::{OP}_fwd_{backend}", fwd, mutates_args=(), device_types=device_types, schema=_FWD_SCHEMA
-    )
-    bwd_op = torch.library.custom_op(
-        f"inv_kernels::{OP}_bwd_{backend}", bwd, mutates_args=(), device_types=device_types, schema=_BWD_SCHEMA
-    )
-    fwd_op.register_fake(lambda x, y, eps: _new_fwd_outputs(x))
-    bwd_op.register_fake(
-        lambda grad, x, y, stats, eps: (
-            torch.empty(x.shape, dtype=x.dtype, device=x.device),
-            torch.empty(y.shape, dtype=y.dtype, device=y.device),
-        )
-    )
-
-    def setup_context(ctx, inputs, output) -> None:
-        x, y, eps = inputs
-        _, stats = output
-        ctx.mark_non_differentiable(stats)
-        ctx.save_for_backward(x, y, stats)
-        ctx.eps = eps
-
-    def backward(ctx, grad_out: Tensor | None, _grad_stats: Tensor | None):
-        x, y, stats = ctx.saved_tensors
-        if grad_out is None:
-            return None, None, None
-        gx, gy = bwd_op(grad_out, x, y, stats, ctx.eps)
-        return (gx if ctx.needs_input_grad[0] else None), (gy if ctx.needs_input_grad[1] else None), None
-
-    fwd_op.register_autograd(backward, setup_context=setup_context)
-    return fwd_op, bwd_op
+def _fwd(launch: Callable, x: Tensor, y: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    out, stats = _new_fwd_outputs(x)
+    launch(x, y, out, stats, eps)
+    return out, stats
 
 
-FWD_OPS = {}
-BWD_OPS = {}
-for _backend, _fwd, _bwd, _devices in (
-    ("cpu", _row_cosine_fwd_cpu, _row_cosine_bwd_cpu, "cpu"),
-    ("cuda", _row_cosine_fwd_cuda, _row_cosine_bwd_cuda, "cuda"),
-    ("triton", _row_cosine_fwd_triton, _row_cosine_bwd_triton, None),  # CPU tensors in the interpreter
-):
-    FWD_OPS[_backend], BWD_OPS[_backend] = _register(_backend, _fwd, _bwd, _devices)
+def _new_grads(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    gx = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # (M, D), contiguous
+    gy = torch.empty(y.shape, dtype=y.dtype, device=y.device)  # (M, D), contiguous
+    return gx, gy
 
 
-def _unit_column_stride(t: Tensor) -> Tensor:
-    return t if t.stride(1) == 1 or t.shape[1] == 1 else t.contiguous()
+def _bwd(launch: Callable, grad: Tensor, x: Tensor, y: Tensor, stats: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    gx, gy = _new_grads(x, y)
+    launch(grad, x, y, stats, gx, gy, eps)
+    return gx, gy
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, y, eps = inputs
+    _, stats = output
+    ctx.mark_non_differentiable(stats)
+    ctx.save_for_backward(x, y, stats)
+    ctx.eps = eps
+
+
+def _backward(bwd_op, ctx, grad_out: Tensor | None, _grad_stats: Tensor | None):
+    x, y, stats = ctx.saved_tensors
+    if grad_out is None:
+        return None, None, None
+    gx, gy = bwd_op(grad_out, x, y, stats, ctx.eps)
+    return (gx if ctx.needs_input_grad[0] else None), (gy if ctx.needs_input_grad[1] else None), None
+
+
+FWD_OPS, BWD_OPS = register_backends(
+    OP,
+    {
+        "cpu": (_row_cosine_fwd_cpu, _row_cosine_bwd_cpu),
+        "cuda": (_row_cosine_fwd_cuda, _row_cosine_bwd_cuda),
+        "triton": (_row_cosine_fwd_triton, _row_cosine_bwd_triton),
+    },
+    fwd=_fwd,
+    fwd_schema=_FWD_SCHEMA,
+    fwd_fake=lambda x, y, eps: _new_fwd_outputs(x),
+    bwd=_bwd,
+    bwd_schema=_BWD_SCHEMA,
+    bwd_fake=lambda grad, x, y, stats, eps: _new_grads(x, y),
+    setup_context=_setup_context,
+    backward=_backward,
+)
 
 
 def row_cosine(
@@ -315,12 +305,12 @@ def row_cosine(
     device = check_same_device(OP, x=x, y=y)
     check_positive(OP, "eps", eps)
     if check_finite_inputs:
-        acc = _accumulation_dtype(x.dtype)
+        acc = accumulation_dtype(x.dtype)
         bound, why = max_abs_for_squares(acc, x.shape[1]), f"a row's squared norm ({x.shape[1]} terms) overflows {acc}"
         check_finite(OP, "x", x, max_abs=bound, why=why)
         check_finite(OP, "y", y, max_abs=bound, why=why)
     chosen = resolve_backend(backend, device, op=OP)
     if chosen == "reference":
         return row_cosine_ref(x, y, eps)
-    out, _ = FWD_OPS[chosen](_unit_column_stride(x), _unit_column_stride(y), float(eps))
+    out, _ = FWD_OPS[chosen](unit_column_stride(x), unit_column_stride(y), float(eps))
     return out
