@@ -146,6 +146,7 @@ CASES = [
     pytest.param("export-checkpoint-payload", "export", ["{payload}", "{out}/b.pth"], ["payload.pth"], marks=PAYLOAD),
     ("export-out-is-folder", "export", ["{text}", "{empty}"], ["empty", "is a folder"]),
     ("export-out-under-file", "export", ["{text}", "{text}/b.pth"], ["notes.txt", "not a folder"]),
+    ("export-out-exists", "export", ["{text}", "{text}"], ["notes.txt", "exists", "--overwrite"]),
     # measure
     ("measure-num-images-zero", "measure", [*MEASURE_OK, "--num-images", "0"], ["--num-images", "0", ">= 1"]),
     ("measure-num-images-negative", "measure", [*MEASURE_OK, "--num-images", "-2"], ["--num-images", "-2"]),
