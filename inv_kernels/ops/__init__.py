@@ -4,12 +4,8 @@ from inv_kernels.ops.contrastive_modules import InfoNCELoss, KeyQueue, NTXentLos
 from inv_kernels.ops.fused_augment import fused_augment
 from inv_kernels.ops.group_invariance import GroupInvariance, group_invariance, group_invariance_ref
 from inv_kernels.ops.infonce import infonce_loss, infonce_loss_ref, ntxent_loss, ntxent_loss_ref
-from inv_kernels.ops.invariance_scores import (
-    IllConditionedWarning,
-    InvarianceScores,
-    invariance_scores,
-    invariance_scores_ref,
-)
+from inv_kernels.ops._whitening import IllConditionedWarning
+from inv_kernels.ops.invariance_scores import InvarianceScores, invariance_scores, invariance_scores_ref
 from inv_kernels.ops.row_cosine import row_cosine, row_cosine_ref
 
 __all__ = [

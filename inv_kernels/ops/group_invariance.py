@@ -43,7 +43,7 @@ from inv_kernels._validate import (
 )
 from inv_kernels.backend import resolve_backend
 from inv_kernels.ops._library import accumulation_dtype, device_guard, register_backends
-from inv_kernels.ops.invariance_scores import EPS, resolve_whitening, scoring_dtype
+from inv_kernels.ops._whitening import EPS, resolve_whitening, scoring_dtype
 
 OP = "group_invariance"
 INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
@@ -357,7 +357,7 @@ def group_invariance(
 
     Warns:
         IllConditionedWarning: float32 features and statistics whose condition number exceeds FLOAT32_MAX_CONDITION
-            (inv_kernels.ops.invariance_scores); the whitening is then computed in float64.
+            (inv_kernels.ops._whitening); the whitening is then computed in float64.
 
     Raises:
         TypeError: non-tensor, sparse or non-floating features, non-integer group_ids, a bad stats object.

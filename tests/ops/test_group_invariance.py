@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inv_kernels.ops.group_invariance import FWD_OPS, GroupInvariance, group_invariance, group_invariance_ref
-from inv_kernels.ops.invariance_scores import EPS, IllConditionedWarning
+from inv_kernels.ops._whitening import EPS, IllConditionedWarning
 from inv_kernels.stats import FeatureStats
 from inv_kernels.testing import assert_close, to_float64
 from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE, ill_conditioned_features, reference_statistics
