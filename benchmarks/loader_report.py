@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from inv_kernels.augment.folder import ImageFolderIndex
+from inv_kernels.data.folders import ImageFolderIndex
 from inv_kernels.io import atomic_write_bytes, atomic_write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/benchmarks (the asv suite), as gpu_report.py

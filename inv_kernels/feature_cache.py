@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -43,14 +42,6 @@ def default_cache_dir() -> Path:
 def config_key(config: dict) -> str:
     """The entry key of ``config``: ``config_hash(config, length=KEY_LENGTH)``."""
     return config_hash(config, length=KEY_LENGTH)
-
-
-def digest_lines(lines: Iterable[str]) -> str:
-    """SHA-256 (hex) of the lines in order: the identity of a file list (paths, or paths with crop boxes)."""
-    digest = hashlib.sha256()
-    for line in lines:
-        digest.update(f"{line}\n".encode())
-    return digest.hexdigest()
 
 
 def digest_tensors(tensors: dict[str, Tensor]) -> str:

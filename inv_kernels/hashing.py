@@ -1,8 +1,9 @@
 """The one hasher of settings: ``config_hash`` names the entries of the project's caches (generated sets, the
-feature cache, the study's stages) by everything they depend on."""
+feature cache, the study's stages) by everything they depend on; ``digest_lines`` is the identity of a file list."""
 
 import hashlib
 import json
+from collections.abc import Iterable
 
 
 def config_hash(config: object, *, length: int = 16) -> str:
@@ -20,3 +21,11 @@ def config_hash(config: object, *, length: int = 16) -> str:
         raise ValueError(f"config_hash: length must be an integer in [1, 64], got {length!r}")
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def digest_lines(lines: Iterable[str]) -> str:
+    """SHA-256 (hex) of the lines in order: the identity of a file list (paths, or paths with crop boxes)."""
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(f"{line}\n".encode())
+    return digest.hexdigest()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from inv_kernels.augment.folder import skipped_record
+from inv_kernels.data.folders import skipped_record
 from inv_kernels.downstream import DownstreamTask, task_features
 from inv_kernels.fusion import fuse, weighted_fusion
 from inv_kernels.measure.model import FeatureExtractor, load_extractor

@@ -3,7 +3,7 @@ the copy of DALI outputs into torch tensors.
 
 DALI decodes a whole batch in one operator, so one bad file would stop the epoch, and its decoder carries on past
 damage that PIL refuses (a JPEG whose scan holds a stray marker is decoded with warnings). So every file is checked
-once, up front, by the rule the torchvision loaders follow (``inv_kernels.augment.folder.load_image``: a known format
+once, up front, by the rule the torchvision loaders follow (``inv_kernels.data.folders.load_image``: a known format
 by content, a complete PIL decode, at least 2 x 2 pixels), and a file that fails is left out of the list, counted and
 logged; both pretraining loaders thus use the same files. The check decodes every file once, on the loader's
 ``num_threads`` threads, and is remembered for the process (``unusable_files``).
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from inv_kernels.augment.folder import ImageFolderIndex, describe_skipped, unusable_files
+from inv_kernels.data.folders import ImageFolderIndex, describe_skipped, unusable_files
 
 LOG = logging.getLogger("pipelines.dali")
 DALI_INSTALL = "pip install nvidia-dali-cuda130"

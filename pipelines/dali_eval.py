@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from inv_kernels.augment.folder import ImageFolderIndex
 from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD
+from inv_kernels.data.folders import ImageFolderIndex
 from pipelines._dali_common import (
     FolderBackedLoader,
     check_device_id,
@@ -49,7 +49,7 @@ class DaliEvalLoader(FolderBackedLoader):
 
     Each batch is {"images": (N, 3, S, S) float32 on the CPU or the GPU, "labels": (N,) int64, "indices": (N,) int64
     positions in ``paths``}; the last batch may be shorter. Files that fail the up-front check (not decodable by
-    PIL, or under 2 x 2 pixels: the rule of every loader, ``inv_kernels.augment.folder.load_image``) are skipped
+    PIL, or under 2 x 2 pixels: the rule of every loader, ``inv_kernels.data.folders.load_image``) are skipped
     and counted (``skipped``, ``skipped_files``).
 
     Raises:

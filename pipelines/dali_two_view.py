@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from inv_kernels.augment.folder import ImageFolderIndex
 from inv_kernels.augment.params import sample_augment_params
 from inv_kernels.augment.recipes import Recipe, get_recipe
 from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD, OUT_DTYPES
 from inv_kernels.backend import resolve_backend
+from inv_kernels.data.folders import ImageFolderIndex
 from inv_kernels.ops.fused_augment import fused_augment
 from pipelines._dali_common import (
     FolderBackedLoader,

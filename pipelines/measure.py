@@ -13,8 +13,8 @@ Features are cached on disk (--cache-dir), so a rerun of the same measurement re
 import argparse
 import sys
 
-from inv_kernels.augment.folder import describe_records
 from inv_kernels.backend import BACKENDS
+from inv_kernels.data.folders import describe_records
 from inv_kernels.distributed import leave_process_group
 from inv_kernels.measure.driver import MeasureConfig
 from inv_kernels.measure.report import markdown_table

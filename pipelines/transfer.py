@@ -12,7 +12,7 @@ import io
 import sys
 from pathlib import Path
 
-from inv_kernels.augment.folder import describe_records
+from inv_kernels.data.folders import describe_records
 from inv_kernels.io import atomic_write_bytes, atomic_write_json, check_output_dir
 from inv_kernels.measure.report import write_csv
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from inv_kernels.hashing import config_hash
+from inv_kernels.hashing import config_hash, digest_lines
 
 CONFIG = {"b": [2, 3], "a": 1, "s": "x"}
 
@@ -30,3 +30,8 @@ def test_values_json_cannot_hold_enter_as_their_text():
 def test_length_out_of_range(length):
     with pytest.raises(ValueError, match=r"config_hash: length must be an integer in \[1, 64\], got"):
         config_hash(CONFIG, length=length)
+
+
+def test_a_file_list_digest_follows_the_order_and_the_lines():
+    assert digest_lines(["x.png", "y.png"]) != digest_lines(["y.png", "x.png"])
+    assert digest_lines(["x.png", "y.png"]) == digest_lines(iter(["x.png", "y.png"])) and len(digest_lines([])) == 64

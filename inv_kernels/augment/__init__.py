@@ -6,14 +6,6 @@ deterministically (the torch reference that faster backends must match). ``TwoVi
 feed a pretraining loop; ``torchvision_recipe_transform`` + ``TwoCropsTransform`` are MoCo's PIL baseline.
 """
 
-from inv_kernels.augment.folder import (
-    IMG_EXTENSIONS,
-    ImageFolderIndex,
-    TwoViewDataset,
-    collate_two_views,
-    decode_rgb,
-    item_seed,
-)
 from inv_kernels.augment.params import JITTER_OPS, AugmentParams, centre_square_box, sample_augment_params
 from inv_kernels.augment.recipes import (
     OPS,
@@ -30,11 +22,11 @@ from inv_kernels.augment.recipes import (
 )
 from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD, blur_kernel_size, fused_augment_ref
 from inv_kernels.augment.torchvision_baseline import PILGaussianBlur, TwoCropsTransform, torchvision_recipe_transform
+from inv_kernels.augment.two_view import TwoViewDataset, collate_two_views, item_seed
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "IMG_EXTENSIONS",
     "JITTER_OPS",
     "OPS",
     "RECIPES",
@@ -43,7 +35,6 @@ __all__ = [
     "GaussianBlurOp",
     "GrayscaleOp",
     "HorizontalFlipOp",
-    "ImageFolderIndex",
     "PILGaussianBlur",
     "RandomResizedCropOp",
     "Recipe",
@@ -53,7 +44,6 @@ __all__ = [
     "blur_kernel_size",
     "centre_square_box",
     "collate_two_views",
-    "decode_rgb",
     "fused_augment_ref",
     "get_recipe",
     "item_seed",

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inv_kernels.augment.folder import DECODE_ERRORS
+from inv_kernels.data.folders import DECODE_ERRORS
 from inv_kernels.transforms.resample import center_crop_start, resized_shape
 
 MODES: tuple[str, ...] = ("paper", "corrected")

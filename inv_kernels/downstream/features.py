@@ -3,7 +3,7 @@
 Each item's image is decoded, cropped to its box (if any), then given the clean preprocessing Resize(resize_size) +
 CenterCrop(out_size) (PAPER.md section 3: Resize(224) + CenterCrop(224) downstream; CIFAR-10 upsampled from 32 px),
 and passed through the extractor (bf16 autocast and channels_last on a GPU, ``FeatureExtractor``). An image that does
-not decode or is under 2 x 2 pixels (the rule of every loader, ``augment.folder.load_image``), or whose crop box is
+not decode or is under 2 x 2 pixels (the rule of every loader, ``data.folders.load_image``), or whose crop box is
 under 2 x 2 pixels, is left out of X and y alike and named with the reason (``TaskFeatures.skipped_files``).
 
 Cache: ``<cache_dir>/<task name>-<key>.pt``, with key a hash of (extractor.info.model_id -- the checkpoint's file name
@@ -24,10 +24,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from inv_kernels.augment.folder import UnusableImageError, size_problem, skipped_among, unusable_reason
+from inv_kernels.data.clean_views import CleanViewDataset, collate_skipping
+from inv_kernels.data.folders import UnusableImageError, size_problem, skipped_among, unusable_reason
 from inv_kernels.downstream.common import DownstreamTask, TaskItem, check_sizes
-from inv_kernels.feature_cache import config_key, default_cache_dir, digest_lines, read_entry, to_storage, write_entry
-from inv_kernels.measure.features import CleanViewDataset, collate_skipping
+from inv_kernels.feature_cache import config_key, default_cache_dir, read_entry, to_storage, write_entry
+from inv_kernels.hashing import digest_lines
 
 CACHE_VERSION = 1
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inv_kernels.augment.folder import ImageFolderIndex
+from inv_kernels.data.folders import ImageFolderIndex
 from inv_kernels.downstream.common import (
     DownstreamTask,
     TaskItem,

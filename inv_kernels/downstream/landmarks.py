@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inv_kernels.augment.folder import IMG_EXTENSIONS
+from inv_kernels.data.folders import IMG_EXTENSIONS
 from inv_kernels.downstream.common import (
     DownstreamTask,
     TaskItem,

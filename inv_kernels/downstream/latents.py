@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inv_kernels.augment.folder import IMG_EXTENSIONS
+from inv_kernels.data.folders import IMG_EXTENSIONS
 from inv_kernels.data.scenes import LATENT_NAMES
 from inv_kernels.downstream.common import DownstreamTask, TaskItem, check_mode, check_sizes, require_dir
 

@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from inv_kernels.augment.folder import ImageFolderIndex, skipped_among, skipped_record, split_folders
 from inv_kernels.backend import BACKENDS
+from inv_kernels.data.folders import ImageFolderIndex, skipped_among, skipped_record, split_folders
 from inv_kernels.distributed import DistContext, all_gather_objects, broadcast_object, gather_rows, shard
-from inv_kernels.feature_cache import default_cache_dir, digest_lines, digest_tensors
+from inv_kernels.feature_cache import default_cache_dir, digest_tensors
+from inv_kernels.hashing import digest_lines
 from inv_kernels.io import check_output_dir, check_output_file
 from inv_kernels.measure.cache import STORAGE, MeasureCache, auto_storage
 from inv_kernels.measure.features import folder_moments, load_images, path_features, sample_indices

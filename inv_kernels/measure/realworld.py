@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from inv_kernels.augment.folder import IMG_EXTENSIONS
+from inv_kernels.data.folders import IMG_EXTENSIONS
 from inv_kernels.measure.realworld_layouts import (
     ALOT_FAMILY,
     ALOT_LIGHTS,

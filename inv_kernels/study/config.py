@@ -47,8 +47,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 def _check_decodable(index, what: str) -> None:
     """Raises ValueError when no image of ``index`` (an ImageFolderIndex) is usable by the loaders' rule (it decodes
-    and is at least 2 x 2 pixels: ``augment.folder.load_image``); stops at the first that is."""
-    from inv_kernels.augment.folder import unusable_reason
+    and is at least 2 x 2 pixels: ``data.folders.load_image``); stops at the first that is."""
+    from inv_kernels.data.folders import unusable_reason
 
     for path in index.paths:
         if unusable_reason(path) is None:
@@ -206,7 +206,7 @@ class StudyConfig:
             if not (root / "train").is_dir() or held_out is None:
                 raise ValueError(f"--data folder {str(root)!r} must hold train/ and test/ (or val/) class folders "
                                  "(train/ is pretrained on and measured; both feed the classification transfer task)")  # fmt: skip
-            from inv_kernels.augment.folder import ImageFolderIndex
+            from inv_kernels.data.folders import ImageFolderIndex
 
             for split in (root / "train", held_out):
                 # raises, naming the folder, when it has no class subfolders or images, or no image decodes

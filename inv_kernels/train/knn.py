@@ -2,7 +2,7 @@
 
 Voting as in Wu et al. 2018 (InstDisc) and the MoCo CIFAR demo: the k nearest train features by cosine similarity
 vote for their class with weight exp(similarity / t), t = 0.1. Images that do not decode or are under 2 x 2 pixels
-are left out (the rule of every loader, ``augment.folder.load_image``) and named in the result.
+are left out (the rule of every loader, ``data.folders.load_image``) and named in the result.
 """
 
 from dataclasses import dataclass, field
@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from inv_kernels.augment.folder import ImageFolderIndex, skipped_among
 from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD
-from inv_kernels.measure.features import CleanViewDataset, collate_skipping
+from inv_kernels.data.clean_views import CleanViewDataset, collate_skipping
+from inv_kernels.data.folders import ImageFolderIndex, skipped_among
 
 
 def _subset(num_items: int, max_images: int | None, seed: int) -> list[int] | None:

@@ -32,13 +32,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import inv_kernels
-from inv_kernels.augment.folder import (
-    ImageFolderIndex,
-    TwoViewDataset,
-    collate_two_views,
-    skipped_record,
-    split_folders,
-)
+from inv_kernels.augment.two_view import TwoViewDataset, collate_two_views
+from inv_kernels.data.folders import ImageFolderIndex, skipped_record, split_folders
 from inv_kernels.distributed import DistContext
 from inv_kernels.io import (
     atomic_write_bytes,

@@ -13,10 +13,10 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from inv_kernels.augment.folder import (
+from inv_kernels.augment.two_view import TwoViewDataset
+from inv_kernels.data.folders import (
     MIN_IMAGE_SIDE,
     ImageFolderIndex,
-    TwoViewDataset,
     UnusableImageError,
     describe_skipped,
     load_image,
@@ -88,14 +88,14 @@ def test_one_rule_names_the_problem(tmp_path):
 
 
 def test_folder_verdicts_are_kept_until_a_file_changes(tmp_path, monkeypatch):
-    from inv_kernels.augment import folder
+    from inv_kernels.data import folders
 
     paths = [str(tmp_path / f"{i}.jpg") for i in range(4)]
     for i, path in enumerate(paths):
         Path(path).write_bytes(jpeg_bytes(1, 1) if i == 2 else jpeg_bytes(6, 5, seed=i))
     decodes = []
-    real = folder.decode_rgb
-    monkeypatch.setattr(folder, "decode_rgb", lambda p: decodes.append(p) or real(p))
+    real = folders.decode_rgb
+    monkeypatch.setattr(folders, "decode_rgb", lambda p: decodes.append(p) or real(p))
     assert unusable_files(paths, threads=2) == [(paths[2], "1x1 pixels (under 2x2)")] and len(decodes) == 4
     assert unusable_files(paths) == [(paths[2], "1x1 pixels (under 2x2)")] and len(decodes) == 4  # remembered
     Path(paths[2]).write_bytes(jpeg_bytes(5, 4))  # another size on disk: the files are checked again

@@ -81,7 +81,7 @@ def test_features_match_a_direct_forward(tmp_path):
     extractor, _ = _extractor()
     X, _, _, _ = task_features(extractor, task, use_cache=False, progress=False)
     from inv_kernels.transforms import clean_view
-    from inv_kernels.augment.folder import decode_rgb
+    from inv_kernels.data.folders import decode_rgb
 
     view = clean_view([decode_rgb(task.trainval[2].path)], out_size=16, resize_size=16)
     torch.testing.assert_close(X[2], extractor(view)[0].half().float())

@@ -14,10 +14,10 @@ from inv_kernels.augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     AugmentParams,
-    decode_rgb,
     fused_augment_ref,
     sample_augment_params,
 )
+from inv_kernels.data.folders import decode_rgb
 from inv_kernels.ops.fused_augment import fused_augment, pack_params
 from _op_backends import ALL_BACKENDS, BACKENDS, DEVICE
 from _op_backends import skip_unavailable as _skip_unavailable

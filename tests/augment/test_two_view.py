@@ -1,5 +1,5 @@
-"""Folder data: ImageFolderIndex scanning and errors, TwoViewDataset replay (seed, epoch, index) across workers,
-corrupt images skipped and counted, the collate, MoCo's torchvision baseline, and a run over real CIFAR-10 JPEGs."""
+"""Two-view pretraining data: TwoViewDataset replay (seed, epoch, index) across workers, corrupt images skipped and
+counted, the collate, MoCo's torchvision baseline, and a run over real CIFAR-10 JPEGs."""
 
 import io
 
@@ -15,15 +15,14 @@ from inv_kernels.augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     AugmentParams,
-    ImageFolderIndex,
     PILGaussianBlur,
     TwoCropsTransform,
     TwoViewDataset,
     collate_two_views,
-    decode_rgb,
     fused_augment_ref,
     torchvision_recipe_transform,
 )
+from inv_kernels.data.folders import decode_rgb
 
 S = 16
 LOW = (0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)  # normalised value of 0, per channel
@@ -56,41 +55,9 @@ def _corrupt(folder):
     (folder / "cat" / "garbage.jpg").write_bytes(b"this is not a jpeg" * 8)
 
 
-def test_index_scans_sorted_case_insensitive(folder):
-    index = ImageFolderIndex(folder)
-    assert index.classes == ("cat", "dog") and len(index) == 5
-    assert [p.rsplit("/", 1)[1] for p in index.paths] == ["a.jpg", "b.PNG", "c.jpeg", "d.JPEG", "e.jpg"]
-    assert index.labels == (0, 0, 0, 1, 1)
-
-
-def test_folder_errors(tmp_path):
+def test_a_missing_folder_is_named_before_any_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        ImageFolderIndex(tmp_path / "missing")
-    (tmp_path / "file.txt").write_text("x")
-    with pytest.raises(NotADirectoryError, match="is not a folder"):
-        ImageFolderIndex(tmp_path / "file.txt")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="is empty"):
-        ImageFolderIndex(tmp_path / "empty")
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    _write(flat / "x.jpg", 8, 8)
-    with pytest.raises(ValueError, match=r"has no class subfolders .*'x.jpg'"):
-        ImageFolderIndex(flat)
-    (flat / "a").mkdir()
-    (flat / "b").mkdir()
-    _write(flat / "a" / "y.jpg", 8, 8)
-    (flat / "b" / "readme.txt").write_text("x")
-    with pytest.raises(ValueError, match="class folder.s. with no images .* b$"):
-        ImageFolderIndex(flat)
-    with pytest.raises(FileNotFoundError):  # before any work: the constructor checks the folder
         TwoViewDataset(tmp_path / "missing", "default", S)
-
-
-def test_decode_rgb_converts_greyscale(folder):
-    img = decode_rgb(folder / "cat" / "c.jpeg")
-    assert img.shape == (3, 20, 20) and img.dtype == torch.uint8
-    assert bool((img[0] == img[1]).all() and (img[1] == img[2]).all())
 
 
 def test_item_layout_and_replay(folder):
