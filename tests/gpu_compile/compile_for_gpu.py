@@ -132,7 +132,7 @@ def _cases():
     rc = importlib.import_module("inv_kernels.ops.row_cosine")
     isc = importlib.import_module("inv_kernels.ops.invariance_scores")
     gi = importlib.import_module("inv_kernels.ops.group_invariance")
-    nce = importlib.import_module("inv_kernels.ops.infonce")
+    nce = importlib.import_module("inv_kernels.ops._infonce_triton")
     aug = importlib.import_module("inv_kernels.ops._fused_augment_triton")
 
     dtypes = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -176,7 +176,7 @@ def _cases():
             cases.append((f"group_invariance {name} D=2048", groups))
 
         for d in (128, 1024 if dt != torch.float64 else 512):
-            if not nce._triton_row_fits(d, dt):
+            if not nce.triton_row_fits(d, dt):
                 continue
             for splits in (None, 2):
 
@@ -186,12 +186,12 @@ def _cases():
                         n, k = 4096, 65536
                         q, key, queue = _meta(n, d, dtype=dt), _meta(n, d, dtype=dt), _meta(k, d, dtype=dt)
                         rows = [_meta(n, dtype=acc) for _ in range(3)]
-                        nce._infonce_fwd_triton(q, key, queue, *rows, 5.0)
-                        nce._infonce_bwd_triton(rows[0], q, key, queue, rows[1], _meta(n, d, dtype=dt), _meta(n, d, dtype=dt), 5.0)
+                        nce.infonce_fwd_triton(q, key, queue, *rows, 5.0)
+                        nce.infonce_bwd_triton(rows[0], q, key, queue, rows[1], _meta(n, d, dtype=dt), _meta(n, d, dtype=dt), 5.0)
                         z = _meta(2 * n, d, dtype=dt)
                         rows = [_meta(2 * n, dtype=acc) for _ in range(3)]
-                        nce._ntxent_fwd_triton(z, *rows, 5.0)
-                        nce._ntxent_bwd_triton(rows[0], z, rows[1], _meta(2 * n, d, dtype=dt), 5.0)
+                        nce.ntxent_fwd_triton(z, *rows, 5.0)
+                        nce.ntxent_bwd_triton(rows[0], z, rows[1], _meta(2 * n, d, dtype=dt), 5.0)
                     finally:
                         nce.TRITON_SPLITS_OVERRIDE = None
 

@@ -24,8 +24,6 @@ from inv_kernels.ops.infonce import (
     INFONCE_FWD_OPS,
     NTXENT_BWD_OPS,
     NTXENT_FWD_OPS,
-    _infonce_rows_ref,
-    _ntxent_rows_ref,
     infonce_loss,
     infonce_loss_ref,
     ntxent_loss,
@@ -127,14 +125,15 @@ def test_infonce_values_and_gradients(backend, dtype, shape):
     if dtype in (torch.float32, torch.float64):
         size = kk + 1
         assert_close(rows, loss64, reduction_size=size, name=f"{backend} loss vs float64")
-        assert_close(rows, _infonce_rows_ref(q, k, queue, t)[0], reduction_size=size, name=f"{backend} loss vs ref")
+        expected = infonce_loss_ref(q, k, queue, t, reduction="none")[0]
+        assert_close(rows, expected, reduction_size=size, name=f"{backend} loss vs ref")
         scale = 1.0 / t  # |dq| terms are O(g / T)
         atol = (1e-5 if dtype == torch.float32 else 1e-10) * scale
         assert_close(gq, dq64, atol=atol, reduction_size=size, name=f"{backend} dq")
         assert_close(gk, dk64, atol=atol, reduction_size=size, name=f"{backend} dk")
     else:
         qt, kt = q.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()
-        torch_rows, _ = _infonce_rows_ref(qt, kt, queue, t)
+        torch_rows, _ = infonce_loss_ref(qt, kt, queue, t, reduction="none")
         tq, tk = torch.autograd.grad(torch_rows, (qt, kt), g)
         atol = _low_precision_atol(dtype)
         assert_within_torch_error(rows, torch_rows, loss64, atol=atol, name=f"{backend} loss {dtype}")
@@ -159,13 +158,14 @@ def test_ntxent_values_and_gradients(backend, dtype, shape):
     if dtype in (torch.float32, torch.float64):
         size = 2 * n
         assert_close(rows, loss64, reduction_size=size, name=f"{backend} loss vs float64")
-        assert_close(rows, _ntxent_rows_ref(z1, z2, t)[0], reduction_size=size, name=f"{backend} loss vs ref")
+        expected = ntxent_loss_ref(z1, z2, t, reduction="none")[0]
+        assert_close(rows, expected, reduction_size=size, name=f"{backend} loss vs ref")
         atol = (1e-5 if dtype == torch.float32 else 1e-10) / t
         assert_close(g1, d1, atol=atol, reduction_size=size, name=f"{backend} dz1")
         assert_close(g2, d2, atol=atol, reduction_size=size, name=f"{backend} dz2")
     else:
         a1, a2 = z1.detach().clone().requires_grad_(), z2.detach().clone().requires_grad_()
-        torch_rows, _ = _ntxent_rows_ref(a1, a2, t)
+        torch_rows, _ = ntxent_loss_ref(a1, a2, t, reduction="none")
         t1, t2 = torch.autograd.grad(torch_rows, (a1, a2), g)
         atol = _low_precision_atol(dtype)
         assert_within_torch_error(rows, torch_rows, loss64, atol=atol, name=f"{backend} loss {dtype}")
@@ -239,7 +239,7 @@ def test_extreme_temperatures(backend, temperature, normal):
     rows = infonce_loss(q, k, queue, temperature, reduction="none", backend=backend)
     gq, gk = torch.autograd.grad(rows.sum(), (q, k))
     qt, kt = q.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()
-    torch_rows, _ = _infonce_rows_ref(qt, kt, queue, temperature)
+    torch_rows, _ = infonce_loss_ref(qt, kt, queue, temperature, reduction="none")
     tq, tk = torch.autograd.grad(torch_rows.sum(), (qt, kt))
     loss64, dq64, dk64, _ = numpy_infonce(to_float64(q), to_float64(k), to_float64(queue), temperature, np.ones(19))
     assert torch.isfinite(rows).all() and torch.isfinite(gq).all() and torch.isfinite(gk).all()
@@ -251,7 +251,7 @@ def test_extreme_temperatures(backend, temperature, normal):
     rows = ntxent_loss(z1, z2, temperature, reduction="none", backend=backend)
     g1, g2 = torch.autograd.grad(rows.sum(), (z1, z2))
     a1, a2 = z1.detach().clone().requires_grad_(), z2.detach().clone().requires_grad_()
-    torch_rows, _ = _ntxent_rows_ref(a1, a2, temperature)
+    torch_rows, _ = ntxent_loss_ref(a1, a2, temperature, reduction="none")
     t1, t2 = torch.autograd.grad(torch_rows.sum(), (a1, a2))
     loss64, d1, d2, _ = numpy_ntxent(to_float64(z1), to_float64(z2), temperature, np.ones(22))
     assert torch.isfinite(rows).all() and torch.isfinite(g1).all() and torch.isfinite(g2).all()
@@ -278,8 +278,8 @@ def test_zero_rows_are_defined(backend):
     gq, gk = torch.autograd.grad(rows.sum(), (q, k))
     assert torch.isfinite(rows).all() and torch.isfinite(gq).all() and torch.isfinite(gk).all()
     assert_close(rows[1], torch.tensor(np.log(1 + kk)), atol=1e-5, rtol=1e-6, name="zero query row")
-    expected = _infonce_rows_ref(F.normalize(q.detach(), dim=1), F.normalize(k.detach(), dim=1),
-                                 F.normalize(queue, dim=1), 0.1)[0]  # fmt: skip
+    expected = infonce_loss_ref(F.normalize(q.detach(), dim=1), F.normalize(k.detach(), dim=1),
+                                F.normalize(queue, dim=1), 0.1, reduction="none")[0]  # fmt: skip
     assert_close(rows, expected, atol=1e-5, name="zero rows vs reference")
     z1, z2 = _ntxent_inputs(5, d, torch.float32, normal=False)
     with torch.no_grad():
@@ -339,7 +339,7 @@ def test_triton_split_k(monkeypatch, splits):
     losses and gradients as one pass; NT-Xent too."""
     if "triton" not in BACKENDS:
         pytest.skip("triton unavailable")
-    import inv_kernels.ops.infonce as module
+    import inv_kernels.ops._infonce_triton as module
 
     q, k, queue = _moco_inputs(9, 600, 20, torch.float32)
     z1, z2 = _ntxent_inputs(300, 20, torch.float32)
@@ -538,7 +538,7 @@ def test_environment_variable_still_chooses_the_backend(monkeypatch):
     q, k, queue = _moco_inputs(4, 9, 8, torch.float32)
     monkeypatch.setenv("INV_KERNELS_BACKEND", "reference")
     got = infonce_loss(q, k, queue, 0.2, reduction="none")
-    assert_close(got, _infonce_rows_ref(q, k, queue, 0.2)[0], atol=0, rtol=0, name="env reference")
+    assert_close(got, infonce_loss_ref(q, k, queue, 0.2, reduction="none")[0], atol=0, rtol=0, name="env reference")
     monkeypatch.setenv("INV_KERNELS_BACKEND", "nonsense")
     with pytest.raises(ValueError, match=r"unknown backend INV_KERNELS_BACKEND='nonsense'"):
         infonce_loss(q, k, queue, 0.2)
