@@ -11,7 +11,7 @@ from torchvision.transforms import v2
 
 from inv_kernels import _ext
 from inv_kernels.augment import IMAGENET_MEAN, IMAGENET_STD, get_recipe, sample_augment_params
-from inv_kernels.augment.reference import blur_kernel_size
+from inv_kernels.ops.fused_augment_ref import blur_kernel_size
 
 from ._common import require_backend
 

@@ -20,7 +20,7 @@ import math
 import torch
 
 from inv_kernels.augment import AugmentParams
-from inv_kernels.augment.reference import blur_kernel_size
+from inv_kernels.ops.fused_augment_ref import blur_kernel_size
 
 # ---------------------------------------------------------------------------------------------------------------
 # GPU shapes

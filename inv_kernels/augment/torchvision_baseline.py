@@ -20,7 +20,7 @@ from PIL import Image, ImageFilter
 from torchvision import transforms as T
 
 from inv_kernels.augment.recipes import Recipe, get_recipe
-from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 
 
 class PILGaussianBlur:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from inv_kernels.augment.params import AugmentParams, sample_augment_params
 from inv_kernels.augment.recipes import Recipe, get_recipe
-from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD, OUT_DTYPES, fused_augment_ref
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD, OUT_DTYPES, fused_augment_ref
 from inv_kernels.data.folders import ImageFolderIndex, UnusableImageError, load_image
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 from inv_kernels.models.backbones import build_backbone
 from inv_kernels.models.checkpoint import load_backbone
 

@@ -1,7 +1,7 @@
 """fused_augment: every step of a view's augmentation (crop + antialiased bilinear resize, flip, colour jitter in the
 sampled order, grayscale, gaussian blur, normalisation) in one kernel, from uint8 sources to normalised views.
 
-The specification is ``inv_kernels.augment.fused_augment_ref`` (torchvision.transforms.v2.functional composed per
+The specification is ``inv_kernels.ops.fused_augment_ref`` (torchvision.transforms.v2.functional composed per
 view); csrc/augment/fused_augment.h states the arithmetic and the packed layout every compiled backend reads:
 
     src      uint8 padded batch (B_src, 3, Hmax, Wmax) or (B_src, Hmax, Wmax, 3), any strides
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from inv_kernels import _ext
 from inv_kernels.augment.params import AugmentParams
-from inv_kernels.augment.reference import (
+from inv_kernels.ops.fused_augment_ref import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     _check_args,

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 from inv_kernels.data.clean_views import CleanViewDataset, collate_skipping
 from inv_kernels.data.folders import ImageFolderIndex, skipped_among
 

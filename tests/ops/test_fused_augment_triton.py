@@ -10,7 +10,7 @@ import torch
 
 import inv_kernels.ops._fused_augment_triton as triton_backend
 from inv_kernels.augment import AugmentParams, sample_augment_params
-from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 from inv_kernels.ops.fused_augment import fused_augment
 from _op_backends import DEVICE
 
