@@ -19,7 +19,6 @@ thread), "triton" and "cuda".
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 import torch
 from torch import Tensor
@@ -37,6 +36,8 @@ from inv_kernels.ops.fused_augment_ref import (
 )
 from inv_kernels._validate import check_tensor
 from inv_kernels.backend import resolve_backend
+from inv_kernels.ops._fused_augment_triton import fused_augment_triton
+from inv_kernels.ops._library import device_guard, register_backends
 
 OP = "fused_augment"
 INT_PARAMS = 13  # columns of iparams (csrc/augment/fused_augment.h)
@@ -113,30 +114,55 @@ def _check_source_index(source_index: Tensor | None, n_views: int, n_sources: in
     return index
 
 
-def _launch_cpu(batch, sizes32, iparams, fparams, norm, out, size: int) -> None:
+def _launch_cpu(batch, sizes32, iparams, fparams, norm, out) -> None:
     _ext.C.cpu.fused_augment(
         batch.data_ptr(), *batch.stride(), sizes32.data_ptr(), batch.shape[0], iparams.data_ptr(),
-        fparams.data_ptr(), norm.data_ptr(), out.data_ptr(), out.shape[0], size, _ext.dtype_code(out.dtype),
+        fparams.data_ptr(), norm.data_ptr(), out.data_ptr(), out.shape[0], out.shape[-1], _ext.dtype_code(out.dtype),
     )  # fmt: skip
 
 
-def _launch_cuda(batch, sizes32, iparams, fparams, norm, out, size: int) -> None:
+def _launch_cuda(batch, sizes32, iparams, fparams, norm, out) -> None:
     workspace = torch.empty(out.shape[0], dtype=torch.float32, device=out.device)  # (V,) contrast means
     _ext.C.cuda.fused_augment(
         batch.data_ptr(), *batch.stride(), sizes32.data_ptr(), batch.shape[0], iparams.data_ptr(),
-        fparams.data_ptr(), norm.data_ptr(), out.data_ptr(), workspace.data_ptr(), out.shape[0], size,
+        fparams.data_ptr(), norm.data_ptr(), out.data_ptr(), workspace.data_ptr(), out.shape[0], out.shape[-1],
         _ext.dtype_code(out.dtype), out.device.index, _ext.cuda_stream_handle(out.device),
     )  # fmt: skip
 
 
-def _launch_triton(batch, sizes32, iparams, fparams, norm, out, size: int) -> None:
-    from inv_kernels.ops._fused_augment_triton import fused_augment_triton
-
-    with torch.cuda.device(out.device) if out.is_cuda else nullcontext():
+def _launch_triton(batch, sizes32, iparams, fparams, norm, out) -> None:
+    with device_guard(out):
         fused_augment_triton(batch, sizes32, iparams, fparams, norm, out)
 
 
-_LAUNCHERS = {"cpu": _launch_cpu, "cuda": _launch_cuda, "triton": _launch_triton}
+# ----------------------------------------------------------------------------------------------------------------
+# torch.library registration: one forward custom op per compiled backend (no backward: uint8 inputs)
+# ----------------------------------------------------------------------------------------------------------------
+_FWD_SCHEMA = (
+    "(Tensor batch, Tensor sizes32, Tensor iparams, Tensor fparams, Tensor norm, int out_size, ScalarType out_dtype)"
+    " -> Tensor"
+)
+
+
+def _new_views(iparams: Tensor, out_size: int, out_dtype: torch.dtype) -> Tensor:
+    return iparams.new_empty((iparams.shape[0], 3, out_size, out_size), dtype=out_dtype)  # (V, 3, S, S)
+
+
+def _fwd(launch, batch, sizes32, iparams, fparams, norm, out_size: int, out_dtype: torch.dtype) -> Tensor:
+    out = _new_views(iparams, out_size, out_dtype)
+    launch(batch, sizes32, iparams, fparams, norm, out)
+    return out
+
+
+FWD_OPS, _ = register_backends(
+    OP,
+    {"cpu": (_launch_cpu,), "cuda": (_launch_cuda,), "triton": (_launch_triton,)},
+    fwd=_fwd,
+    fwd_schema=_FWD_SCHEMA,
+    fwd_fake=lambda batch, sizes32, iparams, fparams, norm, out_size, out_dtype: _new_views(
+        iparams, out_size, out_dtype
+    ),
+)
 
 
 def fused_augment(
@@ -197,6 +223,4 @@ def fused_augment(
     iparams, fparams = pack_params(params, index, out_size, blur_kernel, device)
     norm = torch.tensor([*map(float, mean), *map(float, std)], dtype=torch.float32, device=device)  # (6,)
     sizes32 = sizes.to(device=device, dtype=torch.int32).contiguous()  # (B, 2)
-    out = torch.empty((len(params), 3, out_size, out_size), dtype=out_dtype, device=device)
-    _LAUNCHERS[chosen](batch, sizes32, iparams, fparams, norm, out, out_size)
-    return out
+    return FWD_OPS[chosen](batch, sizes32, iparams, fparams, norm, out_size, out_dtype)

@@ -25,6 +25,7 @@ OP_TABLES = {
     "inv_kernels.ops.invariance_scores": ("FWD_OPS",),
     "inv_kernels.ops.group_invariance": ("FWD_OPS",),
     "inv_kernels.ops.infonce": ("INFONCE_FWD_OPS", "INFONCE_BWD_OPS", "NTXENT_FWD_OPS", "NTXENT_BWD_OPS"),
+    "inv_kernels.ops.fused_augment": ("FWD_OPS",),
 }
 
 

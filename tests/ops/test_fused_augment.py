@@ -18,7 +18,7 @@ from inv_kernels.augment import (
     sample_augment_params,
 )
 from inv_kernels.data.folders import decode_rgb
-from inv_kernels.ops.fused_augment import fused_augment, pack_params
+from inv_kernels.ops.fused_augment import FWD_OPS, fused_augment, pack_params
 from _op_backends import ALL_BACKENDS, BACKENDS, DEVICE
 from _op_backends import skip_unavailable as _skip_unavailable
 
@@ -381,3 +381,51 @@ def test_cpu_entry_point_checks(change, message):
     assert bool(torch.isfinite(_abi_call()).all())
     with pytest.raises(ValueError, match=f"fused_augment \\(cpu\\): .*{message}"):
         _abi_call(**change)
+
+
+def _packed_inputs(backend):
+    """The custom op's inputs for 3 views of 2 sources (two views of the first), and the expected output."""
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, device=DEVICE) for h, w in ((13, 17), (9, 11))]
+    index = torch.tensor([0, 1, 0])
+    params = sample_augment_params("default", _sizes(images)[index])
+    batch = torch.zeros((2, 3, 13, 17), dtype=torch.uint8, device=DEVICE)
+    for i, img in enumerate(images):
+        batch[i, :, : img.shape[1], : img.shape[2]] = img
+    iparams, fparams = pack_params(params, index, 8, "from_sigma", batch.device)
+    norm = torch.tensor([*IMAGENET_MEAN, *IMAGENET_STD], dtype=torch.float32, device=DEVICE)  # (6,)
+    sizes32 = _sizes(images).to(device=DEVICE, dtype=torch.int32)  # (2, 2)
+    expected = fused_augment(images, params, 8, source_index=index, backend=backend)
+    return (batch, sizes32, iparams, fparams, norm, 8, torch.float32), expected
+
+
+@pytest.mark.parametrize("backend", [b for b in ALL_BACKENDS if b.values[0] != "reference"])
+def test_opcheck(backend):
+    _skip_unavailable(backend)
+    args, expected = _packed_inputs(backend)
+    torch.library.opcheck(FWD_OPS[backend], args, test_utils=("test_schema", "test_faketensor"))
+    torch.testing.assert_close(FWD_OPS[backend](*args), expected, atol=0, rtol=0)
+
+
+def test_meta_device_shape_through_fake_kernel():
+    batch = torch.empty((2, 3, 13, 17), dtype=torch.uint8, device="meta")
+    sizes32 = torch.empty((2, 2), dtype=torch.int32, device="meta")
+    iparams = torch.empty((5, 13), dtype=torch.int32, device="meta")
+    fparams, norm = torch.empty((5, 5), device="meta"), torch.empty(6, device="meta")
+    out = FWD_OPS["cpu"](batch, sizes32, iparams, fparams, norm, 8, torch.bfloat16)
+    assert out.shape == (5, 3, 8, 8) and out.dtype == torch.bfloat16
+
+
+def test_torch_compile_fullgraph():
+    """The registered op inside a compiled graph ("aot_eager": the graph is traced with the fake kernel, then run)."""
+    backend = "cuda" if "cuda" in BACKENDS else "cpu"
+    if backend not in BACKENDS:
+        pytest.skip("no compiled backend available")
+    torch._dynamo.reset()
+    op = FWD_OPS[backend]
+
+    def augment_and_scale(batch, sizes32, iparams, fparams, norm):
+        return op(batch, sizes32, iparams, fparams, norm, 8, torch.float32) * 2.0
+
+    args, expected = _packed_inputs(backend)
+    compiled = torch.compile(augment_and_scale, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(*args[:5]), expected * 2.0, atol=0, rtol=0)
