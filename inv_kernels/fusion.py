@@ -10,7 +10,8 @@ task. ``weighted`` fusion fixes both:
    so every member carries the same total variance (1) whatever its width or feature scale.
 2. ``choose_block_weights``: per task, pick weights w on a simplex grid (w_i >= 0, sum w_i = 1, step 1/steps) by the
    K-fold cross-validated score of a cheap closed-form ridge probe (one-hot targets and argmax for classification,
-   as sklearn's RidgeClassifier; the ridge strength picked per candidate from a small grid).
+   as sklearn's RidgeClassifier; the ridge strength picked per candidate from a small grid). The folds, the ridge
+   path, the metrics and the CV driver are the probes' (``inv_kernels.probes``).
 3. ``fuse(blocks, "weighted", weights)``: concatenation of w_i * block_i (zero-weight blocks dropped).
 
 Why it cannot do much worse than its best member: the grid holds every member alone (w = e_i), so when fusing does
@@ -30,6 +31,7 @@ import torch
 from torch import Tensor
 
 from inv_kernels._validate import check_finite, check_nonempty, check_tensor
+from inv_kernels.probes import class_scores, cross_validate, kfold_indices, r2_per_output, ridge_path, select_best
 
 FUSE_MODES: tuple[str, ...] = ("cat", "add", "mean", "weighted")
 TASK_KINDS: tuple[str, ...] = ("classification", "regression")
@@ -152,85 +154,6 @@ def simplex_grid(m: int, steps: int) -> list[tuple[float, ...]]:
     return singles + [w for w in grid if max(w) < 1.0]
 
 
-def score_predictions(y_true: Tensor, y_pred: Tensor, metric: str) -> float:
-    """The task metric.
-
-    Args:
-        y_true, y_pred: (n,) int classes for "accuracy" / "mean_per_class_accuracy"; (n, T) floats for "r2".
-        metric: "accuracy", "mean_per_class_accuracy" (recall per true class, averaged over the classes present) or
-            "r2" (1 - SS_res / SS_tot per output, averaged over outputs with SS_tot > 0, as sklearn's uniform
-            average without the constant outputs).
-    """
-    if metric == "accuracy":
-        return float((y_true == y_pred).double().mean())
-    if metric == "mean_per_class_accuracy":
-        classes = torch.unique(y_true)
-        return float(torch.stack([(y_pred[y_true == c] == c).double().mean() for c in classes]).mean())
-    if metric == "r2":
-        yt, yp = y_true.double().reshape(len(y_true), -1), y_pred.double().reshape(len(y_pred), -1)
-        ss_tot = ((yt - yt.mean(dim=0)) ** 2).sum(dim=0)  # (T,)
-        ss_res = ((yt - yp) ** 2).sum(dim=0)  # (T,)
-        keep = ss_tot > 0
-        if not bool(keep.any()):
-            return 0.0
-        return float((1.0 - ss_res[keep] / ss_tot[keep]).mean())
-    raise ValueError(f"score_predictions: metric must be accuracy, mean_per_class_accuracy or r2, got {metric!r}")
-
-
-def make_folds(y: Tensor, task_kind: str, folds: int, seed: int = 0) -> Tensor:
-    """(n,) int64 fold ids: stratified by class (classification) or a shuffled K-fold (regression), seeded.
-
-    Raises:
-        ValueError: folds < 2, fewer samples than folds, or a class with fewer samples than folds (named).
-    """
-    op = "make_folds"
-    n = y.shape[0]
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"{op}: folds must be an int >= 2, got {folds!r}")
-    if n < folds:
-        raise ValueError(f"{op}: {n} samples are fewer than folds={folds}")
-    rng = np.random.RandomState(seed)
-    ids = np.empty(n, dtype=np.int64)
-    if task_kind == "classification":
-        labels = y.cpu().numpy()
-        classes, counts = np.unique(labels, return_counts=True)
-        small = [(int(c), int(k)) for c, k in zip(classes, counts) if k < folds]
-        if small:
-            listed = ", ".join(f"class {c} has {k}" for c, k in small[:5])
-            raise ValueError(f"{op}: a class with fewer samples than folds={folds}: {listed}"
-                             f"{' ...' if len(small) > 5 else ''} (use fewer folds or drop the class)")
-        offset = 0
-        for c in classes:
-            members = rng.permutation(np.flatnonzero(labels == c))
-            ids[members] = (np.arange(len(members)) + offset) % folds
-            offset += len(members)
-    else:
-        ids[rng.permutation(n)] = np.arange(n) % folds
-    return torch.from_numpy(ids)
-
-
-def _ridge_path(x_tr: Tensor, y_tr: Tensor, x_va: Tensor, lambdas: Sequence[float]) -> list[Tensor]:
-    """Validation predictions of ridge with an intercept, one per lambda (alpha = lambda * n_train).
-
-    Args:
-        x_tr: (n, D) float64. y_tr: (n, T) float64. x_va: (m, D) float64.
-
-    Returns:
-        len(lambdas) tensors (m, T).
-    """
-    n = x_tr.shape[0]
-    mu, ybar = x_tr.mean(dim=0), y_tr.mean(dim=0)
-    xc, yc, xv = x_tr - mu, y_tr - ybar, x_va - mu  # (n, D), (n, T), (m, D)
-    if xc.shape[1] <= n:  # primal: eig of X^T X (D, D)
-        s, v = torch.linalg.eigh(xc.T @ xc)
-        a, g = xv @ v, v.T @ (xc.T @ yc)  # (m, D), (D, T)
-    else:  # dual: eig of X X^T (n, n)
-        s, u = torch.linalg.eigh(xc @ xc.T)
-        a, g = (xv @ xc.T) @ u, u.T @ yc  # (m, n), (n, T)
-    s = s.clamp_min(0)
-    return [(a / (s + lam * n)) @ g + ybar for lam in lambdas]
-
-
 def choose_block_weights(blocks: Sequence[Tensor], y: Tensor, task_kind: str, *, folds: int = 5, steps: int = 4,
                          candidates: Sequence[Sequence[float]] | None = None, metric: str | None = None,
                          lambdas: Sequence[float] = DEFAULT_LAMBDAS, max_samples: int | None = 4096,
@@ -287,31 +210,51 @@ def choose_block_weights(blocks: Sequence[Tensor], y: Tensor, task_kind: str, *,
         rows = torch.from_numpy(np.sort(np.random.RandomState(seed).choice(n, max_samples, replace=False)))
     xs = [x[rows].double().cpu() for x in xs]
     y = y[rows].cpu()
-    fold_id = make_folds(y, task_kind, folds, seed)
-    if task_kind == "classification":
-        classes, y_idx = torch.unique(y, return_inverse=True)
-        targets = torch.full((len(y), len(classes)), -1.0, dtype=torch.float64)
-        targets[torch.arange(len(y)), y_idx] = 1.0  # (n, C) one-hot in {-1, 1}, as RidgeClassifier
-    else:
-        targets = y.double().reshape(len(y), -1)  # (n, T)
+    classification = task_kind == "classification"
+    pairs = kfold_indices(len(y), folds, seed=seed, y=y if classification else None, stratify=classification)
+    targets, score = _ridge_targets(y, task_kind, metric)
+    lambdas_t = torch.tensor(lambdas, dtype=torch.float64)  # (L,)
     table = []
     for w in grid:
         x = torch.cat([wi * b for wi, b in zip(w, xs) if wi > 0], dim=1)  # (n, D_w)
-        per_fold = []  # (folds, len(lambdas))
-        for k in range(folds):
-            tr, va = fold_id != k, fold_id == k
-            preds = _ridge_path(x[tr], targets[tr], x[va], lambdas)
-            if task_kind == "classification":
-                per_fold.append([score_predictions(y[va], classes[p.argmax(dim=1)], metric) for p in preds])
-            else:
-                per_fold.append([score_predictions(targets[va], p, metric) for p in preds])
-        scores = torch.tensor(per_fold, dtype=torch.float64)  # (folds, L)
-        best = int(scores.mean(dim=0).argmax())
-        table.append({"weights": w, "score": float(scores[:, best].mean()), "std": float(scores[:, best].std()),
-                      "lambda": float(lambdas[best])})
+        scores = _ridge_cv(x, targets, score, pairs, lambdas_t)  # (folds, L)
+        cv_scores, _, best = select_best(scores)
+        table.append({"weights": w, "score": float(cv_scores[best]), "std": float(np.std(scores[:, best], ddof=1)),
+                      "lambda": float(lambdas[best])})  # fmt: skip
     order = sorted(range(len(table)), key=lambda i: (-table[i]["score"], i))  # ties: grid order (singles first)
     table = [table[i] for i in order]
     return table[0]["weights"], table
+
+
+def _ridge_cv(x: Tensor, targets: Tensor, score, pairs, lambdas: Tensor) -> np.ndarray:
+    """(folds, L) validation scores of the ridge probe on x (n, D) with targets (n, T), at alpha = lambda * n_train
+    for each of the L lambdas."""
+    return cross_validate(pairs, lambda f, tr, va: score(ridge_path(x[tr], targets[tr], x[va], lambdas * len(tr)), va))
+
+
+def _ridge_targets(y: Tensor, task_kind: str, metric: str):
+    """The ridge probe's targets and its scorer.
+
+    Args:
+        y: (n,) int class labels or (n,) / (n, T) float targets.
+
+    Returns:
+        (targets (n, C) one-hot in {-1, 1} as sklearn's RidgeClassifier, or (n, T) float64;
+         score(predictions (L, nv, C or T), val_idx) -> (L,) metric of the argmax class, or R^2 averaged over outputs).
+    """
+    if task_kind != "classification":
+        targets = y.double().reshape(len(y), -1)  # (n, T)
+        return targets, lambda pred, va: r2_per_output(targets[va][None], pred).mean(dim=-1).numpy()
+    classes, y_idx = torch.unique(y, return_inverse=True)
+    targets = torch.full((len(y), len(classes)), -1.0, dtype=torch.float64)
+    targets[torch.arange(len(y)), y_idx] = 1.0  # (n, C)
+
+    def score(pred: Tensor, va) -> np.ndarray:
+        valid = torch.ones(1, len(va), dtype=torch.bool)
+        accuracy, per_class = class_scores(pred.argmax(dim=2).T[None], y_idx[va][None], valid, len(classes))  # (1, L)
+        return (accuracy if metric == "accuracy" else per_class)[0].numpy()
+
+    return targets, score
 
 
 def weighted_fusion(train_blocks: Sequence[Tensor], test_blocks: Sequence[Tensor], y_train: Tensor, task_kind: str,
@@ -334,8 +277,6 @@ __all__ = [
     "FUSE_MODES",
     "choose_block_weights",
     "fuse",
-    "make_folds",
-    "score_predictions",
     "simplex_grid",
     "standardise_blocks",
     "weighted_fusion",

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from inv_kernels.fusion import (
+    DEFAULT_LAMBDAS,
     choose_block_weights,
     fuse,
-    make_folds,
-    score_predictions,
     simplex_grid,
     standardise_blocks,
     weighted_fusion,
 )
+from inv_kernels.probes import class_scores, kfold_indices, r2_per_output, ridge_path
 
 
 def test_cat_add_mean_match_reference():
@@ -84,15 +84,45 @@ def test_simplex_grid():
     assert all(math.isclose(sum(w), 1.0) for w in g)
 
 
-def test_score_predictions_against_numpy():
-    y = torch.tensor([0, 0, 0, 0, 1, 2])
-    p = torch.tensor([0, 0, 0, 0, 0, 2])
-    assert score_predictions(y, p, "accuracy") == pytest.approx(5 / 6)
-    assert score_predictions(y, p, "mean_per_class_accuracy") == pytest.approx((1 + 0 + 1) / 3)
-    from sklearn.metrics import r2_score
+def _probe_cv(x, y, task_kind, metric, folds=5, seed=0):
+    """(folds, L) CV scores of a ridge probe on x computed from the probes' own folds, ridge path and metrics."""
+    classification = task_kind == "classification"
+    pairs = kfold_indices(len(y), folds, seed=seed, y=y if classification else None, stratify=classification)
+    classes, y_idx = torch.unique(y, return_inverse=True)
+    targets = 2.0 * torch.nn.functional.one_hot(y_idx).double() - 1.0 if classification else y.double()
+    scores = []
+    for tr, va in pairs:
+        alphas = torch.tensor(DEFAULT_LAMBDAS, dtype=torch.float64) * len(tr)
+        pred = ridge_path(x[tr], targets[tr], x[va], alphas)  # (L, nv, T)
+        if classification:
+            acc, mpca = class_scores(pred.argmax(dim=2).T[None], y_idx[va][None], torch.ones(1, len(va), dtype=bool),
+                                     len(classes))  # fmt: skip
+            scores.append((acc if metric == "accuracy" else mpca)[0].tolist())
+        else:
+            scores.append(r2_per_output(targets[va][None], pred).mean(dim=-1).tolist())
+    return torch.tensor(scores, dtype=torch.float64)
 
-    yt, yp = torch.randn(20, 3), torch.randn(20, 3)
-    assert score_predictions(yt, yp, "r2") == pytest.approx(r2_score(yt.numpy(), yp.numpy()), rel=1e-6)
+
+@pytest.mark.parametrize("task_kind, metric", [("classification", "accuracy"),
+                                               ("classification", "mean_per_class_accuracy"),
+                                               ("regression", "r2")])  # fmt: skip
+def test_each_candidate_is_scored_by_the_probes_folds_ridge_path_and_metrics(task_kind, metric):
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(83, 4, generator=g), torch.randn(83, 30, generator=g)
+    if task_kind == "classification":
+        y = (a[:, 0] + b[:, 0] > 0).long() + 2 * (a[:, 1] > 1).long()
+    else:
+        y = torch.stack([a[:, 0] + 0.5 * torch.randn(83, generator=g), b[:, 2]], 1)
+    (za, zb), _ = standardise_blocks([a, b])
+    _, table = choose_block_weights([za, zb], y, task_kind, metric=metric, seed=4)
+    for row in table:
+        w = row["weights"]
+        x = torch.cat([wi * z.double() for wi, z in zip(w, (za, zb)) if wi > 0], dim=1)
+        scores = _probe_cv(x, y, task_kind, metric, seed=4)
+        best = int(scores.mean(dim=0).argmax())
+        assert row["lambda"] == DEFAULT_LAMBDAS[best], w
+        assert row["score"] == pytest.approx(float(scores[:, best].mean()), abs=1e-12), w
+        assert row["std"] == pytest.approx(float(scores[:, best].std()), abs=1e-12), w
 
 
 def test_labels_must_match_features_and_folds():
@@ -100,13 +130,12 @@ def test_labels_must_match_features_and_folds():
     with pytest.raises(ValueError, match="y has 9 labels but the features have 10 rows"):
         choose_block_weights(x, torch.zeros(9, dtype=torch.long), "classification")
     y = torch.tensor([0] * 8 + [1] * 2)
-    with pytest.raises(ValueError, match="fewer samples than folds=5: class 1 has 2"):
+    with pytest.raises(ValueError, match="every class needs at least n_folds=5 samples .*class 1 has 2"):
         choose_block_weights(x, y, "classification", folds=5)
     with pytest.raises(TypeError, match="integer"):
         choose_block_weights(x, y.float(), "classification")
-    folds = make_folds(torch.tensor([0] * 10 + [1] * 5), "classification", 5)
-    for k in range(5):
-        assert int(((folds == k) & (torch.arange(15) >= 10)).sum()) == 1  # stratified
+    with pytest.raises(ValueError, match=r"n_folds=11 is larger than the number of samples \(10\)"):
+        choose_block_weights(x, torch.randn(10), "regression", folds=11)
 
 
 def _two_blocks(n, complementary, seed=0):

@@ -120,19 +120,3 @@ def default_dtype(device: torch.device, dtype: torch.dtype | None) -> torch.dtyp
         return dtype
     return torch.float64 if device.type == "cpu" else torch.float32
 
-
-def r2_per_output(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
-    """sklearn's r2_score per output along dim -2: 1 - SSE/SST; constant outputs score 1 if predicted exactly, else 0.
-
-    Args:
-        y_true: (..., N, T).
-        y_pred: (..., N, T).
-
-    Returns:
-        (..., T).
-    """
-    sse = ((y_true - y_pred) ** 2).sum(dim=-2)
-    sst = ((y_true - y_true.mean(dim=-2, keepdim=True)) ** 2).sum(dim=-2)
-    safe = torch.where(sst > 0, sst, torch.ones_like(sst))
-    r2 = 1.0 - sse / safe
-    return torch.where(sst > 0, r2, torch.where(sse == 0, torch.ones_like(r2), torch.zeros_like(r2)))

@@ -12,16 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._checks import (
-    check_features,
-    check_grid,
-    check_regression_test_set,
-    check_targets,
-    default_dtype,
-    r2_per_output,
-)
+from ._checks import check_features, check_grid, check_regression_test_set, check_targets, default_dtype
+from .cv import cross_validate, select_best
 from .folds import resolve_folds
 from .grid import KRR_ALPHAS, KRR_GAMMAS
+from .metrics import r2_per_output
 from .result import ProbeResult
 
 OP = "fit_kernel_ridge_cv"
@@ -90,22 +85,25 @@ def fit_kernel_ridge_cv(
     alphas_t = torch.as_tensor(a_np, dtype=dt, device=device)
     A, B = len(a_np), len(g_np)
 
-    fold_r2 = np.zeros((len(pairs), A, B))
-    for f, (tr, va) in enumerate(pairs):
+
+    def score_fold(f: int, tr: np.ndarray, va: np.ndarray) -> np.ndarray:
+        """(A, B): the fold's validation R^2 over alpha x gamma."""
         tr_t, va_t = torch.as_tensor(tr, device=device), torch.as_tensor(va, device=device)
         Xtr, Xv = _standardise(X[tr_t], X[va_t])
         Ytr, Yv = Y2[tr_t], Y2[va_t]
         D2, D2v = _sq_dists(Xtr, Xtr), _sq_dists(Xv, Xtr)  # (n, n), (nv, n)
+        r2 = np.zeros((A, B))
         for j, gamma in enumerate(g_np):
             lam, Q = torch.linalg.eigh(torch.exp(-gamma * D2))
             lam = lam.clamp_min(0)
             QtY = Q.T @ Ytr  # (n, T)
             dual = Q @ (QtY[None] / (lam[None, :, None] + alphas_t[:, None, None]))  # (A, n, T)
             pred = torch.exp(-gamma * D2v) @ dual  # (A, nv, T)
-            fold_r2[f, :, j] = r2_per_output(Yv[None], pred).mean(dim=-1).cpu().numpy()
-    fold_scores = fold_r2.reshape(len(pairs), A * B)
-    cv_scores = fold_scores.mean(axis=0)
-    best = int(np.argmax(cv_scores))
+            r2[:, j] = r2_per_output(Yv[None], pred).mean(dim=-1).cpu().numpy()
+        return r2
+
+    fold_scores = cross_validate(pairs, score_fold).reshape(len(pairs), A * B)
+    cv_scores, cv_std, best = select_best(fold_scores)
     alpha, gamma = float(a_np[best // B]), float(g_np[best % B])
 
     # Refit on all of X: one Cholesky solve at the chosen pair.
@@ -130,7 +128,7 @@ def fit_kernel_ridge_cv(
         param_names=("alpha", "gamma"),
         grid=grid,
         cv_scores=cv_scores,
-        cv_std=fold_scores.std(axis=0),
+        cv_std=cv_std,
         fold_scores=fold_scores,
         best_index=best,
         best_params={"alpha": alpha, "gamma": gamma},

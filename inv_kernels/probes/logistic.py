@@ -20,8 +20,10 @@ import numpy as np
 import torch
 
 from ._checks import check_features, check_grid, check_labels, default_dtype
+from .cv import select_best
 from .folds import check_class_counts, resolve_folds
 from .grid import logistic_Cs
+from .metrics import class_scores
 from .result import ProbeResult
 
 OP = "fit_logistic_cv"
@@ -203,28 +205,6 @@ def batched_lbfgs(
     return theta, converged, it
 
 
-def _class_scores(pred: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accuracy and mean per-class accuracy (recall averaged over the classes present in y).
-
-    Args:
-        pred: (F, n, g) predicted classes.
-        y: (F, n) true classes.
-        valid: (F, n) bool, False on padded rows.
-
-    Returns:
-        two (F, g) tensors.
-    """
-    correct = (pred == y[:, :, None]) & valid[:, :, None]  # (F, n, g)
-    acc = correct.sum(dim=1).double() / valid.sum(dim=1, keepdim=True).double()
-    onehot = torch.nn.functional.one_hot(y.clamp_min(0), K).double() * valid[:, :, None].double()  # (F, n, K)
-    hits = torch.einsum("fng,fnk->fgk", correct.double(), onehot)
-    counts = onehot.sum(dim=1)  # (F, K)
-    present = counts > 0
-    recall = hits / counts.clamp_min(1)[:, None, :]
-    mpca = (recall * present[:, None, :]).sum(dim=2) / present.sum(dim=1, keepdim=True)
-    return acc, mpca
-
-
 def fit_logistic_cv(
     X: torch.Tensor | np.ndarray,
     y: torch.Tensor | np.ndarray,
@@ -334,13 +314,12 @@ def fit_logistic_cv(
         cols_t = torch.as_tensor(cols, device=device)
         solutions[:, :, cols_t] = theta
         pred = torch.bmm(Xv, theta.reshape(F, Dp1, -1)).view(F, Xv.shape[1], len(cols), K).argmax(dim=3)
-        acc, mpca = _class_scores(pred, yv, valid, K)
+        acc, mpca = class_scores(pred, yv, valid, K)
         fold_acc[:, cols_t], fold_mpca[:, cols_t] = acc, mpca
         theta_prev = theta[:, :, -1:]
 
     fold_scores = (fold_acc if metric == "accuracy" else fold_mpca).cpu().numpy()
-    cv_scores = fold_scores.mean(axis=0)
-    best = int(np.argmax(cv_scores))
+    cv_scores, cv_std, best = select_best(fold_scores)
 
     # Refit on all of X at the chosen C, from the folds' mean solution.
     mu = Xa[:, :-1].mean(dim=0)
@@ -358,26 +337,22 @@ def fit_logistic_cv(
 
     test_metrics: dict[str, float] = {}
     if X_test is not None:
-        logits = X_test.to(device=device, dtype=dt) @ coef + intercept
-        pred_idx = logits.argmax(dim=1)
-        pred = classes[pred_idx]
-        yt = y_test.to(device)
-        # mean per-class accuracy over the classes present in y_test (test classes unseen in y count as misses)
-        yt_classes, yt_idx = torch.unique(yt, return_inverse=True)
-        correct = (pred == yt).double()
-        per_class = torch.zeros(yt_classes.numel(), dtype=torch.float64, device=device).index_add_(0, yt_idx, correct)
-        counts = torch.bincount(yt_idx, minlength=yt_classes.numel()).double()
-        test_metrics = {
-            "accuracy": float(correct.mean()),
-            "mean_per_class_accuracy": float((per_class / counts).mean()),
-        }
+        logits = X_test.to(device=device, dtype=dt) @ coef + intercept  # (M, K)
+        predicted = classes[logits.argmax(dim=1)]  # (M,) labels
+        # One index space for the test labels and the predictions: test classes unseen in y count as misses, and the
+        # mean per-class accuracy averages over the classes present in y_test.
+        labels, idx = torch.unique(torch.cat([y_test.to(device), predicted]), return_inverse=True)
+        y_idx_test, pred_idx = idx[: len(y_test)], idx[len(y_test) :]  # (M,), (M,)
+        everything = torch.ones(1, len(y_test), dtype=torch.bool, device=device)
+        acc, mpca = class_scores(pred_idx[None, :, None], y_idx_test[None], everything, labels.numel())  # (1, 1) each
+        test_metrics = {"accuracy": float(acc), "mean_per_class_accuracy": float(mpca)}
     return ProbeResult(
         probe="logistic",
         metric=metric,
         param_names=("C",),
         grid=Cs,
         cv_scores=cv_scores,
-        cv_std=fold_scores.std(axis=0),
+        cv_std=cv_std,
         fold_scores=fold_scores,
         best_index=best,
         best_params={"C": float(Cs[best])},

@@ -22,10 +22,11 @@ from ._checks import (
     check_regression_test_set,
     check_targets,
     default_dtype,
-    r2_per_output,
 )
+from .cv import cross_validate, select_best
 from .folds import resolve_folds
 from .grid import ridge_alphas
+from .metrics import r2_per_output
 from .result import ProbeResult
 
 OP = "fit_ridge_cv"
@@ -66,6 +67,24 @@ def _ridge_predict_all(
     return P @ (B[None] / (s[None, :, None] + alphas[:, None, None]))
 
 
+def ridge_path(X_tr: torch.Tensor, Y_tr: torch.Tensor, X_va: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    """Predictions of ridge with an intercept (sklearn's ``Ridge(alpha, fit_intercept=True)``) for every alpha, from
+    one eigendecomposition (of the D x D Gram, or of the n x n one when n < D).
+
+    Args:
+        X_tr: (n, D) training features. Y_tr: (n, T) training targets. X_va: (m, D) features to predict.
+        alphas: (G,) penalties, in the dtype and on the device of the data.
+
+    Returns:
+        (G, m, T) predictions.
+    """
+    mx, my = X_tr.mean(dim=0), Y_tr.mean(dim=0)  # (D,), (T,)
+    Xc, Yc, Xv_c = X_tr - mx, Y_tr - my, X_va - mx  # (n, D), (n, T), (m, D)
+    if Xc.shape[0] < Xc.shape[1]:
+        return _ridge_predict_all(None, None, Xc, Yc, Xv_c, alphas, dual=True) + my
+    return _ridge_predict_all(Xc.T @ Xc, Xc.T @ Yc, None, None, Xv_c, alphas, dual=False) + my
+
+
 def _partition_grams(X: torch.Tensor, pairs) -> list[torch.Tensor] | None:
     """The validation Grams Xv^T Xv (D, D) of every fold when the validation sets partition the N rows (k-fold CV):
     their sum is the full Gram, so the data is multiplied once instead of twice. None for other fold layouts."""
@@ -99,9 +118,9 @@ def _cv_per_output(X: torch.Tensor, Y2: torch.Tensor, pairs, alphas: torch.Tenso
     G_all = X.T @ X if val_grams is None else sum(val_grams)  # (D, D) uncentred
     XtY_all = X.T @ Y2  # (D, T)
     sx_all, sy_all = X.sum(dim=0), Y2.sum(dim=0)
-    fold_r2 = np.zeros((len(pairs), len(alphas), Y2.shape[1]))
-    fold_mse = np.zeros_like(fold_r2)
-    for f, (tr, va) in enumerate(pairs):
+
+    def score_fold(f: int, tr: np.ndarray, va: np.ndarray) -> np.ndarray:
+        """(2, G, T): the fold's validation R^2 and MSE."""
         tr_t, va_t = torch.as_tensor(tr, device=device), torch.as_tensor(va, device=device)
         Xv, Yv = X[va_t], Y2[va_t]
         n = len(tr)
@@ -127,9 +146,10 @@ def _cv_per_output(X: torch.Tensor, Y2: torch.Tensor, pairs, alphas: torch.Tenso
             XtY = XtY - n * torch.outer(mx, my)
             pred = _ridge_predict_all(G_tr, XtY, None, None, Xv_c, alphas, dual=False)
         pred = pred + my  # (G, nv, T)
-        fold_r2[f] = r2_per_output(Yv[None], pred).cpu().numpy()
-        fold_mse[f] = ((pred - Yv[None]) ** 2).mean(dim=1).cpu().numpy()
-    return fold_r2, fold_mse, (G_all, XtY_all, sx_all, sy_all)
+        return torch.stack([r2_per_output(Yv[None], pred), ((pred - Yv[None]) ** 2).mean(dim=1)]).cpu().numpy()
+
+    scores = cross_validate(pairs, score_fold)  # (F, 2, G, T)
+    return scores[:, 0], scores[:, 1], (G_all, XtY_all, sx_all, sy_all)
 
 
 def _refit(totals, N: int, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,8 +265,7 @@ def fit_ridge_cv(
         fold_r2[:, :, outputs], fold_mse[:, :, outputs] = r2_g, mse_g
         fits.append((rows, outputs, totals, Xg.shape[0]))
     fold_scores = fold_r2.mean(axis=2)  # (F, G): uniform average over outputs
-    cv_scores = fold_scores.mean(axis=0)
-    best = int(np.argmax(cv_scores))
+    cv_scores, cv_std, best = select_best(fold_scores)
 
     # Refit every group at the chosen alpha: one Cholesky solve each.
     coef = torch.empty(D, T, dtype=dt, device=device)
@@ -264,7 +283,7 @@ def fit_ridge_cv(
         param_names=("alpha",),
         grid=alphas_np,
         cv_scores=cv_scores,
-        cv_std=fold_scores.std(axis=0),
+        cv_std=cv_std,
         fold_scores=fold_scores,
         best_index=best,
         best_params={"alpha": float(alphas_np[best])},
