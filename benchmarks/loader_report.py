@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
         parser.error(f"--data {args.data} is not a folder")
-    from pipelines.dali_two_view import DaliTwoViewLoader
+    from inv_kernels.data.dali.two_view import DaliTwoViewLoader
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "images"

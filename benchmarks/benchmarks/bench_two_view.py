@@ -1,4 +1,4 @@
-"""Two-view training batches from a folder of JPEGs: the DALI loader (pipelines/dali_two_view.py: DALI decode, then
+"""Two-view training batches from a folder of JPEGs: the DALI loader (inv_kernels/data/dali/two_view.py: DALI decode, then
 one fused_augment call per batch, with fused_augment's backend as part of the parameter) against the baseline MoCo
 itself uses, a torchvision DataLoader over ImageFolder with PIL TwoCropsTransform (the "default" recipe). Reported as
 two-view images per second over one epoch (track_*, host clock, as a loader's throughput is wall time); the folder of
@@ -54,9 +54,9 @@ class TwoViewLoader:
         if not inv_kernels.HAS_DALI:
             raise NotImplementedError("NVIDIA DALI is not installed")
         try:
-            module = importlib.import_module("pipelines.dali_two_view")
+            module = importlib.import_module("inv_kernels.data.dali.two_view")
         except ImportError as error:
-            raise NotImplementedError(f"pipelines.dali_two_view cannot be imported: {error}") from None
+            raise NotImplementedError(f"inv_kernels.data.dali.two_view cannot be imported: {error}") from None
         self.loader = module.DaliTwoViewLoader(root, RECIPE, out_size, BATCH, device_id=0 if device == "cuda" else None,
                                                num_threads=THREADS, backend=backend)  # fmt: skip
 

@@ -3,11 +3,12 @@
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from inv_kernels.data.loaders import TWO_VIEW_LOADERS
 from inv_kernels.models.backbones import ARCHS
 from inv_kernels.models.moco import OBJECTIVES
 
 BUILTIN_RECIPES = ("default", "spatial", "appearance")
-LOADERS = ("auto", "torchvision", "dali")
+LOADERS = ("auto", *TWO_VIEW_LOADERS)  # "auto": dali when NVIDIA DALI is installed, else torchvision
 # The settings a resumed run may give other values than its checkpoint's: where it writes, which checkpoint it reads
 # and whether it trusts it, how many loader workers or threads it uses, on which device it runs, where it stops and
 # how often it logs and checkpoints. Every other setting decides what the run computes and must match.
@@ -44,7 +45,7 @@ class PretrainConfig:
     mlp: bool = True
     bn_splits: int = 8  # one process only; under torch.distributed, batches are shuffled across processes
     workers: int = 2
-    # "dali": DALI decoding + one fused_augment call per batch (pipelines/dali_two_view); "torchvision": the
+    # "dali": DALI decoding + one fused_augment call per batch (data/dali/two_view.py); "torchvision": the
     # DataLoader baseline; "auto": dali when NVIDIA DALI is installed, else torchvision
     loader: str = "auto"
     seed: int = 0

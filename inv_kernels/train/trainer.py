@@ -3,9 +3,10 @@
 Every setting is checked and every input folder scanned before the first step. The state needed to resume exactly
 (model with queue, optimizer, epoch and step, RNG states) is checkpointed atomically to ``<out>/checkpoint_last.pth.tar``;
 ``resume="auto"`` continues from it. Runs on one process, or under ``torchrun`` with DDP (NCCL on GPUs, gloo on CPUs).
-``config.loader`` picks the data path: "torchvision" (``TwoViewDataset`` in DataLoader workers) or "dali"
-(``pipelines.dali_two_view``; "auto", the default, takes it when NVIDIA DALI is installed); both take each epoch's batches of files from (seed, epoch, rank) and can start an
-epoch at any step, so resume is exact with either.
+``config.loader`` picks the data path (``data.loaders.two_view_loader``): "torchvision" (``TwoViewDataset`` in
+DataLoader workers) or "dali" (``data.dali.two_view``; "auto", the default, takes it when NVIDIA DALI is installed);
+both take each epoch's batches of files from (seed, epoch, rank) and can start an epoch at any step, so resume is
+exact with either.
 
 Resume is strict: the checkpoint is read with ``weights_only`` (``config.trust_checkpoint`` allows full unpickling),
 its configuration must equal this run's in every setting but ``RESUME_MAY_CHANGE`` (all differences are named), and
@@ -28,12 +29,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import inv_kernels
-from inv_kernels.augment.two_view import TwoViewDataset, collate_two_views
 from inv_kernels.data.folders import ImageFolderIndex, skipped_record, split_folders
+from inv_kernels.data.loaders import two_view_loader
 from inv_kernels.distributed import DistContext
 from inv_kernels.io import (
     atomic_write_bytes,
@@ -53,7 +53,6 @@ from inv_kernels.models.checkpoint import (
 from inv_kernels.models.moco import MoCo
 from inv_kernels.train.config import RESUME_MAY_CHANGE, PretrainConfig, resume_differences
 from inv_kernels.train.knn import knn_monitor
-from inv_kernels.train.sampler import ResumableBatchSampler
 
 KILL_AT_STEP_ENV = "INV_KERNELS_KILL_AT_STEP"  # fault injection for the resume test: SIGKILL after this step
 
@@ -80,7 +79,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
         # The DALI loader leaves undecodable files out once, up front; the torchvision one counts them as met.
-        self.skipped_images = self.dali_loader.skipped if self.dali_loader is not None else 0
+        self.skipped_images = self.train_loader.skipped
         self.knn_skipped: dict[str, dict] = {}  # the kNN folders' unusable images, per folder (skipped_record)
         if resume is not None:
             self._resume(*resume)
@@ -114,21 +113,11 @@ class Trainer:
         self.bn_splits = cfg.bn_splits if world == 1 else 1
         if self.local_batch % self.bn_splits:
             raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of bn_splits {self.bn_splits}")
-        self.dataset, self.sampler, self.dali_loader = None, None, None
         self.loader = cfg.loader if cfg.loader != "auto" else ("dali" if inv_kernels.HAS_DALI else "torchvision")
-        if self.loader == "dali":
-            from pipelines.dali_two_view import DaliTwoViewLoader
-
-            self.dali_loader = DaliTwoViewLoader(
-                self.train_index, cfg.recipe, out_size=self.image_size, batch_size=self.local_batch, seed=cfg.seed,
-                rank=self.dist.rank, world_size=world, num_threads=max(cfg.workers, 1),
-                device_id=self.device.index if self.device.type == "cuda" else None,
-            )  # fmt: skip
-        else:
-            self.dataset = TwoViewDataset(self.train_index, cfg.recipe, out_size=self.image_size, seed=cfg.seed)
-            self.sampler = ResumableBatchSampler(
-                len(self.dataset), self.local_batch, seed=cfg.seed, rank=self.dist.rank, world_size=world
-            )
+        self.train_loader = two_view_loader(
+            self.loader, self.train_index, cfg.recipe, out_size=self.image_size, batch_size=self.local_batch,
+            seed=cfg.seed, rank=self.dist.rank, world_size=world, workers=cfg.workers, device=self.device,
+        )  # fmt: skip
         torch.manual_seed(cfg.seed)  # the model's initialisation; the key shuffles draw from this generator later
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -310,19 +299,12 @@ class Trainer:
         return every >= 0 and (epoch_done == self.config.epochs or (every > 0 and epoch_done % every == 0))
 
     def _batches_per_epoch(self) -> int:
-        return (self.dali_loader or self.sampler).batches_per_epoch()
+        return self.train_loader.batches_per_epoch()
 
     def _epoch_loader(self):
         """The batches of ``self.epoch`` from ``self.step_in_epoch`` on, as ``collate_two_views`` makes them."""
-        if self.dali_loader is not None:
-            self.dali_loader.set_epoch(self.epoch, self.step_in_epoch)
-            return self.dali_loader
-        self.dataset.set_epoch(self.epoch)
-        self.sampler.set_epoch(self.epoch, self.step_in_epoch)
-        return DataLoader(
-            self.dataset, batch_sampler=self.sampler, num_workers=self.config.workers, collate_fn=collate_two_views,
-            generator=torch.Generator(), pin_memory=self.device.type == "cuda",
-        )  # fmt: skip
+        self.train_loader.set_epoch(self.epoch, self.step_in_epoch)
+        return self.train_loader
 
     def run(self) -> dict:
         """Trains to ``config.epochs`` (or ``max_steps``); returns the summary also written to ``<out>/summary.json``."""

@@ -1,6 +1,6 @@
 """Unusable images -- smaller than 2 x 2 pixels, or not decodable (a JPEG damaged in the middle of its scan, a file
 cut short, a file that is no image) -- are skipped and counted by one rule in every loader: the torchvision two-view
-dataset, the DALI two-view and eval loaders, the kNN monitor, measurement's clean views and the probes' features;
+dataset, the DALI two-view loader, the kNN monitor, measurement's clean views and the probes' features;
 ``pipelines.measure`` and ``pipelines.transfer`` finish, print them and record them in their results files."""
 
 import io
@@ -113,7 +113,7 @@ def test_two_view_dataset_skips_and_names_tiny_images(tmp_path):
 
 @pytest.mark.dali
 def test_dali_two_view_loader_skips_and_names_tiny_images(tmp_path):
-    from pipelines.dali_two_view import DaliTwoViewLoader
+    from inv_kernels.data.dali.two_view import DaliTwoViewLoader
 
     root = write_folder(tmp_path / "d", TINY)
     loader = DaliTwoViewLoader(root, "default", 8, 3, seed=0, drop_last=False, backend="reference")
@@ -124,20 +124,9 @@ def test_dali_two_view_loader_skips_and_names_tiny_images(tmp_path):
 
 
 @pytest.mark.dali
-def test_dali_eval_loader_skips_and_names_tiny_images(tmp_path):
-    from pipelines.dali_eval import DaliEvalLoader
-
-    root = write_folder(tmp_path / "d", TINY)
-    loader = DaliEvalLoader(root, 8, 4)
-    assert loader.skipped == 2 and {Path(p).name for p, _ in loader.skipped_files} == {"tiny.jpg", "thin.jpg"}
-    seen = [i for b in loader for i in b["indices"].tolist()]
-    assert sorted(seen) == list(range(6)) and all("tiny" not in loader.paths[i] for i in seen)
-
-
-@pytest.mark.dali
 def test_both_pretraining_loaders_give_a_mid_scan_damaged_jpeg_the_same_verdict(tmp_path):
-    from pipelines._dali_common import decode_images
-    from pipelines.dali_two_view import DaliTwoViewLoader
+    from inv_kernels.data.dali.common import decode_images
+    from inv_kernels.data.dali.two_view import DaliTwoViewLoader
 
     root = write_folder(tmp_path / "d", {"a/marker.jpg": damaged_jpeg(MARKER_DAMAGE),
                                           "b/zeros.jpg": damaged_jpeg(ZERO_DAMAGE), "b/tiny.jpg": jpeg_bytes(1, 1)})  # fmt: skip

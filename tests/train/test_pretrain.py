@@ -89,8 +89,9 @@ def test_cli_run_writes_checkpoint_logs_summary_and_exports(tiny_data, tmp_path,
 def test_each_recipe_trains_only_its_augmentations(tiny_data, tmp_path, recipe):
     config = _tiny_config(tiny_data, tmp_path, recipe=recipe, batch_size=32, loader="torchvision")  # inspects its dataset
     trainer = Trainer(config, progress=False)
-    trainer.dataset.set_epoch(0)
-    items = [trainer.dataset[i] for i in range(32)]
+    dataset = trainer.train_loader.dataset
+    dataset.set_epoch(0)
+    items = [dataset[i] for i in range(32)]
     params = AugmentParams.cat([item["params"] for item in items])  # 64 views
     flips, jitter = params.flip.float().mean(), params.jitter_applied.float().mean()
     gray, blur = params.grayscale.float().mean(), params.blur_applied.float().mean()
@@ -101,7 +102,7 @@ def test_each_recipe_trains_only_its_augmentations(tiny_data, tmp_path, recipe):
         assert torch.equal(params.crop_height, params.crop_width)  # the centre square, not a random crop
     else:
         assert flips > 0 and jitter > 0 and gray > 0 and blur > 0
-    assert set(trainer.dataset.recipe.op_names) >= ({"horizontal_flip"} if recipe != "appearance" else {"grayscale"})
+    assert set(dataset.recipe.op_names) >= ({"horizontal_flip"} if recipe != "appearance" else {"grayscale"})
 
 
 def test_bad_input_fails_before_training(tiny_data, tmp_path):
@@ -175,7 +176,7 @@ def test_auto_loader_falls_back_to_torchvision_without_dali(tiny_data, tmp_path,
 
     monkeypatch.setattr(inv_kernels, "HAS_DALI", False)
     trainer = Trainer(_tiny_config(tiny_data, tmp_path), progress=False)
-    assert trainer.loader == "torchvision" and trainer.dali_loader is None and trainer.dataset is not None
+    assert trainer.loader == trainer.train_loader.kind == "torchvision"
 
 
 def test_a_non_finite_loss_stops_training_before_any_checkpoint_holds_it(tiny_data, tmp_path, monkeypatch):

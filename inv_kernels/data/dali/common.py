@@ -1,4 +1,4 @@
-"""What the DALI pipelines share: the folder scan that leaves unusable files out, DALI import and device choice, and
+"""What a DALI loader needs: the folder scan that leaves unusable files out, DALI import and device choice, and
 the copy of DALI outputs into torch tensors.
 
 DALI decodes a whole batch in one operator, so one bad file would stop the epoch, and its decoder carries on past
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from inv_kernels.data.folders import ImageFolderIndex, describe_skipped, unusable_files
 
-LOG = logging.getLogger("pipelines.dali")
+LOG = logging.getLogger("inv_kernels.data.dali")
 DALI_INSTALL = "pip install nvidia-dali-cuda130"
 
 
@@ -139,7 +139,7 @@ def to_torch(output, device: torch.device) -> Tensor:
 
 
 def decode_images(paths: list[str], device_id: int | None = None, num_threads: int = 2) -> list[Tensor]:
-    """Decodes files with DALI's image decoder, as the pipelines do (the reference for comparisons).
+    """Decodes files with DALI's image decoder, as the loaders do (the reference for comparisons).
 
     Args:
         paths: image files.

@@ -1,6 +1,5 @@
-"""The DALI pipelines on real photographs, CPU path (device_id=None): two-view batches against the torch reference
-applied with the returned parameters, order / sharding / resume, skipped files, bad input, and the eval pipeline
-against torchvision's Resize + CenterCrop + Normalize."""
+"""The DALI two-view loader on real photographs, CPU path (device_id=None): batches against the torch reference
+applied with the returned parameters, order / sharding / resume, skipped files, bad input."""
 
 import logging
 import shutil
@@ -8,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from inv_kernels import _ext
-from inv_kernels.augment import IMAGENET_MEAN, IMAGENET_STD, fused_augment_ref
-from inv_kernels.train.sampler import ResumableBatchSampler
+from inv_kernels.augment import IMAGENET_STD, fused_augment_ref
+from inv_kernels.data.dali.common import check_folder, decode_images
+from inv_kernels.data.dali.two_view import DaliTwoViewLoader
+from inv_kernels.data.sampler import ResumableBatchSampler
 
 pytestmark = pytest.mark.dali
 
@@ -35,16 +35,12 @@ def photos(real_data_cache, tmp_path_factory) -> Path:
 
 
 def _loader(root, **kw):
-    from pipelines.dali_two_view import DaliTwoViewLoader
-
     kw = {"recipe": "default", "out_size": 32, "batch_size": 8, "seed": 3, "backend": BACKEND, **kw}
     return DaliTwoViewLoader(root, kw.pop("recipe"), kw.pop("out_size"), kw.pop("batch_size"), **kw)
 
 
 @pytest.mark.realdata
 def test_two_views_equal_the_reference_on_dali_decoded_photos(photos):
-    from pipelines._dali_common import decode_images
-
     loader = _loader(photos)
     assert len(loader) == loader.batches_per_epoch() == 4 and loader.skipped == 0
     seen = []
@@ -105,8 +101,6 @@ def test_drop_last(photos):
 def test_folder_check_leaves_out_what_pil_refuses_and_keeps_padded_files(tmp_path):
     from PIL import Image
 
-    from pipelines._dali_common import check_folder, decode_images
-
     (tmp_path / "c").mkdir()
     Image.new("RGB", (9, 7), (200, 10, 30)).save(tmp_path / "c" / "ok.jpg")
     Image.new("RGB", (9, 7)).save(tmp_path / "c" / "ok.png")
@@ -135,7 +129,7 @@ def test_truncated_and_foreign_files_are_skipped_and_counted(photos, tmp_path, c
     (root / "fish" / "truncated.jpg").write_bytes(good[: len(good) // 3])
     (root / "frog" / "notes.jpg").write_text("a text file with an image's name")
     Image.new("RGB", (40, 30), (0, 90, 200)).save(root / "frog" / "png_inside.jpg", format="PNG")  # kept
-    with caplog.at_level(logging.WARNING, logger="pipelines.dali"):
+    with caplog.at_level(logging.WARNING, logger="inv_kernels.data.dali"):
         loader = _loader(root, batch_size=11)
     assert loader.skipped == 2 and len(loader.paths) == 33
     reasons = dict(loader.skipped_files)
@@ -148,8 +142,6 @@ def test_truncated_and_foreign_files_are_skipped_and_counted(photos, tmp_path, c
 
 
 def test_bad_input_fails_before_any_dali_work(tmp_path):
-    from pipelines.dali_two_view import DaliTwoViewLoader
-
     with pytest.raises(ValueError, match="unknown recipe op 'sepia'"):
         DaliTwoViewLoader(tmp_path / "missing", [{"op": "sepia"}], 32)  # the recipe is checked before the folder
     with pytest.raises(ValueError, match=r"probability p must be a number in \[0, 1\], got 1.5"):
@@ -178,35 +170,3 @@ def test_bad_input_fails_before_any_dali_work(tmp_path):
 def test_batch_larger_than_the_folder(photos):
     with pytest.raises(ValueError, match=r"batch size 17 x 2 process\(es\) is larger than the dataset \(32 images\)"):
         _loader(photos, batch_size=17, world_size=2)
-
-
-@pytest.mark.realdata
-@pytest.mark.parametrize("size", [32, 80])  # the 64 px photos halved and enlarged, the 32 px ones kept and enlarged
-def test_eval_matches_torchvision_resize_crop_normalize(photos, size):
-    from pipelines._dali_common import decode_images
-    from pipelines.dali_eval import DaliEvalLoader
-
-    loader = DaliEvalLoader(photos, size, 12)
-    batches = list(loader)
-    assert len(loader) == 3 and [b["images"].shape[0] for b in batches] == [12, 12, 8]
-    images = torch.cat([b["images"] for b in batches])  # (32, 3, S, S)
-    assert torch.cat([b["indices"] for b in batches]).tolist() == list(range(32)) and images.dtype == torch.float32
-    assert torch.cat([b["labels"] for b in batches]).tolist() == [0] * 16 + [1] * 16
-    ref = torch.stack([TF.normalize(TF.center_crop(TF.resize(im, size, antialias=True), size).float() / 255,
-                                    IMAGENET_MEAN, IMAGENET_STD) for im in decode_images(list(loader.paths))])
-    diff = (images - ref).abs() * STD255  # (32, 3, S, S) in 1/255 steps
-    # Measured here: inside a 2-pixel frame at most 1 step (uint8 rounding) at S = 24 ... 96; on the frame, when
-    # shrinking, DALI's antialiasing filter treats the image edge differently (max 14 steps at 64 -> 32, 6 at
-    # 64 -> 48, 1 when enlarging); mean 0.06 - 0.27 steps.
-    inner = diff[..., 2:-2, 2:-2]
-    assert inner.max() <= 1.001 and diff.mean() <= 0.3, f"inner max {inner.max():.2f}, mean {diff.mean():.3f} / 255"
-    assert diff.max() <= (16.001 if size < 64 else 1.001), f"max {diff.max():.2f} / 255"
-
-
-@pytest.mark.realdata
-def test_eval_shards_cover_every_image_once(photos):
-    from pipelines.dali_eval import DaliEvalLoader
-
-    seen = [[i for b in DaliEvalLoader(photos, 32, 5, rank=r, world_size=3) for i in b["indices"].tolist()]
-            for r in range(3)]
-    assert sorted(sum(seen, [])) == list(range(32)) and [len(s) for s in seen] == [10, 11, 11]

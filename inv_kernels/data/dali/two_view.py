@@ -5,10 +5,10 @@ batch to its largest image (``fn.pad``), handing over the padded (B, Hmax, Wmax,
 (H, W). The torch side draws both views' parameters of the batch (``sample_augment_params``, a generator seeded by
 (seed, epoch, rank, step)) and makes all 2B views in one ``fused_augment`` call; the batch keeps those parameters.
 
-Order, sharding and resume: each epoch's order is the permutation that ``ResumableBatchSampler`` draws from
-(seed, epoch), and process ``rank`` of ``world_size`` gets the same share of it (every ``world_size``-th file, equal
-shares, incomplete batches dropped unless ``drop_last=False``), so both loaders see the same batches of files. The
-reader receives the shares one after another and takes its own with ``shard_id=rank, num_shards=world_size``.
+Order, sharding and resume: each epoch's order is ``data.sampler.epoch_shares`` (seed, epoch), the one that
+``ResumableBatchSampler`` batches, and process ``rank`` of ``world_size`` gets the same share of it (incomplete batches
+dropped unless ``drop_last=False``), so both loaders see the same batches of files. The reader receives the shares one
+after another and takes its own with ``shard_id=rank, num_shards=world_size``.
 DALI's own ``random_shuffle`` is not used: it shuffles within a buffer (1024 files by default), which on a
 class-sorted list gives batches of one or two classes, and its order depends on every epoch read before.
 ``set_epoch(epoch, start_step)`` starts an epoch at any step without reading the batches before it: exact resume.
@@ -16,7 +16,6 @@ class-sorted list gives batches of one or two classes, and its order depends on 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -26,11 +25,9 @@ from torch import Tensor
 
 from inv_kernels.augment.params import sample_augment_params
 from inv_kernels.augment.recipes import Recipe, get_recipe
-from inv_kernels.augment.reference import IMAGENET_MEAN, IMAGENET_STD, OUT_DTYPES
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD, OUT_DTYPES
 from inv_kernels.backend import resolve_backend
-from inv_kernels.data.folders import ImageFolderIndex
-from inv_kernels.ops.fused_augment import fused_augment
-from pipelines._dali_common import (
+from inv_kernels.data.dali.common import (
     FolderBackedLoader,
     check_device_id,
     check_folder,
@@ -38,21 +35,11 @@ from pipelines._dali_common import (
     import_dali,
     to_torch,
 )
+from inv_kernels.data.folders import ImageFolderIndex
+from inv_kernels.data.sampler import epoch_shares
+from inv_kernels.ops.fused_augment import fused_augment
 
 OWNER = "DaliTwoViewLoader"
-LOG = logging.getLogger("pipelines.dali")
-
-
-def epoch_shares(num_items: int, world_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """Each process's share of epoch ``epoch``: ResumableBatchSampler's permutation, every world_size-th item.
-
-    Returns:
-        world_size lists of num_items // world_size item indices.
-    """
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(num_items, generator=generator)
-    share = num_items // world_size
-    return [order[rank::world_size][:share].tolist() for rank in range(world_size)]
 
 
 def batch_seed(seed: int, epoch: int, rank: int, step: int) -> int:
@@ -80,7 +67,7 @@ class DaliTwoViewLoader(FolderBackedLoader):
     of the 2N views (params[2 n + v] made views[n, v]), "labels": (N,) int64, "indices": (N,) int64 positions in
     ``paths``, "sizes": (N, 2) int64 decoded (H, W), "skipped": 0, "skipped_paths": []}. Files that the up-front
     check leaves out (the images ``TwoViewDataset`` skips: not decodable by PIL, or under 2 x 2 pixels; see
-    ``pipelines._dali_common``) never enter a batch: ``skipped`` counts them and ``skipped_files`` lists them with
+    ``data.dali.common``) never enter a batch: ``skipped`` counts them and ``skipped_files`` lists them with
     the reason.
 
     Raises:
@@ -89,6 +76,8 @@ class DaliTwoViewLoader(FolderBackedLoader):
         FileNotFoundError, NotADirectoryError: root missing or a file. ImportError: DALI missing.
         RuntimeError: a device_id whose GPU is absent, or a backend that cannot run there.
     """
+
+    kind = "dali"
 
     def __init__(self, root_or_index: str | Path | ImageFolderIndex, recipe: str | Recipe | list,
                  out_size: int | None = None, batch_size: int = 256, *, seed: int = 0, rank: int = 0,
