@@ -12,13 +12,13 @@
 #include <vector>
 
 #include "common/checks.h"
+#include "common/cpu_gemm.h"
+#include "common/cpu_isa.h"
 #include "common/dtype.h"
 #include "infonce/infonce.h"
 
 namespace inv {
 namespace {
-
-#define INV_INLINE inline __attribute__((always_inline))
 
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
@@ -64,37 +64,13 @@ struct Args {
   A inv_t;   // 1 / T
 };
 
-// out[r][0:NR] (+)= sum_p a[r lda + p] b[p ldb + 0:NR] for r < kMR: the register tile of every product below.
-template <typename A, int NR>
-INV_INLINE void micro(const A* a, std::int64_t lda, const A* b, std::int64_t ldb, std::int64_t kdim, A* out,
-                      std::int64_t ldo, bool accumulate) {
-  A acc[kMR][NR];
-#pragma GCC unroll 4
-  for (int r = 0; r < kMR; ++r)
-#pragma omp simd
-    for (int j = 0; j < NR; ++j) acc[r][j] = accumulate ? out[r * ldo + j] : A(0);
-  for (std::int64_t p = 0; p < kdim; ++p) {
-    const A* bp = b + p * ldb;
-#pragma GCC unroll 4
-    for (int r = 0; r < kMR; ++r) {
-      const A av = a[r * lda + p];
-#pragma omp simd
-      for (int j = 0; j < NR; ++j) acc[r][j] += av * bp[j];
-    }
-  }
-#pragma GCC unroll 4
-  for (int r = 0; r < kMR; ++r)
-#pragma omp simd
-    for (int j = 0; j < NR; ++j) out[r * ldo + j] = acc[r][j];
-}
-
 // out (rows x cols) (+)= a (rows x kdim) b (kdim x cols); rows a multiple of kMR, cols of NR.
 template <typename A, int NR>
 INV_INLINE void gemm(const A* a, std::int64_t lda, const A* b, std::int64_t ldb, std::int64_t kdim, A* out,
                      std::int64_t ldo, std::int64_t rows, std::int64_t cols, bool accumulate) {
   for (std::int64_t j0 = 0; j0 < cols; j0 += NR)
     for (std::int64_t r0 = 0; r0 < rows; r0 += kMR)
-      micro<A, NR>(a + r0 * lda, lda, b + j0, ldb, kdim, out + r0 * ldo + j0, ldo, accumulate);
+      micro_kernel<A, kMR, NR>(a + r0 * lda, lda, 1, b + j0, ldb, kdim, out + r0 * ldo + j0, ldo, accumulate);
 }
 
 // Rows [i0, i0 + bm) of x into xb (bmp x Dp, zero-padded).
@@ -276,33 +252,9 @@ INV_INLINE void bwd_block(const Args<A>& a, std::int64_t i0, A* work) {
   }
 }
 
-#define INV_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
-#define INV_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
-
 template <typename T, typename A, int NR, bool BWD>
-INV_TARGET_AVX512 void block_avx512(const Args<A>& a, std::int64_t i0, A* work) {
+INV_INLINE void process_block(const Args<A>& a, std::int64_t i0, A* work) {
   if constexpr (BWD) bwd_block<T, A, NR>(a, i0, work); else fwd_block<T, A, NR>(a, i0, work);
-}
-template <typename T, typename A, int NR, bool BWD>
-INV_TARGET_AVX2 void block_avx2(const Args<A>& a, std::int64_t i0, A* work) {
-  if constexpr (BWD) bwd_block<T, A, NR>(a, i0, work); else fwd_block<T, A, NR>(a, i0, work);
-}
-template <typename T, typename A, int NR, bool BWD>
-void block_generic(const Args<A>& a, std::int64_t i0, A* work) {
-  if constexpr (BWD) bwd_block<T, A, NR>(a, i0, work); else fwd_block<T, A, NR>(a, i0, work);
-}
-
-enum class Isa { Generic, Avx2, Avx512 };
-Isa cpu_isa() {
-  static const Isa isa = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
-      return Isa::Avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
-    return Isa::Generic;
-  }();
-  return isa;
 }
 
 template <typename T, typename A, int NR, bool BWD>
@@ -326,12 +278,11 @@ void run_blocks(Args<A> a, void (*block)(const Args<A>&, std::int64_t, A*)) {
 template <typename T, bool BWD>
 void dispatch_isa(const Args<typename Acc<T>::type>& a) {
   using A = typename Acc<T>::type;
-  constexpr int NR512 = 128 / sizeof(A), NR256 = 64 / sizeof(A), NR128 = 32 / sizeof(A);
-  switch (cpu_isa()) {
-    case Isa::Avx512: run_blocks<T, A, NR512, BWD>(a, &block_avx512<T, A, NR512, BWD>); break;
-    case Isa::Avx2: run_blocks<T, A, NR256, BWD>(a, &block_avx2<T, A, NR256, BWD>); break;
-    default: run_blocks<T, A, NR128, BWD>(a, &block_generic<T, A, NR128, BWD>); break;
-  }
+  with_cpu_isa([&](auto isa) {
+    constexpr Isa I = decltype(isa)::value;
+    constexpr int NR = kTileColumns<A, I>;
+    run_blocks<T, A, NR, BWD>(a, isa_copy<&process_block<T, A, NR, BWD>>(I));
+  });
 }
 
 void check_sizes(const char* op, std::int64_t M, std::int64_t K, std::int64_t D, double inv_t, bool sym) {

@@ -7,9 +7,7 @@
 //     block of KC, a register-blocked MR x NR micro-kernel accumulates the tile's block of z,
 //   - the epilogue folds that finished block of z into per-row sums of zc * zv, zv^2 and (zc - zv)^2, so the
 //     (n k, D) whitened views never exist.
-// The micro-kernel is plain C++ written for GCC's vectoriser (contiguous inner loop over NR columns, accumulators in
-// a small local array); it is compiled three times, for AVX-512, AVX2 + FMA and baseline x86-64, and the variant is
-// chosen at run time with __builtin_cpu_supports, so no -march flag is needed.
+// The micro-kernel (common/cpu_gemm.h) and the row loops are compiled for each instruction set (common/cpu_isa.h).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -21,15 +19,15 @@
 #include <omp.h>
 
 #include "common/checks.h"
+#include "common/cpu_gemm.h"
+#include "common/cpu_isa.h"
 #include "common/dtype.h"
 #include "scoring/scoring.h"
-
-#define INV_INLINE inline __attribute__((always_inline))
 
 namespace inv {
 namespace {
 
-constexpr int kMR = 6;                       // rows of a micro-tile
+constexpr int kMR = 6;                       // rows of a micro-tile: 12 accumulator registers
 constexpr std::int64_t kKC = 256;            // depth of a block of the K loop (the B slice stays in L1)
 constexpr std::int64_t kMaxPanels = 32;      // micro-panels per row tile: MC <= 192 rows
 constexpr std::int64_t kMinPanels = 4;       // MC >= 24 rows
@@ -57,33 +55,6 @@ class Scratch {
   A* ptr_ = nullptr;
 };
 
-enum class Isa { Generic, Avx2, Avx512 };
-
-Isa detect_isa() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
-    return Isa::Avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
-  return Isa::Generic;
-}
-
-Isa cpu_isa() {
-  static const Isa isa = detect_isa();
-  return isa;
-}
-
-// Columns of a micro-tile: two vector registers per row, so MR x NR is 12 accumulator registers.
-template <typename A>
-std::int64_t micro_columns(Isa isa) {
-  const std::int64_t lanes_per_16_bytes = 16 / static_cast<std::int64_t>(sizeof(A));
-  switch (isa) {
-    case Isa::Avx512: return 2 * 4 * lanes_per_16_bytes;  // 2 zmm
-    case Isa::Avx2: return 2 * 2 * lanes_per_16_bytes;    // 2 ymm
-    default: return 2 * lanes_per_16_bytes;               // 2 xmm
-  }
-}
-
 // ----------------------------------------------------------------------------------------------------------------
 // invariance_scores
 // ----------------------------------------------------------------------------------------------------------------
@@ -100,29 +71,6 @@ struct ScoresArgs {
   std::int64_t k, D, M, mc;
   A eps;
 };
-
-// c (MR x NR) += ap (kc x MR, k-major) * bp (kc x NR, k-major). GCC keeps acc in registers and turns the j loop into
-// vector FMAs with a broadcast of a.
-template <typename A, int MR, int NR>
-INV_INLINE void micro_kernel(const A* __restrict ap, const A* __restrict bp, std::int64_t kc, A* __restrict c) {
-  A acc[MR][NR];
-  for (int i = 0; i < MR; ++i) {
-#pragma omp simd
-    for (int j = 0; j < NR; ++j) acc[i][j] = c[i * NR + j];
-  }
-  for (std::int64_t p = 0; p < kc; ++p) {
-    const A* b = bp + p * NR;
-    for (int i = 0; i < MR; ++i) {
-      const A a = ap[p * MR + i];
-#pragma omp simd
-      for (int j = 0; j < NR; ++j) acc[i][j] += a * b[j];
-    }
-  }
-  for (int i = 0; i < MR; ++i) {
-#pragma omp simd
-    for (int j = 0; j < NR; ++j) c[i * NR + j] = acc[i][j];
-  }
-}
 
 // Packs rows row0 .. row0 + rows of the views, centred, into micro-panels ap[(p D + kk) MR + i]; padding rows are 0.
 template <typename T, typename A, int MR>
@@ -162,7 +110,8 @@ INV_INLINE void scores_tile(const ScoresArgs<T, A>& a, std::int64_t row0, A* __r
     for (std::int64_t k0 = 0; k0 < D; k0 += kKC) {
       const std::int64_t kc = std::min(kKC, D - k0);
       for (std::int64_t p = 0; p < panels; ++p)
-        micro_kernel<A, MR, NR>(ap + (p * D + k0) * MR, bpanel + k0 * NR, kc, cbuf + p * MR * NR);
+        micro_kernel<A, MR, NR>(ap + (p * D + k0) * MR, 1, MR, bpanel + k0 * NR, NR, kc, cbuf + p * MR * NR, NR,
+                                true);
     }
     // Fused epilogue: this block of z is final; fold it into the per-row sums.
     const std::int64_t j0 = jp * NR;
@@ -194,23 +143,6 @@ INV_INLINE void scores_tile(const ScoresArgs<T, A>& a, std::int64_t row0, A* __r
 
 template <typename T, typename A, int NR>
 using TileFn = void (*)(const ScoresArgs<T, A>&, std::int64_t, A*, A*);
-
-// The three compiled variants of a row tile.
-#define INV_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
-#define INV_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-template <typename T, typename A, int NR>
-INV_TARGET_AVX512 void scores_tile_avx512(const ScoresArgs<T, A>& a, std::int64_t row0, A* ap, A* cbuf) {
-  scores_tile<T, A, kMR, NR>(a, row0, ap, cbuf);
-}
-template <typename T, typename A, int NR>
-INV_TARGET_AVX2 void scores_tile_avx2(const ScoresArgs<T, A>& a, std::int64_t row0, A* ap, A* cbuf) {
-  scores_tile<T, A, kMR, NR>(a, row0, ap, cbuf);
-}
-template <typename T, typename A, int NR>
-void scores_tile_generic(const ScoresArgs<T, A>& a, std::int64_t row0, A* ap, A* cbuf) {
-  scores_tile<T, A, kMR, NR>(a, row0, ap, cbuf);
-}
 
 template <typename T, typename A, int NR>
 void run_scores(ScoresArgs<T, A> a, const A* w, TileFn<T, A, NR> tile) {
@@ -267,12 +199,11 @@ void scores_typed(const T* views, std::int64_t s_img, std::int64_t s_view, const
     zc_norm[i] = std::max(std::sqrt(s), e);
   }
   ScoresArgs<T, A> a{views, s_img, s_view, zc, zc_norm.data(), mean, nullptr, cos, dist, k, D, n * k, 0, e};
-  constexpr int NR512 = 128 / sizeof(A), NR256 = 64 / sizeof(A), NR128 = 32 / sizeof(A);
-  switch (cpu_isa()) {
-    case Isa::Avx512: run_scores<T, A, NR512>(a, w, &scores_tile_avx512<T, A, NR512>); break;
-    case Isa::Avx2: run_scores<T, A, NR256>(a, w, &scores_tile_avx2<T, A, NR256>); break;
-    default: run_scores<T, A, NR128>(a, w, &scores_tile_generic<T, A, NR128>); break;
-  }
+  with_cpu_isa([&](auto isa) {
+    constexpr Isa I = decltype(isa)::value;
+    constexpr int NR = kTileColumns<A, I>;
+    run_scores<T, A, NR>(a, w, isa_copy<&scores_tile<T, A, kMR, NR>>(I));
+  });
 }
 
 // ----------------------------------------------------------------------------------------------------------------
@@ -338,13 +269,6 @@ INV_INLINE void group_row(const GroupArgs<A>& g, std::int64_t a) {
 }
 
 template <typename A>
-INV_TARGET_AVX512 void group_row_avx512(const GroupArgs<A>& g, std::int64_t a) { group_row<A>(g, a); }
-template <typename A>
-INV_TARGET_AVX2 void group_row_avx2(const GroupArgs<A>& g, std::int64_t a) { group_row<A>(g, a); }
-template <typename A>
-void group_row_generic(const GroupArgs<A>& g, std::int64_t a) { group_row<A>(g, a); }
-
-template <typename A>
 void groups_typed(const char* op, const A* z, const std::int64_t* offsets, A* out, std::int64_t N, std::int64_t G,
                   std::int64_t D, double eps) {
   if (offsets[0] != 0 || offsets[G] != N)
@@ -363,9 +287,7 @@ void groups_typed(const char* op, const A* z, const std::int64_t* offsets, A* ou
     norm[a] = std::max(std::sqrt(s), e);
   }
   const GroupArgs<A> args{z, row_end.data(), norm.data(), part.data(), D};
-  void (*row_fn)(const GroupArgs<A>&, std::int64_t) = &group_row_generic<A>;
-  if (cpu_isa() == Isa::Avx512) row_fn = &group_row_avx512<A>;
-  else if (cpu_isa() == Isa::Avx2) row_fn = &group_row_avx2<A>;
+  const auto row_fn = isa_copy<&group_row<A>>(cpu_isa());
   double work = 0;  // pairs times D
   for (std::int64_t g = 0; g < G; ++g) {
     const double kg = static_cast<double>(offsets[g + 1] - offsets[g]);
@@ -389,13 +311,7 @@ void groups_typed(const char* op, const A* z, const std::int64_t* offsets, A* ou
 
 }  // namespace
 
-const char* scoring_cpu_isa() {
-  switch (cpu_isa()) {
-    case Isa::Avx512: return "avx512";
-    case Isa::Avx2: return "avx2";
-    default: return "generic";
-  }
-}
+const char* scoring_cpu_isa() { return isa_name(cpu_isa()); }
 
 void invariance_scores_fwd_cpu(std::uintptr_t views, std::int64_t s_img, std::int64_t s_view, std::uintptr_t zc,
                                std::uintptr_t mean, std::uintptr_t w, std::uintptr_t cos, std::uintptr_t dist,
