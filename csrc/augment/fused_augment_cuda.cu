@@ -1,4 +1,5 @@
-// fused_augment on the GPU, launched on the caller's stream. Arithmetic and packed layout: fused_augment.h.
+// fused_augment on the GPU, launched on the caller's stream. Arithmetic and packed layout: fused_augment.h; the
+// per-pixel rules it shares with the CPU kernel: augment_rules.h.
 //
 // Each block makes one kTile x kTile output tile of one view (grid: tiles x views) in shared memory:
 //   1. resize: the crop's antialiased bilinear resize at the view pixels the tile needs (the tile plus the blur
@@ -17,6 +18,7 @@
 #include <cstdint>
 #include <string>
 
+#include "augment/augment_rules.h"
 #include "augment/fused_augment.h"
 #include "common/checks.h"
 #include "common/cuda_utils.cuh"
@@ -37,10 +39,7 @@ static_assert(kMaxRegion <= kThreads / 2, "resize_rect computes row and column t
 static_assert(kWindowRows == kTile, "the resize window and the horizontal blur share the work buffer");
 constexpr double kMeanUnit = 2147483648.0;     // 2^31 fixed-point units per unit of mean gray level
 
-// Columns of iparams and fparams (fused_augment.h).
-enum IntParam { kSource, kTop, kLeft, kHeight, kWidth, kFlip, kJitter, kOrder, kGrayscale = kOrder + 4, kBlurSize };
-enum FloatParam { kFactors, kSigma = kFactors + 4 };  // factors by op, then the blur sigma
-enum JitterOp { kOpBrightness, kOpContrast, kOpSaturation, kOpHue };
+using MulAdd = FusedMulAdd;  // torch's CUDA kernels round a product and a sum once
 
 struct Source {
   const std::uint8_t* data;
@@ -48,38 +47,6 @@ struct Source {
   std::int64_t count;
   const std::int32_t* sizes;  // (count, 2)
 };
-
-struct View {
-  int source, top, left, height, width;
-  bool flip, jitter, grayscale;
-  int order[4];      // jitter ops in the order applied; each read with a constant index after unrolling
-  float factor[4];   // by op: brightness, contrast, saturation, hue shift
-  int ksize;
-  float sigma;
-};
-
-__device__ View load_view(const std::int32_t* __restrict__ iparams, const float* __restrict__ fparams,
-                          std::int64_t v) {
-  const std::int32_t* ip = iparams + v * kAugmentIntParams;
-  const float* fp = fparams + v * kAugmentFloatParams;
-  View view;
-  view.source = ip[kSource];
-  view.top = ip[kTop];
-  view.left = ip[kLeft];
-  view.height = ip[kHeight];
-  view.width = ip[kWidth];
-  view.flip = ip[kFlip] != 0;
-  view.jitter = ip[kJitter] != 0;
-  view.grayscale = ip[kGrayscale] != 0;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    view.order[i] = ip[kOrder + i];
-    view.factor[i] = fp[kFactors + i];
-  }
-  view.ksize = ip[kBlurSize];
-  view.sigma = fp[kSigma];
-  return view;
-}
 
 __device__ int blur_radius(const View& view) { return view.ksize > 1 ? view.ksize / 2 : 0; }
 
@@ -100,30 +67,7 @@ __device__ bool view_is_valid(const View& view, const Source& src, int S) {
   return true;
 }
 
-// ---- antialiased bilinear resize weights, as PyTorch's CPU kernel computes them for float32 --------------------
-// (_compute_indices_min_size_weights_aa with scalar_t = float: its double intermediates are kept, so the taps and
-// weights are the same numbers.)
-
-struct AaAxis {
-  int in;
-  float scale, support, invscale;
-  int max_taps;
-};
-
-__device__ AaAxis aa_axis(int in, int out) {
-  AaAxis a;
-  a.in = in;
-  a.scale = static_cast<float>(in) / static_cast<float>(out);
-  a.support = a.scale >= 1.0f ? a.scale : 1.0f;
-  a.invscale = a.scale >= 1.0f ? static_cast<float>(1.0 / a.scale) : 1.0f;
-  a.max_taps = static_cast<int>(ceilf(a.support)) * 2 + 1;
-  return a;
-}
-
-__device__ float aa_filter(const AaAxis& a, int j, float center) {
-  const float x = fabsf(static_cast<float>((static_cast<double>(static_cast<float>(j) - center) + 0.5) * a.invscale));
-  return x < 1.0f ? 1.0f - x : 0.0f;
-}
+// ---- antialiased bilinear resize weights (augment_rules.h), kept in shared memory ------------------------------
 
 // The taps of one axis's output positions i, structure of arrays in shared memory (n positions, stride n).
 struct Taps {
@@ -136,102 +80,20 @@ struct Taps {
 };
 
 __device__ void compute_taps(const AaAxis& a, int i, Taps t, int slot) {
-  const float center = static_cast<float>(a.scale * (static_cast<double>(i) + 0.5));
-  const int first = max(static_cast<int>(static_cast<double>(center - a.support) + 0.5), 0);
-  const int end = min(static_cast<int>(static_cast<double>(center + a.support) + 0.5), a.in);
-  const int count = min(max(end - first, 0), a.max_taps);
-  float total = 0.0f;
-  for (int j = 0; j < count; ++j) total += aa_filter(a, first + j, center);
+  const AaWindow window = aa_window(a, i);
+  const float total = aa_total(a, window);
   for (int j = 0; j < kCachedTaps; ++j) {
-    const float w = j < count ? aa_filter(a, first + j, center) : 0.0f;
-    t.w[j * t.n + slot] = total != 0.0f ? w / total : w;
+    t.w[j * t.n + slot] = j < window.count ? aa_weight(a, window, j, total) : 0.0f;
   }
-  t.first[slot] = first;
-  t.count[slot] = count;
-  t.center[slot] = center;
+  t.first[slot] = window.first;
+  t.count[slot] = window.count;
+  t.center[slot] = window.centre;
   t.total[slot] = total;
 }
 
 __device__ __forceinline__ float tap_weight(const AaAxis& a, const Taps& t, int slot, int j) {
   if (j < kCachedTaps) return t.w[j * t.n + slot];
-  const float w = aa_filter(a, t.first[slot] + j, t.center[slot]);
-  return t.total[slot] != 0.0f ? w / t.total[slot] : w;
-}
-
-// ---- colour steps, as torchvision.transforms.v2.functional on float32 images ------------------------------------
-
-struct Rgb {
-  float r, g, b;
-};
-
-__device__ __forceinline__ float clamp01(float x) { return fminf(fmaxf(x, 0.0f), 1.0f); }
-
-// r * 0.2989 + g * 0.587 + b * 0.114, accumulated as torch's mul / add_(alpha) sequence.
-__device__ __forceinline__ float gray(Rgb x) { return fmaf(x.b, 0.114f, fmaf(x.g, 0.587f, x.r * 0.2989f)); }
-
-// _blend: image * ratio + other * (1 - ratio), clamped.
-__device__ __forceinline__ float blend(float x, float other, float ratio) {
-  return clamp01(fmaf(other, 1.0f - ratio, x * ratio));
-}
-
-// adjust_hue: _rgb_to_hsv, h = (h + shift) mod 1, _hsv_to_rgb, with torchvision's guards against dividing by zero.
-__device__ Rgb adjust_hue(Rgb x, float shift) {
-  const float maxc = fmaxf(fmaxf(x.r, x.g), x.b);
-  const float minc = fminf(fminf(x.r, x.g), x.b);
-  const bool flat = maxc == minc;
-  const float range = maxc - minc;
-  const float s = range / (flat ? 1.0f : maxc);
-  const float divisor = flat ? 1.0f : range;
-  const float rc = (maxc - x.r) / divisor, gc = (maxc - x.g) / divisor, bc = (maxc - x.b) / divisor;
-  float h;
-  if (maxc == x.r) {
-    h = bc - gc;
-  } else if (maxc == x.g) {
-    h = (rc + 2.0f) - bc;
-  } else {
-    h = (gc + 4.0f) - rc;
-  }
-  h = fmodf(h * static_cast<float>(1.0 / 6.0) + 1.0f, 1.0f);
-  h = fmodf(h + shift, 1.0f);  // torch.remainder: the result takes the divisor's sign
-  if (h < 0.0f) h += 1.0f;
-
-  const float v = maxc;
-  const float h6 = h * 6.0f;
-  const float sector = floorf(h6);
-  const float f = h6 - sector;
-  const float sxf = s * f;
-  const float one_minus_s = 1.0f - s;
-  const float q = clamp01((1.0f - sxf) * v);
-  const float t = clamp01((sxf + one_minus_s) * v);
-  const float p = clamp01(one_minus_s * v);
-  switch (((static_cast<int>(sector) % 6) + 6) % 6) {
-    case 0: return {v, t, p};
-    case 1: return {q, v, p};
-    case 2: return {p, v, t};
-    case 3: return {p, q, v};
-    case 4: return {t, p, v};
-    default: return {v, p, q};
-  }
-}
-
-// Jitter op `op` with its factor from `factor`; `mean` is the view's contrast mean (read only by contrast).
-__device__ Rgb jitter_op(int op, Rgb x, const float (&factor)[4], float mean) {
-  switch (op) {
-    case kOpBrightness: {
-      const float f = factor[kOpBrightness];
-      return {clamp01(x.r * f), clamp01(x.g * f), clamp01(x.b * f)};
-    }
-    case kOpContrast: {
-      const float f = factor[kOpContrast];
-      return {blend(x.r, mean, f), blend(x.g, mean, f), blend(x.b, mean, f)};
-    }
-    case kOpSaturation: {
-      const float f = factor[kOpSaturation], l = gray(x);
-      return {blend(x.r, l, f), blend(x.g, l, f), blend(x.b, l, f)};
-    }
-    default:
-      return adjust_hue(x, factor[kOpHue]);
-  }
+  return aa_weight(a, AaWindow{t.first[slot], t.count[slot], t.center[slot]}, j, t.total[slot]);
 }
 
 // ---- shared memory -----------------------------------------------------------------------------------------------
@@ -310,7 +172,6 @@ __device__ void resize_rect(const Source& src, const View& view, int S, int y0, 
 
   const std::uint8_t* base = src.data + view.source * src.s_b + static_cast<std::int64_t>(view.top) * src.s_h +
                              static_cast<std::int64_t>(view.left) * src.s_w;  // the crop's top-left pixel
-  const float to_unit = static_cast<float>(1.0 / 255.0);  // to_dtype(float32, scale=True)
   const int plane = kWindowRows * region;
   for (int s0 = src_first; s0 < src_end; s0 += kWindowRows) {
     const int rows = min(kWindowRows, src_end - s0);
@@ -323,9 +184,9 @@ __device__ void resize_rect(const Source& src, const View& view, int S, int y0, 
         float r = 0.0f, g = 0.0f, b = 0.0f;
         for (int j = 0; j < count; ++j, p += src.s_w) {
           const float wj = tap_weight(ax, m.cols, x, j);
-          r = fmaf(static_cast<float>(__ldg(p)) * to_unit, wj, r);
-          g = fmaf(static_cast<float>(__ldg(p + src.s_c)) * to_unit, wj, g);
-          b = fmaf(static_cast<float>(__ldg(p + 2 * src.s_c)) * to_unit, wj, b);
+          r = fmaf(unit_from_byte(__ldg(p)), wj, r);
+          g = fmaf(unit_from_byte(__ldg(p + src.s_c)), wj, g);
+          b = fmaf(unit_from_byte(__ldg(p + 2 * src.s_c)), wj, b);
         }
         m.work[i * region + x] = r;
         m.work[plane + i * region + x] = g;
@@ -369,10 +230,10 @@ __device__ void colour_rect(const View& view, int first_op, int end_op, bool gra
       Rgb c{q[0], q[plane], q[2 * plane]};
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        if (i >= first_op && i < end_op) c = jitter_op(view.order[i], c, view.factor, mean);
+        if (i >= first_op && i < end_op) c = jitter_op<MulAdd>(view.order[i], c, view.factor, mean);
       }
       if (grayscale) {
-        const float l = gray(c);
+        const float l = gray<MulAdd>(c);
         c = {l, l, l};
       }
       q[0] = c.r;
@@ -413,16 +274,14 @@ __device__ float gauss_norm(int k, float sigma) {
   return sum;
 }
 
-__device__ __forceinline__ int reflect(int i, int S) { return i < 0 ? -i : (i >= S ? 2 * S - 2 - i : i); }
-
 template <typename T>
 __device__ __forceinline__ void store_normalised(T* out, std::int64_t v, int S, int y, int x, Rgb c,
                                                  const float* __restrict__ norm) {
   const std::int64_t plane = static_cast<std::int64_t>(S) * S;
   T* o = out + v * 3 * plane + static_cast<std::int64_t>(y) * S + x;
-  o[0] = cuda_store<T>((c.r - norm[0]) / norm[3]);
-  o[plane] = cuda_store<T>((c.g - norm[1]) / norm[4]);
-  o[2 * plane] = cuda_store<T>((c.b - norm[2]) / norm[5]);
+  o[0] = cuda_store<T>(normalise(c.r, norm[0], norm[3]));
+  o[plane] = cuda_store<T>(normalise(c.g, norm[1], norm[4]));
+  o[2 * plane] = cuda_store<T>(normalise(c.b, norm[2], norm[5]));
 }
 
 // A view whose packed parameters are out of range comes out as NaN rather than reading outside its source.
@@ -462,7 +321,7 @@ __global__ void contrast_mean_kernel(Source src, const std::int32_t* __restrict_
                                      std::int64_t v0, int S, int tiles_x) {
   extern __shared__ float4 smem_raw[];
   const std::int64_t v = v0 + blockIdx.y;
-  const View view = load_view(iparams, fparams, v);
+  const View view = read_view(iparams, fparams, v);
   const int position = contrast_position(view);
   if (position == 4 || !view_is_valid(view, src, S)) return;
   const Smem m = carve_smem(smem_raw, kTile);
@@ -475,7 +334,7 @@ __global__ void contrast_mean_kernel(Source src, const std::int32_t* __restrict_
   for (int y = threadIdx.y; y < t.h; y += kThreadsY) {
     for (int x = threadIdx.x; x < t.w; x += kThreadsX) {
       const float* q = m.q + y * kTile + x;
-      sum += gray({q[0], q[plane], q[2 * plane]});
+      sum += gray<MulAdd>({q[0], q[plane], q[2 * plane]});
     }
   }
   sum = warp_sum(sum);
@@ -497,7 +356,7 @@ __global__ void fused_augment_kernel(Source src, const std::int32_t* __restrict_
                                      std::int64_t v0, int S, int tiles_x, int region) {
   extern __shared__ float4 smem_raw[];
   const std::int64_t v = v0 + blockIdx.y;
-  const View view = load_view(iparams, fparams, v);
+  const View view = read_view(iparams, fparams, v);
   const Tile t = block_tile(S, tiles_x);
   if (!view_is_valid(view, src, S)) {
     fill_nan_tile(out, v, S, t.y0, t.x0);
@@ -597,7 +456,7 @@ __global__ void wide_blur_kernel(Source src, const std::int32_t* __restrict__ ip
                                  int tiles_x, int tiled_region) {
   extern __shared__ float4 smem_raw[];
   const std::int64_t v = blockIdx.x;
-  const View view = load_view(iparams, fparams, v);
+  const View view = read_view(iparams, fparams, v);
   const int r = blur_radius(view);
   if (2 * r <= tiled_region - kTile || !view_is_valid(view, src, S)) return;
   const Smem m = carve_smem(smem_raw, kMaxRegion);
