@@ -348,6 +348,31 @@ __global__ void contrast_mean_kernel(Source src, const std::int32_t* __restrict_
   }
 }
 
+// The horizontal blur of rows y < h of m.q, for the tile's columns x < w: work[c][y][x] = the sum over taps i < taps,
+// in order, of g * q[c][y][col] where tap(x, i, g, col) gives g and col and returns false for a tap to skip.
+template <typename Tap>
+__device__ void blur_rows(const Smem& m, int h, int w, int taps, Tap tap) {
+  const int region = m.rows.n;
+  const int plane = region * region, work_plane = region * kTile;
+  for (int y = threadIdx.y; y < h; y += kThreadsY) {
+    for (int x = threadIdx.x; x < w; x += kThreadsX) {
+      const float* q = m.q + y * region;
+      float cr = 0.0f, cg = 0.0f, cb = 0.0f;
+      for (int i = 0; i < taps; ++i) {
+        float g;
+        int c;
+        if (!tap(x, i, g, c)) continue;
+        cr = fmaf(g, q[c], cr);
+        cg = fmaf(g, q[plane + c], cg);
+        cb = fmaf(g, q[2 * plane + c], cb);
+      }
+      m.work[y * kTile + x] = cr;
+      m.work[work_plane + y * kTile + x] = cg;
+      m.work[2 * work_plane + y * kTile + x] = cb;
+    }
+  }
+}
+
 // Makes one output tile of one view whose blur radius fits the carved region (side `region`).
 template <typename T>
 __global__ void fused_augment_kernel(Source src, const std::int32_t* __restrict__ iparams,
@@ -395,26 +420,15 @@ __global__ void fused_augment_kernel(Source src, const std::int32_t* __restrict_
 
   // horizontal blur: work[c][y][x] = sum_i gauss[i] * q[c][y][col_src[x + i]]
   const int k = 2 * r + 1;
-  const int work_plane = region * kTile;
-  for (int y = threadIdx.y; y < h; y += kThreadsY) {
-    for (int x = threadIdx.x; x < t.w; x += kThreadsX) {
-      const float* q = m.q + y * region;
-      float cr = 0.0f, cg = 0.0f, cb = 0.0f;
-      for (int i = 0; i < k; ++i) {
-        const float g = m.gauss[i];
-        const int c = m.col_src[x + i];
-        cr = fmaf(g, q[c], cr);
-        cg = fmaf(g, q[plane + c], cg);
-        cb = fmaf(g, q[2 * plane + c], cb);
-      }
-      m.work[y * kTile + x] = cr;
-      m.work[work_plane + y * kTile + x] = cg;
-      m.work[2 * work_plane + y * kTile + x] = cb;
-    }
-  }
+  blur_rows(m, h, t.w, k, [&](int x, int i, float& g, int& c) {
+    g = m.gauss[i];
+    c = m.col_src[x + i];
+    return true;
+  });
   __syncthreads();
 
   // vertical blur: out[c][y][x] = sum_i gauss[i] * work[c][row_src[y + i]][x]
+  const int work_plane = region * kTile;
   for (int y = threadIdx.y; y < t.h; y += kThreadsY) {
     for (int x = threadIdx.x; x < t.w; x += kThreadsX) {
       float cr = 0.0f, cg = 0.0f, cb = 0.0f;
@@ -467,7 +481,7 @@ __global__ void wide_blur_kernel(Source src, const std::int32_t* __restrict__ ip
   for (int i = tid; i < k; i += kThreads) gauss[i] = gauss_raw(i, k, view.sigma) / gauss_sum;
   const float mean = contrast_position(view) < 4 ? contrast_mean(workspace, v) : 0.0f;
   constexpr int kRowsPerThread = kTile / kThreadsY;
-  const int plane = kMaxRegion * kMaxRegion, work_plane = kMaxRegion * kTile;
+  const int work_plane = kMaxRegion * kTile;
 
   for (int tile = 0; tile < tiles_x * tiles_x; ++tile) {
     const int y0 = tile / tiles_x * kTile, x0 = tile % tiles_x * kTile;
@@ -484,22 +498,11 @@ __global__ void wide_blur_kernel(Source src, const std::int32_t* __restrict__ ip
         colour_rect(view, 0, view.jitter ? 4 : 0, view.grayscale, mean, ch, cw, m);
         __syncthreads();
         // horizontal: work[c][y][x] = sum over the chunk's columns p of reflected_gauss(x0 + x, p) * q[c][y][p]
-        for (int y = threadIdx.y; y < ch; y += kThreadsY) {
-          for (int x = threadIdx.x; x < tw; x += kThreadsX) {
-            const float* q = m.q + y * kMaxRegion;
-            float cr = 0.0f, cg = 0.0f, cb = 0.0f;
-            for (int p = 0; p < cw; ++p) {
-              const float g = reflected_gauss(gauss, k, r, S, x0 + x, cx + p);
-              if (g == 0.0f) continue;
-              cr = fmaf(g, q[p], cr);
-              cg = fmaf(g, q[plane + p], cg);
-              cb = fmaf(g, q[2 * plane + p], cb);
-            }
-            m.work[y * kTile + x] = cr;
-            m.work[work_plane + y * kTile + x] = cg;
-            m.work[2 * work_plane + y * kTile + x] = cb;
-          }
-        }
+        blur_rows(m, ch, tw, cw, [&](int x, int p, float& g, int& c) {
+          g = reflected_gauss(gauss, k, r, S, x0 + x, cx + p);
+          c = p;
+          return g != 0.0f;
+        });
         __syncthreads();
         // vertical: acc[c][y][x] += sum over the chunk's rows p of reflected_gauss(y0 + y, p) * work[c][p][x]
         if (threadIdx.x < tw) {
