@@ -18,11 +18,10 @@ checkpoint writes that a kill interrupted are removed when a run starts (``io.re
 
 import json
 import math
-import os
 import random
-import signal
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +53,27 @@ from inv_kernels.models.moco import MoCo
 from inv_kernels.train.config import RESUME_MAY_CHANGE, PretrainConfig, resume_differences
 from inv_kernels.train.knn import knn_monitor
 
-KILL_AT_STEP_ENV = "INV_KERNELS_KILL_AT_STEP"  # fault injection for the resume test: SIGKILL after this step
+@dataclass
+class _Progress:
+    """The running counters of one ``Trainer.run()``. On a GPU, reading the loss waits for the device, so it is read
+    (and checked to be finite) only on logged steps, before a checkpoint and at the end of an epoch; in between, the
+    steps' non-finite flags accumulate on the device."""
+
+    per_epoch: int  # steps in an epoch
+    total: int  # the step the run stops after
+    started: float  # time.time() at the start
+    bar: tqdm
+    non_finite: torch.Tensor  # 0-dim bool on the device: a loss since the last read was NaN or Inf
+    unchecked_since: int  # the first step whose loss has not been read
+    data_time: float = 0.0  # seconds spent waiting for batches
+    step_time: float = 0.0  # seconds spent in optimizer steps
+    images: int = 0  # images trained on, all processes together
+    step_result: tuple[torch.Tensor, torch.Tensor] | None = None  # the last batch's (loss, accuracy); None: no step
+    loss: float = math.nan  # the last loss and accuracy read from the device
+    accuracy: float = math.nan
+
+    def elapsed(self) -> float:
+        return time.time() - self.started
 
 
 class Trainer:
@@ -308,95 +327,130 @@ class Trainer:
 
     def run(self) -> dict:
         """Trains to ``config.epochs`` (or ``max_steps``); returns the summary also written to ``<out>/summary.json``."""
+        progress = self._start()
+        while self.epoch < self.config.epochs and self.global_step < progress.total:
+            self._run_epoch(progress)
+            self._end_epoch(progress)
+        progress.bar.close()
+        return self._finish(progress)
+
+    def _start(self) -> _Progress:
+        """The run's counters; logs the start and, on a fresh run monitored every few epochs, the untrained score."""
         cfg = self.config
         per_epoch = self._batches_per_epoch()
         total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
-        kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0"))
-        started, data_time, step_time, images = time.time(), 0.0, 0.0, 0
-        # On a GPU, reading the loss waits for the device: read it (and check it is finite) on logged steps, before
-        # a checkpoint and at the end of an epoch; in between, the non-finite flags of the steps accumulate on device.
-        loss, accuracy, bad = float("nan"), float("nan"), torch.zeros((), dtype=torch.bool, device=self.device)
-        unchecked_since = self.global_step + 1
+        started = time.time()
         bar = tqdm(total=total, initial=min(self.global_step, total), disable=not self.progress, unit="step",
                    desc=f"pretrain {cfg.recipe}/{cfg.arch}")  # fmt: skip
+        progress = _Progress(per_epoch, total, started, bar, torch.zeros((), dtype=torch.bool, device=self.device),
+                             unchecked_since=self.global_step + 1)  # fmt: skip
         self._log({"event": "start", "config": cfg.to_dict(), "steps_per_epoch": per_epoch, "world": self.dist.world_size,
                    "removed_stale_temporaries": [path.name for path in self.removed_temporaries]})  # fmt: skip
         if cfg.knn_every > 0 and self.global_step == 0:  # the untrained network's score: the curve's starting point
             initial = self._score({"epoch": 0, "step": 0, "wall_s": 0.0})
             self.history.append(initial)
             self._log({"event": "epoch", **initial})
-        while self.epoch < cfg.epochs and self.global_step < total:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self._lr_at(self.epoch)
-            loader = self._epoch_loader()
+        return progress
+
+    def _run_epoch(self, progress: _Progress) -> None:
+        """Trains ``self.epoch`` from ``self.step_in_epoch`` to its end, or to the run's last step."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr_at(self.epoch)
+        tick = time.time()
+        for batch in self._epoch_loader():
+            progress.data_time += time.time() - tick
+            self._step(batch, progress)
+            self._after_step(progress)
+            if self.global_step >= progress.total:
+                break
             tick = time.time()
-            for batch in loader:
-                data_time += time.time() - tick
-                self.skipped_images += batch["skipped"]
-                views = self._usable(batch["views"])
-                tick = time.time()
-                if views.shape[0]:
-                    loss_t, accuracy_t = self._train_step(views)
-                    bad |= ~torch.isfinite(loss_t)
-                step_time += time.time() - tick
-                images += views.shape[0] * self.dist.world_size
-                self.global_step += 1
-                self.step_in_epoch += 1
-                elapsed = time.time() - started
-                bar.update(1)
-                logged = self.global_step % max(cfg.log_every_steps, 1) == 0
-                saving = bool(cfg.save_every_steps) and self.global_step % cfg.save_every_steps == 0
-                last = self.step_in_epoch >= per_epoch or self.global_step >= total
-                if logged or saving or last:
-                    if views.shape[0]:  # (a batch emptied by skipped images ran no step: the last reading stands)
-                        loss, accuracy = float(loss_t), float(accuracy_t)
-                    if bool(bad):
-                        self._raise_non_finite(loss if not math.isfinite(loss) else float("nan"), unchecked_since)
-                    unchecked_since = self.global_step + 1
-                    bar.set_postfix(epoch=self.epoch, loss=f"{loss:.3f}", acc=f"{accuracy:.2f}",
-                                    img_s=f"{images / elapsed:.0f}")  # fmt: skip
-                if logged:
-                    self._log({"event": "step", "epoch": self.epoch, "step": self.global_step, "loss": loss,
-                               "accuracy": accuracy, "lr": self.optimizer.param_groups[0]["lr"],
-                               "images_per_s": images / elapsed})  # fmt: skip
-                if saving:
-                    self.save()
-                if kill_at and self.global_step == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                if self.global_step >= total:
-                    break
-                tick = time.time()
-            event, record, due = None, None, False
-            if self.step_in_epoch >= per_epoch:
-                self.epoch, self.step_in_epoch = self.epoch + 1, 0
-                event, due = "epoch", self._knn_due(self.epoch)
-                record = {"epoch": self.epoch, "step": self.global_step, "wall_s": time.time() - started, "loss": loss}
-            elif self.global_step >= total and self.step_in_epoch and self.config.knn_every >= 0:
-                # stopped by max_steps mid-epoch: score the model where it stopped
-                event, due = "stopped", True
-                record = {"epoch": self.epoch + self.step_in_epoch / per_epoch, "step": self.global_step,
-                          "wall_s": time.time() - started, "loss": loss}  # fmt: skip
-            if record is not None:
-                self.history.append(record)
-            self.save()  # before the monitor, so that no failure or kill of it loses the epoch
-            if due:
-                self._score(record)
-                if self.knn_indexes is not None:
-                    self.save()  # the history with the score
-            if record is not None:
-                self._log({"event": event, **record})
-        bar.close()
-        wall = time.time() - started
+
+    def _step(self, batch: dict, progress: _Progress) -> None:
+        """One optimizer step on the batch (none when skipped images emptied it), and the counters after it."""
+        self.skipped_images += batch["skipped"]
+        views = self._usable(batch["views"])  # (B, 2, 3, S, S)
+        tick = time.time()
+        progress.step_result = self._train_step(views) if views.shape[0] else None
+        if progress.step_result is not None:
+            progress.non_finite |= ~torch.isfinite(progress.step_result[0])
+        progress.step_time += time.time() - tick
+        progress.images += views.shape[0] * self.dist.world_size
+        self.global_step += 1
+        self.step_in_epoch += 1
+
+    def _after_step(self, progress: _Progress) -> None:
+        """Reads the loss on logged and checkpointed steps and at an epoch's or the run's end; logs; checkpoints."""
+        cfg = self.config
+        elapsed = progress.elapsed()
+        progress.bar.update(1)
+        logged = self.global_step % max(cfg.log_every_steps, 1) == 0
+        saving = bool(cfg.save_every_steps) and self.global_step % cfg.save_every_steps == 0
+        last = self.step_in_epoch >= progress.per_epoch or self.global_step >= progress.total
+        if logged or saving or last:
+            self._read_loss(progress, elapsed)
+        if logged:
+            self._log({"event": "step", "epoch": self.epoch, "step": self.global_step, "loss": progress.loss,
+                       "accuracy": progress.accuracy, "lr": self.optimizer.param_groups[0]["lr"],
+                       "images_per_s": progress.images / elapsed})  # fmt: skip
+        if saving:
+            self.save()
+
+    def _read_loss(self, progress: _Progress, elapsed: float) -> None:
+        """Reads the last step's loss and accuracy from the device; raises FloatingPointError if a loss since the
+        last reading was NaN or Inf."""
+        if progress.step_result is not None:  # (a batch emptied by skipped images ran no step: the last reading stands)
+            progress.loss, progress.accuracy = (float(value) for value in progress.step_result)
+        if bool(progress.non_finite):
+            loss = progress.loss if not math.isfinite(progress.loss) else float("nan")
+            self._raise_non_finite(loss, progress.unchecked_since)
+        progress.unchecked_since = self.global_step + 1
+        progress.bar.set_postfix(epoch=self.epoch, loss=f"{progress.loss:.3f}", acc=f"{progress.accuracy:.2f}",
+                                 img_s=f"{progress.images / elapsed:.0f}")  # fmt: skip
+
+    def _end_epoch(self, progress: _Progress) -> None:
+        """Closes an epoch, or a run that max_steps stopped mid-epoch: its history record, a checkpoint (before the
+        monitor, so that no failure or kill of it loses the epoch), the kNN monitor when due, its log record."""
+        event, record = self._closing_record(progress)
+        if record is not None:
+            self.history.append(record)
+        self.save()
+        if record is not None:
+            self._monitor_if_due(event, record)
+            self._log({"event": event, **record})
+
+    def _closing_record(self, progress: _Progress) -> tuple[str | None, dict | None]:
+        """("epoch", its history record) after a complete epoch, whose counters then move to the next one;
+        ("stopped", a record) when max_steps stopped the run mid-epoch and the monitor is on; else (None, None)."""
+        if self.step_in_epoch >= progress.per_epoch:
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+            return "epoch", {"epoch": self.epoch, "step": self.global_step, "wall_s": progress.elapsed(),
+                             "loss": progress.loss}  # fmt: skip
+        if self.global_step >= progress.total and self.step_in_epoch and self.config.knn_every >= 0:
+            return "stopped", {"epoch": self.epoch + self.step_in_epoch / progress.per_epoch, "step": self.global_step,
+                               "wall_s": progress.elapsed(), "loss": progress.loss}  # fmt: skip
+        return None, None
+
+    def _monitor_if_due(self, event: str, record: dict) -> None:
+        """Scores ``record`` with the kNN monitor where the run stopped, or on the epochs ``knn_every`` names, and
+        checkpoints the history with the score."""
+        if event == "stopped" or self._knn_due(self.epoch):
+            self._score(record)
+            if self.knn_indexes is not None:
+                self.save()
+
+    def _finish(self, progress: _Progress) -> dict:
+        """The run's summary, also written to ``<out>/summary.json`` (main process)."""
+        wall = progress.elapsed()
         summary = {
-            "config": cfg.to_dict(),
+            "config": self.config.to_dict(),
             "epochs_done": self.epoch,
             "steps": self.global_step,
             "history": self.history,
             "final_knn_top1": next((h["knn_top1"] for h in reversed(self.history) if h.get("knn_top1") is not None), None),
             "knn_monitor_error": next((f"epoch {h['epoch']}: {h['knn_monitor_error']}" for h in reversed(self.history)
                                        if h.get("knn_monitor_error")), None),  # fmt: skip
-            "images_per_s": images / wall if wall > 0 else None,
-            "time_s": {"total": wall, "data_wait": data_time, "train_step": step_time},
+            "images_per_s": progress.images / wall if wall > 0 else None,
+            "time_s": {"total": wall, "data_wait": progress.data_time, "train_step": progress.step_time},
             "skipped_images": self.skipped_images,
             "knn_skipped_images": self.knn_skipped,
             "checkpoint": str(self.out / LAST),

@@ -3,6 +3,7 @@ corrupt images, export, kNN, and two processes under torchrun (gloo)."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,6 @@ from inv_kernels.augment.params import AugmentParams
 from inv_kernels.data import write_dataset
 from inv_kernels.models.checkpoint import LAST, load_backbone, read_checkpoint
 from inv_kernels.train import PretrainConfig, Trainer, knn_top1
-from inv_kernels.train.trainer import KILL_AT_STEP_ENV
 from pipelines import pretrain as pretrain_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,10 +35,44 @@ def _tiny_config(data: Path, out: Path, **overrides) -> PretrainConfig:
     return PretrainConfig(**values)
 
 
-def _run_cli(args: list[str], env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "pipelines.pretrain", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+def _run_cli(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.pretrain", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+
+
+# python -c: pipelines.pretrain, which stops itself (SIGSTOP) once it has logged step argv[1], so that the test can
+# kill it there; the rest of argv are the CLI's arguments.
+_STOP_AFTER_STEP = """
+import os, signal, sys
+from inv_kernels.train.trainer import Trainer
+from pipelines import pretrain
+
+stop_at, log = int(sys.argv[1]), Trainer._log
+
+def log_then_stop(self, record):
+    log(self, record)
+    if record.get("event") == "step" and record["step"] == stop_at:
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+Trainer._log = log_then_stop
+sys.exit(pretrain.main(sys.argv[2:]))
+"""
+
+
+def _kill_after_step(args: list[str], step: int, stderr: Path) -> int:
+    """Runs the pretraining CLI until it has logged ``step`` and SIGKILLs it there, from this process; returns its
+    exit status (-9)."""
+    with open(stderr, "w") as err:
+        process = subprocess.Popen([sys.executable, "-c", _STOP_AFTER_STEP, str(step), *args], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+        try:
+            _, status = os.waitpid(process.pid, os.WUNTRACED)  # returns when the run stops itself after the step
+            assert os.WIFSTOPPED(status), f"the run ended before step {step}: {stderr.read_text()[-2000:]}"
+            os.kill(process.pid, signal.SIGKILL)
+            return process.wait(timeout=60)
+        finally:
+            if process.returncode is None:
+                process.kill()
 
 
 def _assert_same_state(a: dict, b: dict) -> None:
@@ -54,8 +88,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_data, tmp_
     common = ["--data", str(tiny_data), *TINY, "--epochs", "2", "--save-every-steps", "2", "--knn-every", "-1"]
     straight = _run_cli([*common, "--out", str(tmp_path / "a")])
     assert straight.returncode == 0, straight.stderr[-2000:]
-    killed = _run_cli([*common, "--out", str(tmp_path / "b")], {KILL_AT_STEP_ENV: "7"})
-    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL after step 7; last checkpoint at step 6
+    killed = _kill_after_step([*common, "--out", str(tmp_path / "b")], 7, tmp_path / "killed.err")
+    assert killed == -signal.SIGKILL  # killed after step 7; the last checkpoint is at step 6
+    assert not (tmp_path / "b" / "summary.json").exists()
     mid = read_checkpoint(tmp_path / "b" / LAST)["inv_kernels"]
     steps_per_epoch = json.loads((tmp_path / "a" / "log.jsonl").read_text().splitlines()[0])["steps_per_epoch"]
     assert mid["global_step"] == 6 and 0 < mid["step_in_epoch"] < steps_per_epoch  # really mid-epoch
