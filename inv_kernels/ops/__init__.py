@@ -1,4 +1,6 @@
-"""The ops: one file each, holding the torch reference, the Triton kernels, the launchers and the registration."""
+"""The ops: one file each, holding the torch reference, the launchers and the registration (the Triton kernels too,
+unless the op has several: ``_<op>_triton.py``). Shared by all: ``_library.py`` (accumulation dtype, device guard,
+torch.library registration of every backend); by the scoring ops: ``_whitening.py``."""
 
 from inv_kernels.ops.contrastive_modules import InfoNCELoss, KeyQueue, NTXentLoss
 from inv_kernels.ops.fused_augment import fused_augment
