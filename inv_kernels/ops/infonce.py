@@ -35,7 +35,8 @@ relative error in the logits), as torch's own float32 matmuls then do. float16 /
 Backends: the torch references (materialised logits: the specification), the C++ CPU kernel (``_C.cpu``: register-
 tiled AVX2/AVX-512 products, OpenMP over row blocks), the Triton kernels of ``_infonce_triton`` (the GPU path:
 tensor-core tiles, split-K over long queues) and a simple CUDA kernel (``_C.cuda``: one warp per row, shared-memory
-candidate tiles; correct by construction but untuned), registered as ``inv_kernels::{infonce,ntxent}_{fwd,bwd}_<backend>``.
+candidate tiles; correct by construction but untuned), registered as
+``inv_kernels::{infonce,ntxent}_{fwd,bwd}_<backend>``.
 """
 
 from __future__ import annotations
