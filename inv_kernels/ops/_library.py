@@ -2,7 +2,8 @@
 
 Each op registers, per compiled backend (``cpu``, ``cuda``, ``triton``), a forward custom op
 ``inv_kernels::<op>_fwd_<backend>`` and, where it has gradients, a backward custom op
-``inv_kernels::<op>_bwd_<backend>`` with the forward's autograd formula calling it. ``register_backends`` does that for all backends at once.
+``inv_kernels::<op>_bwd_<backend>`` with the forward's autograd formula calling it. ``register_backends`` does that
+for all backends at once.
 """
 
 from __future__ import annotations
