@@ -1,5 +1,5 @@
 // fused_augment: one augmented, normalised view per row of the packed parameters, from uint8 sources.
-// The specification is inv_kernels/augment/reference.py (fused_augment_ref); inv_kernels/ops/fused_augment.py packs
+// The specification is inv_kernels/ops/fused_augment_ref.py (fused_augment_ref); inv_kernels/ops/fused_augment.py packs
 // the arguments. Per view v, with s = iparams[v][0] its source image and S the output side:
 //
 //   crop      box (top, left, h, w) of source s, values / 255 as float32
