@@ -72,17 +72,27 @@ def check_targets(op: str, name: str, Y, n_rows: int, features: str, *, source: 
     return Y2
 
 
+def check_test_features(op: str, X: torch.Tensor, X_test, y_test, y_name: str, *,
+                        source: str | None = None) -> torch.Tensor | None:  # fmt: skip
+    """The optional test features: given together with their labels or targets (named ``y_name``) or not at all, with
+    as many columns as X (D); returned checked as (M, D), or None."""
+    if X_test is None and y_test is None:
+        return None
+    if X_test is None or y_test is None:
+        raise ValueError(f"{op}: X_test and {y_name} must be given together")
+    X_test = check_features(op, "X_test", X_test, source=source)
+    if X_test.shape[1] != X.shape[1]:
+        raise ValueError(f"{op}: X_test must have {X.shape[1]} columns like X, got {X_test.shape[1]}")
+    return X_test
+
+
 def check_regression_test_set(op: str, X: torch.Tensor, Y2: torch.Tensor, X_test, Y_test, *,
                               source: str | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
     """The optional test set of a regression probe: both or neither given, as many columns as X (D) and outputs as
     Y2 (T); returned checked as (X_test (M, D), Y_test (M, T)), or (None, None)."""
-    if X_test is None and Y_test is None:
+    X_test = check_test_features(op, X, X_test, Y_test, "Y_test", source=source)
+    if X_test is None:
         return None, None
-    if X_test is None or Y_test is None:
-        raise ValueError(f"{op}: X_test and Y_test must be given together")
-    X_test = check_features(op, "X_test", X_test, source=source)
-    if X_test.shape[1] != X.shape[1]:
-        raise ValueError(f"{op}: X_test must have {X.shape[1]} columns like X, got {X_test.shape[1]}")
     Y_test = check_targets(op, "Y_test", Y_test, X_test.shape[0], "X_test", source=source)
     if Y_test.shape[1] != Y2.shape[1]:
         raise ValueError(f"{op}: Y_test must have {Y2.shape[1]} outputs like Y, got {Y_test.shape[1]}")

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._checks import check_features, check_grid, check_labels, default_dtype
+from ._checks import check_features, check_grid, check_labels, check_test_features, default_dtype
 from .cv import select_best
 from .folds import check_class_counts, resolve_folds
 from .grid import logistic_Cs
@@ -272,12 +272,8 @@ def fit_logistic_cv(
     n_folds = folds if isinstance(folds, int) else len(folds)
     check_class_counts(y, n_folds, source=source)
     pairs = resolve_folds(OP, folds, X.shape[0], seed=seed, y=y, stratify=stratify)
-    if X_test is not None or y_test is not None:
-        if X_test is None or y_test is None:
-            raise ValueError(f"{OP}: X_test and y_test must be given together")
-        X_test = check_features(OP, "X_test", X_test, source=source)
-        if X_test.shape[1] != X.shape[1]:
-            raise ValueError(f"{OP}: X_test must have {X.shape[1]} columns like X, got {X_test.shape[1]}")
+    X_test = check_test_features(OP, X, X_test, y_test, "y_test", source=source)
+    if X_test is not None:
         y_test = check_labels(OP, "y_test", y_test, X_test.shape[0], "X_test", source=source)
 
     Xa = torch.cat([X.to(dt), torch.ones(X.shape[0], 1, dtype=dt, device=device)], dim=1)  # (N, D+1)
