@@ -252,7 +252,7 @@ if triton is not None:
                 mask=k_mask[:, None] & col_mask[None, :],
                 other=0.0,
             )
-            # out_dtype named: Triton 3.6 (the GPU machine's) requires it to match a float64 accumulator
+            # out_dtype named: Triton 3.6 requires it to match a float64 accumulator
             acc = tl.dot(v.to(w_ptr.dtype.element_ty), a, acc, input_precision=INPUT_PRECISION, out_dtype=acc_dtype)
 
         mua = tl.load(mua_ptr + cols, mask=col_mask, other=0.0)

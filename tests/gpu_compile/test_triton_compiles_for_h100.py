@@ -20,15 +20,15 @@ pytestmark = pytest.mark.skipif(not inv_kernels.HAS_TRITON, reason=f"triton: {in
 
 
 # The Triton this environment has, and (when INV_KERNELS_GPU_TRITON names a folder holding another Triton package,
-# as .ci/run prepares with the GPU machine's 3.6.0) that one too: a kernel must compile under both.
-TRITONS = ["installed"] + (["gpu-machine"] if os.environ.get("INV_KERNELS_GPU_TRITON") else [])
+# as .ci/run prepares with Triton 3.6.0) that one too: a kernel must compile under both.
+TRITONS = ["installed"] + (["second"] if os.environ.get("INV_KERNELS_GPU_TRITON") else [])
 
 
 @pytest.fixture(scope="module", params=TRITONS)
 def report(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_compile") / "sm90.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    if request.param == "gpu-machine":
+    if request.param == "second":
         folder = os.environ["INV_KERNELS_GPU_TRITON"]
         env["PYTHONPATH"] = os.pathsep.join([folder, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton-cache"))
