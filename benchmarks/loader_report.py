@@ -25,6 +25,7 @@ import torch
 
 from inv_kernels.data.folders import ImageFolderIndex
 from inv_kernels.io import atomic_write_bytes, atomic_write_json
+from inv_kernels.reporting import markdown_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/benchmarks (the asv suite), as gpu_report.py
 from benchmarks.bench_two_view import TwoViewLoader  # noqa: E402
@@ -101,11 +102,10 @@ def main(argv: list[str] | None = None) -> int:
            "cpus": os.cpu_count(), "torch": torch.__version__, "data": str(args.data), "images": count,
            "size": args.size, "batch": batch, "workers": args.workers}  # fmt: skip
     lines = [f"Two-view loaders, {count} images of {args.data} at {args.size} px, batch {batch}, {args.workers} "
-             f"workers/threads; {env['card']}, {env['cpus']} CPUs, torch {env['torch']}, {env['date']}", "",
-             "| loader | two-view images/s (median) | epochs | vs torchvision |", "|---|---|---|---|"]  # fmt: skip
-    for name, values in rates.items():
-        median = statistics.median(values)
-        lines.append(f"| {name} | {median:,.0f} | {', '.join(f'{v:,.0f}' for v in values)} | {median / base:.2f}x |")
+             f"workers/threads; {env['card']}, {env['cpus']} CPUs, torch {env['torch']}, {env['date']}", ""]  # fmt: skip
+    rows = [[name, f"{statistics.median(values):,.0f}", ", ".join(f"{v:,.0f}" for v in values),
+             f"{statistics.median(values) / base:.2f}x"] for name, values in rates.items()]  # fmt: skip
+    lines.append(markdown_table(["loader", "two-view images/s (median)", "epochs", "vs torchvision"], rows))
     text = "\n".join(lines)
     print(text)
     if args.out:

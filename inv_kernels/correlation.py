@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as scipy_stats
 
-from inv_kernels.io import atomic_write_bytes
+from inv_kernels.reporting import pyplot, write_png
 
 
 def load_json(path: str, what: str) -> dict:
@@ -86,13 +86,7 @@ def correlate(invariance: dict, transfer: dict) -> list[dict]:
 
 def heatmap(rows: list[dict], key: str, path: Path) -> Path:
     """Writes a measures x tasks heat map of ``key`` ("spearman" or "pearson") of ``correlate``'s rows as a PNG."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     measures = sorted({r["measure"] for r in rows})
     tasks = sorted({r["task"] for r in rows})
     grid = np.full((len(measures), len(tasks)), np.nan)
@@ -105,7 +99,4 @@ def heatmap(rows: list[dict], key: str, path: Path) -> Path:
     ax.set_yticks(range(len(measures)), measures)
     fig.colorbar(image, ax=ax, label=f"{key} correlation (invariance vs transfer)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(buffer.getvalue(), path)
+    return write_png(fig, path)

@@ -7,12 +7,17 @@ import sys
 
 from inv_kernels.correlation import correlate, heatmap, invariance_table, transfer_table
 from inv_kernels.io import atomic_write_bytes, atomic_write_json, check_output_dir
-from inv_kernels.measure.report import markdown_table, write_csv
+from inv_kernels.reporting import markdown_table, write_csv
 from pipelines._cli import INPUT_ERRORS, ArgumentParser, report
 
 PROG = "python -m pipelines.correlate"
 
 __all__ = ["correlate", "heatmap", "invariance_table", "main", "transfer_table"]
+
+
+def _signed(value: float | None) -> str:
+    """"+0.83", or "-" for an undefined correlation."""
+    return "-" if value is None else f"{value:+.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json({"rows": rows}, out / "correlation.json")
     write_csv(rows, out / "correlation.csv")
     heatmap(rows, "spearman", out / "correlation_spearman.png")
-    table = markdown_table([{**r, "spearman": "-" if r["spearman"] is None else f"{r['spearman']:+.2f}",
-                             "pearson": "-" if r["pearson"] is None else f"{r['pearson']:+.2f}"} for r in rows],
-                           [("measure", "invariance", ""), ("task", "task", ""), ("models", "models", ""),
-                            ("spearman", "Spearman", ""), ("pearson", "Pearson", "")])  # fmt: skip
+    table = markdown_table(["invariance", "task", "models", "Spearman", "Pearson"],
+                           [[r["measure"], r["task"], r["models"], _signed(r["spearman"]), _signed(r["pearson"])]
+                            for r in rows])  # fmt: skip
     atomic_write_bytes((table + "\n").encode(), out / "correlation.md")
     print(table)
     print(f"\nwrote {out}/correlation.json, .csv, .md and correlation_spearman.png")

@@ -17,8 +17,8 @@ from inv_kernels.backend import BACKENDS
 from inv_kernels.data.folders import describe_records
 from inv_kernels.distributed import leave_process_group
 from inv_kernels.measure.driver import MeasureConfig
-from inv_kernels.measure.report import markdown_table
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
+from inv_kernels.reporting import markdown_table
 from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, number, report
 
 PROG = "python -m pipelines.measure"
@@ -101,14 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {results['model']['model_id']} ({results['model']['arch']}), {results['settings']['mode']} mode, "
           f"{results['settings']['num_images']} images, statistics condition number "
           f"{results['statistics']['condition_number']:.3g}")  # fmt: skip
-    print(markdown_table(results["synthetic"], [("family", "family", ""), ("kind", "kind", ""), ("k", "k", ""),
-                                                ("cosine_mean", "cosine", ".3f"), ("distance_mean", "distance", ".2f")]))  # fmt: skip
+    print(markdown_table(["family", "kind", "k", "cosine", "distance"],
+                         [[r["family"], r["kind"], r["k"], f"{r['cosine_mean']:.3f}", f"{r['distance_mean']:.2f}"]
+                          for r in results["synthetic"]]))  # fmt: skip
     if results["realworld"]:
         print()
-        print(markdown_table(results["realworld"], [("name", "groups", ""), ("num_groups", "n", ""),
-                                                    ("cosine_with_diagonal", "cosine (paper)", ".3f"),
-                                                    ("cosine_off_diagonal", "cosine (off-diag.)", ".3f"),
-                                                    ("distance", "distance", ".2f")]))  # fmt: skip
+        print(markdown_table(["groups", "n", "cosine (paper)", "cosine (off-diag.)", "distance"],
+                             [[r["name"], r["num_groups"], f"{r['cosine_with_diagonal']:.3f}",
+                               f"{r['cosine_off_diagonal']:.3f}", f"{r['distance']:.2f}"]
+                              for r in results["realworld"]]))  # fmt: skip
     for line in describe_records(results["skipped_images"]):
         print(line)
     print(f"\nwrote {', '.join(results['files'].values())}")

@@ -95,10 +95,10 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
 
 
 def print_verdicts(report: dict) -> None:
-    from inv_kernels.study.report import _verdict_text
+    from inv_kernels.study.report import verdict_text
 
     for claim in report["claims"]:
-        print(f"claim {claim['id']}: {_verdict_text(claim['verdict'])}: {claim['summary']}")
+        print(f"claim {claim['id']}: {verdict_text(claim['verdict'])}: {claim['summary']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,14 +8,13 @@ checked (the checkpoints loaded) before any data is read or rendered, and --out 
 """
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
 from inv_kernels.data.folders import describe_records
 from inv_kernels.io import atomic_write_bytes, atomic_write_json, check_output_dir
-from inv_kernels.measure.report import write_csv
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
+from inv_kernels.reporting import markdown_table, pyplot, write_csv, write_png
 from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, report
 
 PROG = "python -m pipelines.transfer"
@@ -78,11 +77,7 @@ def build_tasks(specs: list[str], mode: str, size: int | None, progress: bool):
 
 
 def plot(rows: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tasks = sorted({r["task"] for r in rows})
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -93,21 +88,15 @@ def plot(rows: list[dict], path: Path) -> Path:
         ax.set_yticks(range(len(mine)), labels, fontsize=8)
         ax.set_title(f"{task} ({mine[0]['metric']})", fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(buffer.getvalue(), path)
+    return write_png(fig, path)
 
 
 def markdown(rows: list[dict]) -> str:
     tasks = sorted({r["task"] for r in rows})
     models = list(dict.fromkeys((r["model"], r["fusion"]) for r in rows))
     score = {(r["model"], r["fusion"], r["task"]): r["test_score"] for r in rows}
-    lines = ["| model | fusion | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
-    for model, fusion in models:
-        cells = [f"{score[(model, fusion, t)]:.3f}" if (model, fusion, t) in score else "-" for t in tasks]
-        lines.append(f"| {model} | {fusion} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    cells = {(m, f): [f"{score[(m, f, t)]:.3f}" if (m, f, t) in score else "-" for t in tasks] for m, f in models}
+    return markdown_table(["model", "fusion", *tasks], [[m, f, *cells[(m, f)]] for m, f in models])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,33 +1,16 @@
 """Writing measurement results: JSON (every number), CSV (one row per transform family or group set) and a plot of
 invariance per family with the spatial and appearance families apart."""
 
-import csv
-import io
 from pathlib import Path
 
-from inv_kernels.io import atomic_write_bytes, atomic_write_json
-
-
-def write_csv(rows: list[dict], path: Path) -> Path:
-    """Rows of scalars (lists are left out) as CSV, atomically."""
-    if not rows:
-        return path
-    columns = [key for key, value in rows[0].items() if not isinstance(value, (list, dict))]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write_bytes(buffer.getvalue().encode(), path)
+from inv_kernels.io import atomic_write_json
+from inv_kernels.reporting import pyplot, write_csv, write_png
 
 
 def plot_synthetic(rows: list[dict], path: Path, title: str) -> Path:
     """Bar charts of cosine invariance (higher: more invariant) and Mahalanobis distance per family, spatial
     families first, then appearance ones."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     ordered = sorted(rows, key=lambda r: (r["kind"] != "spatial", r["family"]))
     names = [r["family"] for r in ordered]
     colours = ["tab:blue" if r["kind"] == "spatial" else "tab:orange" for r in ordered]
@@ -41,18 +24,7 @@ def plot_synthetic(rows: list[dict], path: Path, title: str) -> Path:
     fig.legend(handles, ["spatial", "appearance"], loc="lower center", ncol=2, frameon=False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(buffer.getvalue(), path)
-
-
-def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """A Markdown table: columns are (key, header, format spec)."""
-    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(format(row[k], f) if f else str(row[k]) for k, _, f in columns) + " |")
-    return "\n".join(lines)
+    return write_png(fig, path)
 
 
 def write_results(results: dict, out: Path) -> dict[str, Path]:

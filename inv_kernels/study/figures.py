@@ -4,43 +4,25 @@
     kind_scatter         each model's mean invariance to spatial vs appearance families (error bars: seed std)
     transfer_bars        one panel per task: every model and fusion, mean test score over seeds with std bars
 
-The invariance-transfer correlation heat map is ``pipelines.correlate.heatmap``.
+The invariance-transfer correlation heat map is ``inv_kernels.correlation.heatmap``.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
-from inv_kernels.io import atomic_write_bytes
+from inv_kernels.reporting import pyplot, write_png
 from inv_kernels.transforms import APPEARANCE_FAMILIES, SPATIAL_FAMILIES
 
 COLOURS = {"default": "tab:blue", "spatial": "tab:orange", "appearance": "tab:purple", "wide": "tab:cyan",
            "random": "tab:gray"}  # fmt: skip
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(buffer.getvalue(), path)
-
-
 def invariance_heatmap(synthetic: dict, path: Path, title: str) -> Path:
     """Heat map of ``synthetic`` (aggregate.synthetic_table): rows models, columns families (spatial first)."""
-    plt = _pyplot()
+    plt = pyplot()
     models = list(synthetic)
     families = [f for f in (*SPATIAL_FAMILIES, *APPEARANCE_FAMILIES) if f in synthetic[models[0]]]
     grid = np.array([[synthetic[m][f]["cosine"]["mean"] for f in families] for m in models], dtype=float)
@@ -57,12 +39,12 @@ def invariance_heatmap(synthetic: dict, path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, label="whitened cosine (higher: more invariant)")
     fig.tight_layout()
-    return _save(fig, path)
+    return write_png(fig, path)
 
 
 def kind_scatter(summary: dict, path: Path) -> Path:
     """Each model's mean invariance over spatial (x) and appearance (y) families, with seed-std error bars."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     for model, row in summary.items():
         x, y = row["spatial"], row["appearance"]
@@ -74,12 +56,12 @@ def kind_scatter(summary: dict, path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return write_png(fig, path)
 
 
 def transfer_bars(transfer: dict, path: Path) -> Path:
     """One horizontal bar panel per task: single models in their colours, fusions in green; std error bars."""
-    plt = _pyplot()
+    plt = pyplot()
     tasks = list(transfer)
     cols = min(len(tasks), 3)
     rows = -(-len(tasks) // cols)
@@ -99,4 +81,4 @@ def transfer_bars(transfer: dict, path: Path) -> Path:
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return write_png(fig, path)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from inv_kernels.io import atomic_write_bytes, atomic_write_json
+from inv_kernels.reporting import markdown_table
 from inv_kernels.study import aggregate, claims, figures
 from inv_kernels.study.claims import AGREES, DISAGREES
 from inv_kernels.study.config import RANDOM, StudyConfig
@@ -82,15 +83,13 @@ def pm(stats: dict | None, spec: str = ".3f") -> str:
     return f"{format(stats['mean'], spec)} ± {format(stats['std'], spec)}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def _num(value, spec: str = "+.3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def _verdict_text(verdict: str) -> str:
+def verdict_text(verdict: str) -> str:
+    """How a claim's verdict (``claims.AGREES``, ``claims.DISAGREES`` or another) reads in the report and on the
+    command line."""
     if verdict == AGREES:
         return "agrees with the paper"
     if verdict == DISAGREES:
@@ -125,8 +124,8 @@ def _claims_section(report: dict) -> list[str]:
              "ddof 1); within noise when the difference is at least minus that spread. Tags as PAPER.md section 11.",
              ""]  # fmt: skip
     lines += _training_check(report)
-    rows = [[c["id"], c["paper"], c["test"], c["summary"], _verdict_text(c["verdict"])] for c in report["claims"]]
-    lines += _table(["claim", "the paper says", "test", "this study", "verdict"], rows)
+    rows = [[c["id"], c["paper"], c["test"], c["summary"], verdict_text(c["verdict"])] for c in report["claims"]]
+    lines.append(markdown_table(["claim", "the paper says", "test", "this study", "verdict"], rows))
     disagreements = [c for c in report["claims"] if c["verdict"] == DISAGREES]
     lines.append("")
     if disagreements:
@@ -144,21 +143,21 @@ def _invariance_sections(report: dict) -> list[str]:
              "over seeds (PAPER.md 4.1).", "", "![invariance heat map](figures/invariance_heatmap.png)", ""]  # fmt: skip
     rows = [[f, synthetic[models[0]][f]["kind"]] + [pm(synthetic[m][f]["cosine"]) for m in models]
             for f in synthetic[models[0]]]  # fmt: skip
-    lines += _table(["family", "kind", *models], rows) + [""]
+    lines += [markdown_table(["family", "kind", *models], rows), ""]
     lines += ["## Spatial vs appearance invariance", "", "![spatial vs appearance](figures/kind_scatter.png)", ""]
     summary = report["kind_summary"]
     rows = [[m, pm(summary[m]["spatial"]), pm(summary[m]["appearance"]), pm(summary[m]["spatial_claim_families"]),
              pm(summary[m]["appearance_claim_families"])] for m in models]  # fmt: skip
     header = ["model", "all spatial families", "all appearance families", "resized crop, translation, scale, flip",
               "brightness, contrast, saturation, hue, grayscale, blur"]  # fmt: skip
-    lines += _table(header, rows) + [""]
+    lines += [markdown_table(header, rows), ""]
     for claim in (c for c in report["claims"] if c["id"] in ("1a", "1b")):
         winner, loser = ("spatial", "appearance") if claim["id"] == "1a" else ("appearance", "spatial")
         rows = [[r["family"], format(r[winner], ".3f"), format(r[loser], ".3f"), _num(r["margin"]),
                  _num(r["spread"], ".3f"), "yes" if r["beats"] else ("n/a" if r["beats"] is None else "no")]
                 for r in claim["rows"]]  # fmt: skip
         lines += [f"Claim {claim['id']}: {winner} model against {loser} model.", ""]
-        lines += _table(["family", winner, loser, "margin", "seed spread", "beyond spread"], rows) + [""]
+        lines += [markdown_table(["family", winner, loser, "margin", "seed spread", "beyond spread"], rows), ""]
     realworld = report["realworld"]
     sets = list(realworld[models[0]])
     lines += ["## Real-world group invariance", "",
@@ -166,13 +165,13 @@ def _invariance_sections(report: dict) -> list[str]:
               "PAPER.md 4.3), mean ± std over seeds.", ""]  # fmt: skip
     rows = [[s, realworld[models[0]][s]["factor"], str(realworld[models[0]][s]["groups"])]
             + [pm(realworld[m][s]["cosine_off_diagonal"]) for m in models] for s in sets]  # fmt: skip
-    lines += _table(["group set", "factor varied", "groups", *models], rows) + [""]
+    lines += [markdown_table(["group set", "factor varied", "groups", *models], rows), ""]
     latents = report["latents"]
     lines += ["## Latent-factor regression on the generated scenes (extrinsic invariance)", "",
               "Test R^2 of an RBF kernel-ridge probe per latent (PAPER.md 5): higher R^2 means the feature keeps the "
               "factor, i.e. is less invariant to it.", ""]  # fmt: skip
     rows = [[name] + [pm(latents[m][name]) for m in models] for name in latents[models[0]]]
-    lines += _table(["latent", *models], rows) + [""]
+    lines += [markdown_table(["latent", *models], rows), ""]
     return lines
 
 
@@ -190,7 +189,7 @@ def _transfer_sections(report: dict) -> list[str]:
         return pm(entry) + (" †" if entry and entry["grid_edge_seeds"] else "")
 
     rows = [[n] + [cell(t, n) for t in tasks] for n in names]
-    lines += _table(["model / fusion", *[f"{t} ({transfer[t]['metric']})" for t in tasks]], rows) + [""]
+    lines += [markdown_table(["model / fusion", *[f"{t} ({transfer[t]['metric']})" for t in tasks]], rows), ""]
     if any(e["grid_edge_seeds"] for t in tasks for e in transfer[t]["entries"].values()):
         lines += ["† the probe chose an end of its regularisation grid for at least one seed, so the best value may "
                   "lie outside the grid. In paper mode the ridge grid of a k-model fusion is shifted toward weaker "
@@ -203,7 +202,7 @@ def _transfer_sections(report: dict) -> list[str]:
               f"Spearman correlation across the {points} (model, seed) points between each invariance and each "
               "task's transfer score (blank: undefined).", "", "![correlation](figures/correlation_spearman.png)", ""]
     rows = [[m] + [_num(value.get((m, t)), "+.2f") for t in tasks] for m in measures]
-    lines += _table(["invariance", *tasks], rows) + [""]
+    lines += [markdown_table(["invariance", *tasks], rows), ""]
     return lines
 
 
@@ -211,15 +210,15 @@ def _run_sections(report: dict) -> list[str]:
     lines = ["## Pretraining", ""]
     rows = [[m, s, str(e["steps"]), _num(e["final_loss"], ".3f"), _num(e["knn_top1"], ".3f"),
              f"{e['seconds']:.0f}"] for m, per in report["pretraining"].items() for s, e in per.items()]  # fmt: skip
-    lines += _table(["model", "seed", "steps", "final InfoNCE loss", "kNN top-1", "seconds"], rows) + [""]
+    lines += [markdown_table(["model", "seed", "steps", "final InfoNCE loss", "kNN top-1", "seconds"], rows), ""]
     ran = [r for r in report["stages"] if r["status"] != "cached"]
     computed = sum(r["computed_s"] for r in report["stages"])
     lines += ["## Stages of this run", "",
               f"{len(ran)} stages computed in this run, {len(report['stages']) - len(ran)} read from the cache; this "
               f"run took {report['time_s']:.0f} s; computing every stage's output took {computed:.0f} s in all.", ""]
-    lines += _table(["stage", "status in this run", "seconds in this run", "seconds to compute"],
-                    [[r["stage"], r["status"], f"{r['seconds']:.1f}", f"{r['computed_s']:.1f}"]
-                     for r in report["stages"]]) + [""]  # fmt: skip
+    lines += [markdown_table(["stage", "status in this run", "seconds in this run", "seconds to compute"],
+                             [[r["stage"], r["status"], f"{r['seconds']:.1f}", f"{r['computed_s']:.1f}"]
+                              for r in report["stages"]]), ""]  # fmt: skip
     return lines
 
 

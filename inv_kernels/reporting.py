@@ -1,0 +1,61 @@
+"""Result files for people and spreadsheets: CSV tables, Markdown tables and PNG figures, each written atomically
+through ``inv_kernels.io`` (JSON results: ``io.atomic_write_json``). Measurement, transfer, the correlation and the
+study all write their tables and figures with these."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from inv_kernels.io import atomic_write_bytes
+
+DPI = 110  # the resolution of every figure the project writes
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table: a header row, the separator, then one line per row; cells are written with ``str``.
+
+    Raises:
+        ValueError: a row with another number of cells than the header (named by its position).
+    """
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    for number, row in enumerate(rows):
+        if len(row) != len(header):
+            raise ValueError(f"markdown_table: row {number} has {len(row)} cells, the header {len(header)}")
+        lines.append("| " + " | ".join(map(str, row)) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Rows of scalars as CSV, atomically: the columns are the first row's keys whose values are not lists or dicts
+    (the others are left out); nothing is written when there is no row. Returns ``path``."""
+    path = Path(path)
+    if not rows:
+        return path
+    columns = [key for key, value in rows[0].items() if not isinstance(value, (list, dict))]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_bytes(buffer.getvalue().encode(), path)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_png(fig, path: str | os.PathLike) -> Path:
+    """Writes a matplotlib figure as a PNG (``DPI`` dots per inch) atomically and closes it; returns ``path``."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    pyplot().close(fig)
+    return atomic_write_bytes(buffer.getvalue(), Path(path))
