@@ -1,4 +1,4 @@
-"""Combining representations (PAPER.md section 7) and a fusion that adapts to the task.
+"""Combining representations (docs/METHOD.md section 7) and a fusion that adapts to the task.
 
 The paper's modes (``model_utils.ModelCombiner``): ``cat`` concatenates the blocks in the listed order, ``add`` sums
 them elementwise and ``mean`` averages them (both need equal dimensions).

@@ -1,4 +1,4 @@
-"""Feature statistics: streaming mean and covariance, shrinkage, and the whitening factor (PAPER.md section 4).
+"""Feature statistics: streaming mean and covariance, shrinkage, and the whitening factor (docs/METHOD.md section 4).
 
 The invariance measures compare features after whitening with the statistics of a reference set (ImageNet val in
 the paper): for features f (row vectors) with mean mu and covariance Sigma, P = Sigma^-1,
@@ -7,7 +7,7 @@ the paper): for features f (row vectors) with mean mu and covariance Sigma, P = 
 
 with w(f) = (f - mu) A for any A with A A^T = P. The reference code takes L = chol(inv(Sigma)) (float32) and
 w(f) = (mu - f) L; the sign and the choice of A change neither s nor d (two such A differ by an orthogonal factor on
-the right). Here, as PAPER.md's implementation note advises, C = chol(Sigma) in float64 and
+the right). Here, as docs/METHOD.md's implementation note advises, C = chol(Sigma) in float64 and
 
     z = (f - mu) C^-T      (a triangular solve; Cov(z) = C^-1 Sigma C^-T = I)      A = C^-T  (upper triangular)
 

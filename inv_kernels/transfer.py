@@ -1,4 +1,4 @@
-"""Transfer evaluation (PAPER.md sections 6-7): every model and every fusion of models, on every task, by
+"""Transfer evaluation (docs/METHOD.md sections 6-7): every model and every fusion of models, on every task, by
 cross-validated linear probes: multinomial logistic regression for classification, multi-output ridge for
 regression (keypoints, latents). ``python -m pipelines.transfer`` wraps ``evaluate_transfer``.
 

@@ -1,4 +1,4 @@
-"""Probes: the paper's full 45 x 5 CV protocols (PAPER.md section 6), ours against sklearn's on the same CPU.
+"""Probes: the paper's full 45 x 5 CV protocols (docs/METHOD.md section 6), ours against sklearn's on the same CPU.
 
 - Logistic: 5,000 x 512 features, 10 classes, 45 values of C, 5 folds, refit. Ours (batched, preconditioned L-BFGS
   along the C path) against sklearn's paper protocol (LogisticRegression lbfgs, warm_start=True, max_iter=100,

@@ -1,4 +1,4 @@
-// The scoring ops of the invariance measures (Ericsson et al., BMVC 2022, section 4; docs/PAPER.md section 4).
+// The scoring ops of the invariance measures (Ericsson et al., BMVC 2022, section 4; docs/METHOD.md section 4).
 //
 // invariance_scores: per (clean image i, view j) pair, the whitened cosine and the Mahalanobis distance
 //   zc_i = (c_i - mu) A,  zv_r = (v_r - mu) A   (A A^T = Sigma^-1; view row r = i * k + j belongs to clean row i)

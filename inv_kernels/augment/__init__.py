@@ -1,4 +1,4 @@
-"""Augmentation for MoCo v2 pretraining with chosen augmentation sets (PAPER.md section 2; docs/AUGMENT.md).
+"""Augmentation for MoCo v2 pretraining with chosen augmentation sets (docs/METHOD.md section 2; docs/AUGMENT.md).
 
 Randomness apart from arithmetic: ``sample_augment_params`` draws each view's choices (crop box, flip, jitter factors
 and order, grayscale, blur sigma) into flat per-view tensors (``AugmentParams``); ``fused_augment_ref`` applies them

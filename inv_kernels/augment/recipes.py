@@ -1,4 +1,4 @@
-"""Augmentation recipes: which random ops a view gets, with their settings (PAPER.md section 2).
+"""Augmentation recipes: which random ops a view gets, with their settings (docs/METHOD.md section 2).
 
 A ``Recipe`` is an ordered tuple of op specs. The three recipes of the paper are in ``RECIPES``:
 

@@ -1,4 +1,4 @@
-"""The baseline and fallback path: MoCo v2's own PIL + torchvision.transforms pipeline (PAPER.md section 2).
+"""The baseline and fallback path: MoCo v2's own PIL + torchvision.transforms pipeline (docs/METHOD.md section 2).
 
 ``torchvision_recipe_transform`` builds, for a Recipe, the torchvision.transforms.Compose that the paper's
 ``main_moco.py`` builds: on PIL images, in the recipe's order, with PIL's GaussianBlur(radius=sigma) for MoCo's

@@ -1,6 +1,6 @@
 """Rendered 3D scenes with known factors of variation: the latents, their meaning, and the public renderer.
 
-The ten latents follow Causal3DIdent (von Kuegelgen et al., NeurIPS 2021; PAPER.md section 5), in its order, each
+The ten latents follow Causal3DIdent (von Kuegelgen et al., NeurIPS 2021; docs/METHOD.md section 5), in its order, each
 normalised to [-1, 1]; ``latents_to_raw`` gives the physical values:
 
 ====  =================  =================================================================================

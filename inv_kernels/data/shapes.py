@@ -4,7 +4,7 @@ Every function takes points as one (3, M) tensor (rows x, y, z) and returns (M,)
 positive outside, and never more than the true distance to the surface (exact SDFs, or unions / intersections of
 exact ones, which are bounds with Lipschitz constant 1), so sphere tracing with a step of d never overshoots.
 Objects sit in a sphere of radius ``BOUNDING_RADIUS[name]`` about the origin and are about 1.7 units across.
-The seven classes mirror Causal3DIdent's seven object classes (PAPER.md section 5) with analytic stand-ins.
+The seven classes mirror Causal3DIdent's seven object classes (docs/METHOD.md section 5) with analytic stand-ins.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each ``write_<kind>(folder, size=, count=, seed=)`` renders its scenes and writes them under ``folder`` (which it
 creates), and returns a dict of counts for the manifest. They write in place; ``cache.build_atomically`` makes the
-whole set appear at once. Layouts (PAPER.md sections 4.3 and 5):
+whole set appear at once. Layouts (docs/METHOD.md sections 4.3 and 5):
 
 - classification: ``train/<shape>/<index>.jpg`` and ``test/<shape>/<index>.jpg`` (torchvision ImageFolder);
   class = shape, every latent random.

@@ -1,4 +1,4 @@
-"""Downstream tasks (PAPER.md section 6) as adapters of the public folder layouts, and their cached features.
+"""Downstream tasks (docs/METHOD.md section 6) as adapters of the public folder layouts, and their cached features.
 
 - ``DownstreamTask`` / ``TaskItem``: items (path, target, crop box) of trainval and test, kind, metric, mode.
 - Classification: ``image_folder_task`` (any train/ + test/ ImageFolder), ``cifar10_task``,

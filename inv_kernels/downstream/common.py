@@ -1,4 +1,4 @@
-"""The common form of a downstream task (PAPER.md section 6) and the helpers its adapters share: items with optional
+"""The common form of a downstream task (docs/METHOD.md section 6) and the helpers its adapters share: items with optional
 crop boxes, landmark remapping into the crop's pixel coordinates, seeded splits, and input checks.
 
 A task is a list of trainval items and a list of test items. Each item is an image path, a target (a class index, or
@@ -183,7 +183,7 @@ def remap_points(points: np.ndarray, box: Box, out_size: int, resize_size: int) 
 
 
 def landmark_box(points: np.ndarray, mode: str, margin: float = 0.1) -> Box:
-    """The face crop of 300W (PAPER.md section 6).
+    """The face crop of 300W (docs/METHOD.md section 6).
 
     ``paper``: a square anchored at the landmarks' min-x / min-y with side max(bbox w, h) and no margin (the
     reference code; the face is off-centre). ``corrected``: a square centred on the landmark bbox, side

@@ -1,7 +1,7 @@
 """Frozen features of a downstream task, with a disk cache.
 
 Each item's image is decoded, cropped to its box (if any), then given the clean preprocessing Resize(resize_size) +
-CenterCrop(out_size) (PAPER.md section 3: Resize(224) + CenterCrop(224) downstream; CIFAR-10 upsampled from 32 px),
+CenterCrop(out_size) (docs/METHOD.md section 3: Resize(224) + CenterCrop(224) downstream; CIFAR-10 upsampled from 32 px),
 and passed through the extractor (bf16 autocast and channels_last on a GPU, ``FeatureExtractor``). An image that does
 not decode or is under 2 x 2 pixels (the rule of every loader, ``data.folders.load_image``), or whose crop box is
 under 2 x 2 pixels, is left out of X and y alike and named with the reason (``TaskFeatures.skipped_files``).

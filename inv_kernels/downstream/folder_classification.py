@@ -1,8 +1,8 @@
-"""Classification tasks from folder layouts (PAPER.md section 6): any ImageFolder with ``train/`` and ``test/`` (or
+"""Classification tasks from folder layouts (docs/METHOD.md section 6): any ImageFolder with ``train/`` and ``test/`` (or
 ``val/``) -- CIFAR-10 as JPEG folders and the generated classification set are instances -- Caltech101 and
 Flowers102.
 
-Modes (PAPER.md section 12): Caltech101 trainval is 30 draws per class *with* replacement in ``paper`` mode and
+Modes (docs/METHOD.md section 12): Caltech101 trainval is 30 draws per class *with* replacement in ``paper`` mode and
 without replacement in ``corrected`` mode; Flowers102 is scored by plain accuracy in ``paper`` mode (the reference
 code's isinstance bug) and by mean per-class accuracy in ``corrected`` mode.
 """

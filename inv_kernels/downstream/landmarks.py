@@ -1,9 +1,9 @@
-"""Keypoint-regression tasks (PAPER.md section 6): 300W (68 face landmarks), CelebA aligned (5 landmarks) and Leeds
+"""Keypoint-regression tasks (docs/METHOD.md section 6): 300W (68 face landmarks), CelebA aligned (5 landmarks) and Leeds
 Sports Pose (14 joints; the LSP and LSP-extended releases). Targets are (x0, y0, x1, y1, ...) mapped into the
 out_size-pixel frame of crop(box) -> Resize(resize_size) -> CenterCrop(out_size); the metric is R^2 (uniform average
 over outputs).
 
-Modes (PAPER.md section 12):
+Modes (docs/METHOD.md section 12):
 - 300W: ``paper`` crops a square anchored at the landmarks' min corner, side max(bbox w, h), no margin (the face
   is off-centre); ``corrected`` crops a square centred on the landmarks with a 10 % margin per side.
   Both: random 30/30/40 split (seed 0) of indoor + outdoor; trainval = train + valid.

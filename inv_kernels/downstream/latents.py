@@ -1,4 +1,4 @@
-"""Causal3DIdent-layout tasks (PAPER.md section 5): ``trainset/`` and ``testset/``, each with ``images_<c>/``
+"""Causal3DIdent-layout tasks (docs/METHOD.md section 5): ``trainset/`` and ``testset/``, each with ``images_<c>/``
 folders and ``latents_<c>.npy`` (N_c x 10 normalised latents); the image order is the concatenation over classes c
 of the sorted file names, row for row with the latents files. The generated latent set
 (``inv_kernels.data.generated_dataset("latents")``) has the same layout.

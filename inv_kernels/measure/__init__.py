@@ -1,4 +1,4 @@
-"""Invariance measurement (PAPER.md sections 3-4): ``measure(MeasureConfig(model=...))`` or
+"""Invariance measurement (docs/METHOD.md sections 3-4): ``measure(MeasureConfig(model=...))`` or
 ``python -m pipelines.measure``. Modules: model (feature extractors), features (clean views, statistics pass),
 synthetic (the 18 transform families), realworld (multi-view folder layouts), realworld_measure, report, sharding
 (splitting passes across torchrun processes), cache (the feature cache), driver."""

@@ -39,7 +39,7 @@ PAPER_NUM_IMAGES = 1000
 
 @dataclass
 class MeasureConfig:
-    """Settings of one measurement run (PAPER.md sections 3-4 defaults where they apply)."""
+    """Settings of one measurement run (docs/METHOD.md sections 3-4 defaults where they apply)."""
 
     model: str  # a checkpoint path (ours, official MoCo, the paper's, an export, torchvision) or random:<arch>
     arch: str | None = None  # for checkpoints that do not record it

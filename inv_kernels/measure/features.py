@@ -111,7 +111,7 @@ def folder_statistics(extractor, index: ImageFolderIndex, *, out_size: int, resi
                       max_images: int | None = None, seed: int = 0, shrinkage="none", batch_size: int = 256,
                       workers: int = 0, progress: bool = True,
                       ctx=None) -> tuple[FeatureStats, list[tuple[str, str]]]:  # fmt: skip
-    """Feature mean and covariance of a folder's clean views (PAPER.md section 4), streamed in float64
+    """Feature mean and covariance of a folder's clean views (docs/METHOD.md section 4), streamed in float64
     (``folder_moments``; ``ctx`` as there).
 
     Returns:

@@ -59,7 +59,7 @@ class FeatureExtractor:
 def load_extractor(spec: str, *, device: torch.device, arch: str | None = None, seed: int = 0,
                    amp: bool = True, trust: bool = False) -> FeatureExtractor:  # fmt: skip
     """A feature extractor from a checkpoint path, or from ``random:<arch>`` (a seeded random initialisation; the
-    paper's floor, PAPER.md section 2).
+    paper's floor, docs/METHOD.md section 2).
 
     Args:
         trust: read a checkpoint that only full unpickling reads (loading it could run code from the file; see

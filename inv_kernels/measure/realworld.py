@@ -1,12 +1,12 @@
 """Real-world invariance groups: the images of one multi-view dataset folder, grouped by the object or scene they
-show, with one real factor varied inside each group (Ericsson et al., BMVC 2022, section 4.3 of docs/PAPER.md).
+show, with one real factor varied inside each group (Ericsson et al., BMVC 2022, section 4.3 of docs/METHOD.md).
 
 ``find_groups(root, layout)`` walks the folder once (sorted), parses every file name once into a dict
 group key -> paths and returns the groups sorted by key. The layouts (``LAYOUTS``) are those of COIL-100/COIL-20,
 ALOI (viewpoint, illumination, temperature), ALOT (the same three), Flickr1024, RealBlur, ExposureErrors and DaLI.
 Unlike the paper's code, nothing rescans the file list per group, globs are sorted and recursive, pairs are matched
 by their names (RealBlur, Flickr1024, ExposureErrors) and ALOT-viewpoint has its six lights (``mode="paper"``
-reproduces the bug of PAPER.md section 12 where they collapse into one per material).
+reproduces the bug of docs/METHOD.md section 12 where they collapse into one per material).
 """
 
 from __future__ import annotations

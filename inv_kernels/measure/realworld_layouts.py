@@ -1,4 +1,4 @@
-"""Name parsers of the real-world multi-view datasets (PAPER.md section 4.3): one per folder layout, each mapping a
+"""Name parsers of the real-world multi-view datasets (docs/METHOD.md section 4.3): one per folder layout, each mapping a
 file's path (relative to the dataset root) to the key of its view group.
 
 A parser is called once per image file with the path's parts, the file name without its extension and the scan's
@@ -79,7 +79,7 @@ def paper_alot_light(material: int) -> int:
 
     ``datasets/alot.py`` L39-41 does ``class_idx %= 250`` and then ``light = class_idx % 6``, so group i of its
     1500 is material i % 250 + 1 under light ``ALOT_LIGHTS[(i % 250) % 6]``: each material's 6 groups are one and
-    the same group (PAPER.md section 12). The intended light, ``class_idx // 250``, ranges over all 6.
+    the same group (docs/METHOD.md section 12). The intended light, ``class_idx // 250``, ranges over all 6.
     """
     return ALOT_LIGHTS[(material - 1) % len(ALOT_LIGHTS)]
 

@@ -1,4 +1,4 @@
-"""Real-world invariance (PAPER.md 4.3): features of every image of every view group are extracted once, then
+"""Real-world invariance (docs/METHOD.md 4.3): features of every image of every view group are extracted once, then
 scored per group by ``group_invariance`` (mean pairwise whitened cosine, with and without the self-pairs, and mean
 pairwise Mahalanobis distance), with the statistics of the model's statistics set (not of the groups)."""
 

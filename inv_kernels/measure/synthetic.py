@@ -1,4 +1,4 @@
-"""Synthetic invariance (PAPER.md 4.1): for each image, its clean view and the k transformed views of a family go
+"""Synthetic invariance (docs/METHOD.md 4.1): for each image, its clean view and the k transformed views of a family go
 through the model; the whitened cosine and Mahalanobis distance of every (clean, view) pair are scored in batches,
 then averaged over images per parameter value (nanmean) and over values."""
 
@@ -31,7 +31,7 @@ class FamilyResult:
 
 def sample_images(num_items: int, count: int, *, mode: str, seed: int, same_images: bool = False
                   ) -> tuple[list[int], dict]:  # fmt: skip
-    """The images a synthetic measurement uses (PAPER.md 4.1), and a record of how they were drawn.
+    """The images a synthetic measurement uses (docs/METHOD.md 4.1), and a record of how they were drawn.
 
     ``paper`` mode draws as the reference code does: ``np.random.seed(seed); np.random.choice(num_items, count)``,
     with replacement (an image can come twice, and fewer than ``count`` distinct images are measured).

@@ -21,7 +21,7 @@ ARCHS = (*TORCHVISION_ARCHS, "resnet50w3")
 
 
 class WideResNet50(ResNet):
-    """ResNet-50 with every channel width multiplied by ``width`` (PAPER.md section 2, Default(x3))."""
+    """ResNet-50 with every channel width multiplied by ``width`` (docs/METHOD.md section 2, Default(x3))."""
 
     def __init__(self, width: int = 3):
         nn.Module.__init__(self)

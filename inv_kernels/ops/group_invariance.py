@@ -1,4 +1,4 @@
-"""group_invariance: the real-world invariance measure of Ericsson et al. (BMVC 2022), docs/PAPER.md section 4.3.
+"""group_invariance: the real-world invariance measure of Ericsson et al. (BMVC 2022), docs/METHOD.md section 4.3.
 
 For each group G of k >= 2 images of one object or scene under a varied real factor, with whitened features
 z_a = (f_a - mu) A (A A^T = Sigma^-1) and cos(a, b) = <z_a, z_b> / (max(|z_a|, eps) max(|z_b|, eps)):

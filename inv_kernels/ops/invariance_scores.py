@@ -1,4 +1,4 @@
-"""invariance_scores: the synthetic invariance measures of Ericsson et al. (BMVC 2022), docs/PAPER.md section 4.
+"""invariance_scores: the synthetic invariance measures of Ericsson et al. (BMVC 2022), docs/METHOD.md section 4.
 
 For n clean images and k transformed views of each, with feature statistics mu and a whitening matrix A
 (A A^T = Sigma^-1, e.g. ``FeatureStats.whitening_matrix()``; any such A gives the same results):

@@ -1,5 +1,5 @@
 """Linear and kernel probes with seeded k-fold cross-validation over a regularisation grid and a final refit
-(PAPER.md sections 5, 6 and 12): multinomial logistic regression, multi-output ridge and RBF kernel ridge, on the
+(docs/METHOD.md sections 5, 6 and 12): multinomial logistic regression, multi-output ridge and RBF kernel ridge, on the
 features' device (GPU when they are there, CPU otherwise)."""
 
 from .cv import cross_validate, select_best

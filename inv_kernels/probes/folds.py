@@ -1,4 +1,4 @@
-"""Seeded k-fold splits (the reference code's KFold(shuffle=True) had no seed: PAPER.md section 12) and the class-count
+"""Seeded k-fold splits (the reference code's KFold(shuffle=True) had no seed: docs/METHOD.md section 12) and the class-count
 check that classification CV needs."""
 
 from __future__ import annotations

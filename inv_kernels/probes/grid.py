@@ -1,10 +1,10 @@
-"""The regularisation grids of the paper's probes (PAPER.md sections 5 and 6) and how C and alpha derive from them.
+"""The regularisation grids of the paper's probes (docs/METHOD.md sections 5 and 6) and how C and alpha derive from them.
 
 The reference code (``eval_downstream.py`` L122-124, L300-301) draws ``wd = logspace(-6 + 2c, 5 + 2c, 45)`` with the
 shift ``c = 2`` for a "w3" (wide) model and otherwise ``c`` = the number of '+' in the model string (the number of fused
 models minus one). Logistic regression uses ``C = 1 / wd`` and Ridge ``alpha = 1 / wd``. The shift is meant to allow
 stronger regularisation for more features: it does so for logistic regression (C falls as wd rises), but for Ridge it
-moves alpha toward *weaker* regularisation (PAPER.md section 12, "Silent protocol bugs").
+moves alpha toward *weaker* regularisation (docs/METHOD.md section 12, "Silent protocol bugs").
 
 Modes:
     ``"paper"``: the reference behaviour, ``alpha = 1 / wd`` on the shifted grid.
@@ -18,7 +18,7 @@ import numpy as np
 
 MODES = ("paper", "corrected")
 GRID_SIZE = 45
-KRR_ALPHAS = np.logspace(0, -4, 5)  # PAPER.md section 5: {1, 0.1, 0.01, 1e-3, 1e-4}
+KRR_ALPHAS = np.logspace(0, -4, 5)  # docs/METHOD.md section 5: {1, 0.1, 0.01, 1e-3, 1e-4}
 KRR_GAMMAS = np.logspace(-5, 2, 8)  # {1e-5, ..., 1e2}
 
 

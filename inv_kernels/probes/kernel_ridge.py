@@ -1,4 +1,4 @@
-"""RBF kernel-ridge probe for latent regression (PAPER.md section 5): StandardScaler fit on the training fold, then
+"""RBF kernel-ridge probe for latent regression (docs/METHOD.md section 5): StandardScaler fit on the training fold, then
 ``KernelRidge(kernel='rbf')`` (no intercept, targets as given) over the alpha x gamma grid. Per (fold, gamma) one
 eigendecomposition ``K = Q diag(l) Q^T`` serves every alpha: ``(K + alpha I)^-1 Y = Q diag(1 / (l + alpha)) Q^T Y``.
 All targets (latents) are regressed at once as a multi-output problem.

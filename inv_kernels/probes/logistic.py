@@ -1,5 +1,5 @@
 """Multinomial logistic-regression probe: every (fold, C) pair solved as one batched problem by a batched L-BFGS,
-warm-started along the C path (PAPER.md sections 6 and 12, "Inefficiencies").
+warm-started along the C path (docs/METHOD.md sections 6 and 12, "Inefficiencies").
 
 Objective per problem (fold f, value C), the one sklearn's ``LogisticRegression(solver='lbfgs')`` minimises, scaled
 like sklearn (by the number of training samples n_f, which does not move the minimiser):

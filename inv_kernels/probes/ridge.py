@@ -1,5 +1,5 @@
 """Multi-output ridge probe: per fold one eigendecomposition, then every alpha of the grid in closed form
-(PAPER.md sections 6 and 12, "Inefficiencies").
+(docs/METHOD.md sections 6 and 12, "Inefficiencies").
 
 With an intercept (X and Y centred on the training fold, as sklearn's ``Ridge(fit_intercept=True)``):
 ``W(alpha) = V diag(1 / (s + alpha)) V^T Xc^T Yc`` from ``Xc^T Xc = V diag(s) V^T`` (D x D), or through the dual

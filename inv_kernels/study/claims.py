@@ -1,4 +1,4 @@
-"""The paper's claims (PAPER.md section 11) checked on the study's numbers, with the spread over seeds.
+"""The paper's claims (docs/METHOD.md section 11) checked on the study's numbers, with the spread over seeds.
 
 A comparison of two seed-averaged scores a and b has ``margin = mean(a) - mean(b)`` and ``spread = sqrt(std(a)^2 +
 std(b)^2)`` (the seed standard deviations, ddof 1, combined as for a difference). "a beats b" means margin > spread;
@@ -16,7 +16,7 @@ from inv_kernels.study.aggregate import family_average, latent_group_average
 SPATIAL_CLAIM_FAMILIES = ("resized_crop", "translation", "scale", "h_flip")
 APPEARANCE_CLAIM_FAMILIES = ("brightness", "contrast", "saturation", "hue", "grayscale", "blur")
 HUE_LATENTS = tuple(LATENT_NAMES[i] for i in (7, 8, 9))
-POSE_LATENTS = tuple(LATENT_NAMES[i] for i in range(7))  # position, rotation and spotlight position (PAPER.md 5)
+POSE_LATENTS = tuple(LATENT_NAMES[i] for i in range(7))  # position, rotation and spotlight position (docs/METHOD.md 5)
 CORE = ("default", "spatial", "appearance")
 FUSION3 = "default+spatial+appearance"
 AGREES, DISAGREES, UNASSESSABLE = "agrees", "disagrees", "not assessable"
@@ -80,7 +80,7 @@ def default_claim(measured: dict, seeds) -> dict:
     verdict = _verdict([r["within_noise"] for r in rows], need_all=True)
     summary = "; ".join(f"{r['kind']} families: default minus {'appearance' if r['kind'] == 'spatial' else 'spatial'} "
                         f"{_fmt(r)}" for r in rows)  # fmt: skip
-    return _claim("1c", "[A] (PAPER.md 11, claim 1) the default model is high on both kinds of transform",
+    return _claim("1c", "[A] (docs/METHOD.md 11, claim 1) the default model is high on both kinds of transform",
                   "default's mean invariance over each kind's claim families >= that of the model not trained on "
                   "that kind, within noise", verdict, summary, rows)  # fmt: skip
 
@@ -181,7 +181,7 @@ def fusion_claim(transfer: dict, against: str | None = None) -> dict:
 
 
 def all_claims(synthetic, realworld, latents_per_seed, measured, transfer, seeds, has_wide: bool) -> list[dict]:
-    """Every claim check, in the order of PAPER.md section 11."""
+    """Every claim check, in the order of docs/METHOD.md section 11."""
     claims = invariance_claims(synthetic) + [default_claim(measured, seeds), realworld_claim(realworld),
                                              latent_claim(latents_per_seed, seeds), opposite_claim(transfer),
                                              specialised_claim(transfer), fusion_claim(transfer)]  # fmt: skip

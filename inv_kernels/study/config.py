@@ -15,7 +15,7 @@ from pathlib import Path
 from inv_kernels.models.backbones import ARCHS
 from inv_kernels.transforms import MODES
 
-# The three pretrained models of the paper (PAPER.md section 2) under this project's recipe names.
+# The three pretrained models of the paper (docs/METHOD.md section 2) under this project's recipe names.
 CORE_MODELS: tuple[str, ...] = ("default", "spatial", "appearance")
 WIDE = "wide"  # the capacity control: the default recipe on a larger network
 RANDOM = "random"  # the floor: a randomly initialised network, no training
@@ -77,7 +77,7 @@ class StudyConfig:
     wide_arch: str | None = None  # None: resnet50 (resnet50w3, the paper's, when arch is resnet50)
     cifar_stem: bool = False  # the random floor always has the standard stem, so keep False to compare like with like
     image_size: int | None = None  # None: 32 on the built-in data, 64 with --data
-    # pretraining (MoCo v2, PAPER.md 2.1, scaled down)
+    # pretraining (MoCo v2, docs/METHOD.md 2.1, scaled down)
     epochs: int = 5
     batch_size: int = 64
     bn_splits: int = 8  # split-batch BN groups (MoCo's shuffle BN on one process); batch_size must be a multiple
@@ -91,13 +91,13 @@ class StudyConfig:
     train_count: int = 300  # generated training images per class for pretraining (7 classes)
     transfer_count: int = 100  # generated images per class for the transfer and latent sets (test: a quarter)
     group_objects: int = 20  # objects per generated turntable / lighting set
-    # measurement (PAPER.md section 4)
+    # measurement (docs/METHOD.md section 4)
     num_images: int = 8  # images per synthetic transform family (each gives 3,089 views over the 18 families)
     stats_images: int | None = None  # cap on the statistics pass (None: the whole training split)
     shrinkage: str = "none"  # covariance: none (a ridge with a warning when singular), ledoit_wolf, or a number
     mode: str = "paper"  # transforms, probes and group layouts: the reference code's quirks, or "corrected"
     groups: tuple[str, ...] = ()  # extra multi-view folders as PATH or PATH:LAYOUT
-    # latent regression (PAPER.md section 5) and transfer (sections 6-7)
+    # latent regression (docs/METHOD.md section 5) and transfer (sections 6-7)
     latent_trainval: int | None = None  # cap on kernel-ridge training images (None: the whole generated split)
     tasks: tuple[str, ...] = ()  # extra transfer tasks as NAME:ROOT (see pipelines.transfer)
     folds: int = 5

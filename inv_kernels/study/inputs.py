@@ -13,7 +13,7 @@ from inv_kernels.study.config import StudyConfig
 PRETRAIN_SCENE_SEED = 0  # scenes the models are pretrained and measured on
 PROBE_SCENE_SEED = 1  # scenes of the transfer and latent sets: never seen in pretraining
 
-# The factor a multi-view layout varies (PAPER.md 4.3): viewpoint groups probe spatial invariance, the others
+# The factor a multi-view layout varies (docs/METHOD.md 4.3): viewpoint groups probe spatial invariance, the others
 # appearance invariance.
 VIEWPOINT_LAYOUTS = ("coil", "aloi_viewpoint", "alot_viewpoint", "flickr1024")
 APPEARANCE_LAYOUTS = ("aloi_illumination", "aloi_temperature", "alot_illumination", "alot_temperature",

@@ -4,7 +4,7 @@
                                 exported to backbone.pth.tar
     measure/<model>/seed<s>     synthetic invariance on the 18 families and real-world group invariance
                                 (inv_kernels.measure.Measurement)
-    latents/<model>/seed<s>     RBF kernel-ridge regression of the ten generated latents (PAPER.md section 5)
+    latents/<model>/seed<s>     RBF kernel-ridge regression of the ten generated latents (docs/METHOD.md section 5)
     transfer/seed<s>/<task>     linear probes of every model and fusion (inv_kernels.transfer.evaluate_transfer)
 
 A stage's settings hold everything its output depends on, including the identity (file name and SHA-256 prefix) of

@@ -19,7 +19,7 @@ _PATH_SETTINGS = ("data", "knn_data")  # the same folder may be named differentl
 
 @dataclass
 class PretrainConfig:
-    """MoCo v2 pretraining settings (PAPER.md 2.1 defaults; smaller ones suit the built-in data on a CPU).
+    """MoCo v2 pretraining settings (docs/METHOD.md 2.1 defaults; smaller ones suit the built-in data on a CPU).
 
     ``data`` is an image folder with class subfolders (labels are ignored for training), or None for the built-in
     generated scenes. ``recipe`` is "default", "spatial", "appearance" or a custom spec (see inv_kernels.augment).

@@ -1,4 +1,4 @@
-"""Synthetic transforms of the invariance protocol (PAPER.md 4.1-4.2): 18 families with the reference code's
+"""Synthetic transforms of the invariance protocol (docs/METHOD.md 4.1-4.2): 18 families with the reference code's
 parameter grids, batched on tensors on any device, in ``paper`` mode (the reference's quirks) or ``corrected`` mode.
 
     views = apply_transform("rotation", images, mode="paper")   # (n, 256, 3, 224, 224) float32 in [0, 1]

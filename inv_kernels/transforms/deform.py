@@ -1,6 +1,6 @@
 """The ``deform`` family: elastic deformations, deterministic per grid index, in torch on any device.
 
-What the reference code does (``eval_synthetic_invariance.py`` L30-36, PAPER.md 4.2 and 12): it calls albumentations
+What the reference code does (``eval_synthetic_invariance.py`` L30-36, docs/METHOD.md 4.2 and 12): it calls albumentations
 1.0.3 ``ElasticTransform(sigma=s, always_apply=True, approximate=True)``, so alpha = 1, alpha_affine = 50 and borders
 reflect-101. That op (i) warps the image by a random affine that moves three points at the centre +-min(H, W) // 3
 by U(-50, 50) raw pixels each, then (ii) displaces every pixel by ``alpha * blur17(U(-1, 1) noise, sigma)`` (a

@@ -4,7 +4,7 @@ Every ``apply`` takes one float image (3, H, W) in [0, 1] at its raw resolution 
 (dict of (P, ...) tensors) and returns the P views after the evaluation preprocessing, (P, 3, out, out). In ``paper``
 mode each family follows the reference code (``ManualTransform.T``): the op on the raw image, then
 Resize(resize_size) + CenterCrop(out_size), except ``resized_crop`` whose op outputs out x out directly. ``corrected``
-mode differs only where PAPER.md 12 lists a quirk; see ``TransformFamily.paper_quirk`` / ``corrected`` and
+mode differs only where docs/METHOD.md 12 lists a quirk; see ``TransformFamily.paper_quirk`` / ``corrected`` and
 docs/TRANSFORMS.md.
 """
 

@@ -1,4 +1,4 @@
-"""The parameter grids of the 18 synthetic transform families (PAPER.md 4.2), read off the reference code's
+"""The parameter grids of the 18 synthetic transform families (docs/METHOD.md 4.2), read off the reference code's
 ``ManualTransform`` (``eval_synthetic_invariance.py`` L41-194) and built the same way, so every value is the float32
 number the reference handed to torchvision.
 
@@ -7,7 +7,7 @@ holding the reference's float32 values exactly; flags are bool; counts and seeds
 ``resize_size`` are the reference's ``crop_size`` (224) and ``resize`` (256): the translation offsets, the crop boxes
 and the paper-mode blur kernel depend on them.
 
-Modes (PAPER.md 12): ``paper`` keeps the reference's values, quirks included (the 1 degree x-shear of translation and
+Modes (docs/METHOD.md 12): ``paper`` keeps the reference's values, quirks included (the 1 degree x-shear of translation and
 scale, the fixed blur kernel ``1 + out_size // 20 * 2`` = 23); ``corrected`` drops the stray shear and sizes the blur
 kernel from sigma (``2 * ceil(3 sigma) + 1``). Where a quirk lies in how a value is applied rather than in the value
 (translation and resized_crop coordinates, deform), the grids are the same in both modes and ``families.py`` differs.

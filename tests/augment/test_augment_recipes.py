@@ -1,4 +1,4 @@
-"""Recipes: the paper's three (PAPER.md section 2), custom ones from dicts and strings, and every validation error."""
+"""Recipes: the paper's three (docs/METHOD.md section 2), custom ones from dicts and strings, and every validation error."""
 
 import json
 import math

@@ -100,7 +100,7 @@ def test_latents_layout_matches_causal3dident(cache):
             assert latents.shape == (n, 10) and latents.dtype == np.float32 and raw.shape == (n, 10)
             assert np.abs(latents).max() <= 1.0
             assert _names(root / split, f"images_{c}/*") == {f"images_{c}/{i:06d}.png" for i in range(n)}
-    # ImageFolder order is the concatenation of latents_0..6 (PAPER.md section 5)
+    # ImageFolder order is the concatenation of latents_0..6 (docs/METHOD.md section 5)
     folder = ImageFolder(str(root / "trainset"))
     assert folder.classes == [f"images_{c}" for c in range(len(SHAPE_NAMES))]
     stems = [int(Path(p).stem) for p, _ in folder.samples]

@@ -1,4 +1,4 @@
-"""find_groups on tiny fake copies of the public multi-view datasets' folder layouts (PAPER.md section 4.3), named
+"""find_groups on tiny fake copies of the public multi-view datasets' folder layouts (docs/METHOD.md section 4.3), named
 exactly as the datasets name their files, and on the built-in generated COIL and ALOI sets."""
 
 import io
@@ -207,7 +207,7 @@ def test_alot_viewpoint_corrected(alot):
 
 
 def test_alot_viewpoint_paper_collapses_lights(alot):
-    """PAPER.md section 12: the paper's code keeps one light per material, chosen by the material index."""
+    """docs/METHOD.md section 12: the paper's code keeps one light per material, chosen by the material index."""
     assert [paper_alot_light(m) for m in range(1, 9)] == [1, 2, 3, 4, 5, 8, 1, 2]
     paper = find_groups(alot, "alot_viewpoint", mode="paper")
     assert paper.mode == "paper"

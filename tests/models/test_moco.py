@@ -138,7 +138,7 @@ def test_backbones_feature_dims_and_wide_resnet_size():
     r50 = build_backbone("resnet50")
     assert r50.feature_dim == 2048
     assert abs(sum(p.numel() for p in r50.module.parameters()) / 1e6 - 23.5) < 0.05
-    w3 = build_backbone("resnet50w3")  # PAPER.md: 211.2 M backbone parameters, 6144-d feature, 192 stem channels
+    w3 = build_backbone("resnet50w3")  # docs/METHOD.md: 211.2 M backbone parameters, 6144-d feature, 192 stem channels
     assert w3.feature_dim == 6144 and w3.module.conv1.out_channels == 192
     assert abs(sum(p.numel() for p in w3.module.parameters()) / 1e6 - 211.2) < 0.05
     cifar = build_backbone("resnet18", cifar_stem=True)

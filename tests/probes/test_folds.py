@@ -72,7 +72,7 @@ def test_paper_grid():
 
 
 def test_ridge_grid_modes():
-    # paper: 1 / wd on the shifted grid, so fusion moves alpha toward weaker regularisation (PAPER.md section 12)
+    # paper: 1 / wd on the shifted grid, so fusion moves alpha toward weaker regularisation (docs/METHOD.md section 12)
     paper3 = ridge_alphas(3, mode="paper")
     assert paper3.max() == pytest.approx(1e2) and paper3.min() == pytest.approx(1e-9)
     single = ridge_alphas(1, mode="paper")

@@ -1,4 +1,4 @@
-"""The registry and the parameter grids: every family's k, kind and values exactly as PAPER.md 4.2 (and the reference
+"""The registry and the parameter grids: every family's k, kind and values exactly as docs/METHOD.md 4.2 (and the reference
 code's float32 construction), in both modes."""
 
 import math

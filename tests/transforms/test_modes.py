@@ -1,4 +1,4 @@
-"""Identity grid values give the clean view, and paper mode differs from corrected mode exactly where PAPER.md 12
+"""Identity grid values give the clean view, and paper mode differs from corrected mode exactly where docs/METHOD.md 12
 says the reference code has a quirk (translation shift size and shear, scale shear, blur kernel, crop location)."""
 
 import numpy as np
