@@ -121,7 +121,7 @@ def _training_check(report: dict) -> list[str]:
 def _claims_section(report: dict) -> list[str]:
     lines = ["## Verdicts on the paper's claims", "",
              "A beats B when mean(A) - mean(B) exceeds the seed spread sqrt(std(A)^2 + std(B)^2) (std over seeds, "
-             "ddof 1); within noise when the difference is at least minus that spread. Tags as PAPER.md section 11.",
+             "ddof 1); within noise when the difference is at least minus that spread. Tags as docs/METHOD.md section 11.",
              ""]  # fmt: skip
     lines += _training_check(report)
     rows = [[c["id"], c["paper"], c["test"], c["summary"], verdict_text(c["verdict"])] for c in report["claims"]]
@@ -140,7 +140,7 @@ def _invariance_sections(report: dict) -> list[str]:
     models, synthetic = report["models"], report["synthetic"]
     lines = ["## Synthetic invariance (18 transform families)", "",
              "Whitened cosine between a clean view and its transformed views (higher: more invariant), mean ± std "
-             "over seeds (PAPER.md 4.1).", "", "![invariance heat map](figures/invariance_heatmap.png)", ""]  # fmt: skip
+             "over seeds (docs/METHOD.md 4.1).", "", "![invariance heat map](figures/invariance_heatmap.png)", ""]  # fmt: skip
     rows = [[f, synthetic[models[0]][f]["kind"]] + [pm(synthetic[m][f]["cosine"]) for m in models]
             for f in synthetic[models[0]]]  # fmt: skip
     lines += [markdown_table(["family", "kind", *models], rows), ""]
@@ -162,13 +162,13 @@ def _invariance_sections(report: dict) -> list[str]:
     sets = list(realworld[models[0]])
     lines += ["## Real-world group invariance", "",
               "Mean off-diagonal whitened cosine within groups of views of one object (higher: more invariant; "
-              "PAPER.md 4.3), mean ± std over seeds.", ""]  # fmt: skip
+              "docs/METHOD.md 4.3), mean ± std over seeds.", ""]  # fmt: skip
     rows = [[s, realworld[models[0]][s]["factor"], str(realworld[models[0]][s]["groups"])]
             + [pm(realworld[m][s]["cosine_off_diagonal"]) for m in models] for s in sets]  # fmt: skip
     lines += [markdown_table(["group set", "factor varied", "groups", *models], rows), ""]
     latents = report["latents"]
     lines += ["## Latent-factor regression on the generated scenes (extrinsic invariance)", "",
-              "Test R^2 of an RBF kernel-ridge probe per latent (PAPER.md 5): higher R^2 means the feature keeps the "
+              "Test R^2 of an RBF kernel-ridge probe per latent (docs/METHOD.md 5): higher R^2 means the feature keeps the "
               "factor, i.e. is less invariant to it.", ""]  # fmt: skip
     rows = [[name] + [pm(latents[m][name]) for m in models] for name in latents[models[0]]]
     lines += [markdown_table(["latent", *models], rows), ""]
@@ -181,7 +181,7 @@ def _transfer_sections(report: dict) -> list[str]:
     names = list(dict.fromkeys(n for t in tasks for n in transfer[t]["entries"]))
     folds = report["config"]["folds"]
     lines = ["## Transfer", "", f"Linear probes with {folds}-fold cross-validation over the paper's "
-             "45-value grid (PAPER.md 6-7); fusions concatenate the members' features. Test score, mean ± std over "
+             "45-value grid (docs/METHOD.md 6-7); fusions concatenate the members' features. Test score, mean ± std over "
              "seeds.", "",
              "![transfer](figures/transfer_bars.png)", ""]  # fmt: skip
     def cell(task: str, name: str) -> str:
@@ -193,7 +193,7 @@ def _transfer_sections(report: dict) -> list[str]:
     if any(e["grid_edge_seeds"] for t in tasks for e in transfer[t]["entries"].values()):
         lines += ["† the probe chose an end of its regularisation grid for at least one seed, so the best value may "
                   "lie outside the grid. In paper mode the ridge grid of a k-model fusion is shifted toward weaker "
-                  "regularisation (PAPER.md section 12); `--mode corrected` shifts it the intended way.", ""]  # fmt: skip
+                  "regularisation (docs/METHOD.md section 12); `--mode corrected` shifts it the intended way.", ""]  # fmt: skip
     correlation = report["correlation"]
     measures = list(dict.fromkeys(r["measure"] for r in correlation))
     value = {(r["measure"], r["task"]): r["spearman"] for r in correlation}
