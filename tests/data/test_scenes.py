@@ -70,10 +70,11 @@ def test_deterministic_by_seed_and_batch_independent():
     full, full_masks = render_scenes(la, ca, size=32)
     again, _ = render_scenes(lb, cb, size=32)
     assert torch.equal(full, again)
-    # a scene's pixels do not depend on the other scenes in its batch
+    # a scene's pixels do not depend on the other scenes in its batch (up to float32 rounding: a batch of another
+    # size takes other BLAS blockings; 1.03e-5 has been seen)
     part, part_masks = render_scenes(la[5:9], ca[5:9], size=32)
-    torch.testing.assert_close(part, full[5:9], atol=1e-5, rtol=0)
-    torch.testing.assert_close(part_masks, full_masks[5:9], atol=1e-5, rtol=0)
+    torch.testing.assert_close(part, full[5:9], atol=1e-4, rtol=0)
+    torch.testing.assert_close(part_masks, full_masks[5:9], atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("hue_index", [7, 8, 9])
