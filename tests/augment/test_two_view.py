@@ -22,6 +22,7 @@ from inv_kernels.augment import (
     fused_augment_ref,
     torchvision_recipe_transform,
 )
+from fixtures.image_folders import class_folder
 from inv_kernels.data.folders import decode_rgb
 
 S = 16
@@ -29,23 +30,10 @@ LOW = (0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)  # normalis
 HIGH = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
 
 
-def _write(path, h, w, mode="RGB", fmt="JPEG"):
-    arr = np.random.randint(0, 256, (h, w, 3) if mode == "RGB" else (h, w), dtype=np.uint8)
-    Image.fromarray(arr, mode).save(path, fmt)
-
-
 @pytest.fixture
 def folder(tmp_path):
-    """root/{cat,dog}/: 3 + 2 small images (JPEG, PNG, greyscale, upper-case extension) and a stray text file."""
-    (tmp_path / "cat").mkdir()
-    (tmp_path / "dog").mkdir()
-    _write(tmp_path / "cat" / "a.jpg", 24, 32)
-    _write(tmp_path / "cat" / "b.PNG", 30, 20, fmt="PNG")
-    _write(tmp_path / "cat" / "c.jpeg", 20, 20, mode="L")
-    _write(tmp_path / "dog" / "d.JPEG", 40, 28)
-    _write(tmp_path / "dog" / "e.jpg", 18, 26)
-    (tmp_path / "dog" / "notes.txt").write_text("not an image")
-    return tmp_path
+    """root/{cat,dog}/: 3 + 2 small images and a stray text file (tests/fixtures/image_folders.py)."""
+    return class_folder(tmp_path)
 
 
 def _corrupt(folder):

@@ -1,32 +1,18 @@
 """Image folders (``inv_kernels.data.folders``): ImageFolderIndex scanning and its errors, decoding to RGB, the
 train/held-out split of a folder; the clean-view dataset that measurement, the kNN monitor and the probes read."""
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from fixtures.image_folders import class_folder, write_image
 from inv_kernels.data.clean_views import CleanViewDataset, collate_skipping
 from inv_kernels.data.folders import ImageFolderIndex, decode_rgb, split_folders
 
 
-def _write(path, h, w, mode="RGB", fmt="JPEG"):
-    arr = np.random.randint(0, 256, (h, w, 3) if mode == "RGB" else (h, w), dtype=np.uint8)
-    Image.fromarray(arr, mode).save(path, fmt)
-
-
 @pytest.fixture
 def folder(tmp_path):
-    """root/{cat,dog}/: 3 + 2 small images (JPEG, PNG, greyscale, upper-case extension) and a stray text file."""
-    (tmp_path / "cat").mkdir()
-    (tmp_path / "dog").mkdir()
-    _write(tmp_path / "cat" / "a.jpg", 24, 32)
-    _write(tmp_path / "cat" / "b.PNG", 30, 20, fmt="PNG")
-    _write(tmp_path / "cat" / "c.jpeg", 20, 20, mode="L")
-    _write(tmp_path / "dog" / "d.JPEG", 40, 28)
-    _write(tmp_path / "dog" / "e.jpg", 18, 26)
-    (tmp_path / "dog" / "notes.txt").write_text("not an image")
-    return tmp_path
+    """root/{cat,dog}/: 3 + 2 small images and a stray text file (tests/fixtures/image_folders.py)."""
+    return class_folder(tmp_path)
 
 
 def test_index_scans_sorted_case_insensitive(folder):
@@ -47,12 +33,12 @@ def test_folder_errors(tmp_path):
         ImageFolderIndex(tmp_path / "empty")
     flat = tmp_path / "flat"
     flat.mkdir()
-    _write(flat / "x.jpg", 8, 8)
+    write_image(flat / "x.jpg", 8, 8)
     with pytest.raises(ValueError, match=r"has no class subfolders .*'x.jpg'"):
         ImageFolderIndex(flat)
     (flat / "a").mkdir()
     (flat / "b").mkdir()
-    _write(flat / "a" / "y.jpg", 8, 8)
+    write_image(flat / "a" / "y.jpg", 8, 8)
     (flat / "b" / "readme.txt").write_text("x")
     with pytest.raises(ValueError, match="class folder.s. with no images .* b$"):
         ImageFolderIndex(flat)
