@@ -91,8 +91,11 @@ def measure_rates(timer: Timer, quick: bool) -> dict:
     n_bytes = (256 if quick else 2048) * 2**20 if gpu else (32 if quick else 256) * 2**20
     rates = {"copy_gbps": 2 * n_bytes / (_copy_ms(timer, n_bytes) * 1e-3) / 1e9, "matmul_tflops": {}}
     # Large enough to reach the peak rate; on a GPU quick runs halve them (on a CPU these are already small).
-    sides = {"float32": 8192, "bfloat16": 8192, "float64": 4096} if gpu else {"float32": 1024, "bfloat16": 512,
-                                                                               "float64": 1024}  # fmt: skip
+    sides = (
+        {"float32": 8192, "bfloat16": 8192, "float64": 4096}
+        if gpu
+        else {"float32": 1024, "bfloat16": 512, "float64": 1024}
+    )
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True  # the fastest float32 product the card offers bounds a float32 kernel
     try:
@@ -147,19 +150,31 @@ def environment(device: torch.device) -> dict:
 
 def run_case(case: gpu_report_cases.Case, timer: Timer, rates: dict) -> list[dict]:
     """One row per implementation of ``case`` (its baseline first)."""
-    floor_ms = 1e3 * max(case.bytes / (rates["copy_gbps"] * 1e9),
-                         case.flops / (rates["matmul_tflops"][case.flops_dtype] * 1e12))  # fmt: skip
+    floor_ms = 1e3 * max(
+        case.bytes / (rates["copy_gbps"] * 1e9), case.flops / (rates["matmul_tflops"][case.flops_dtype] * 1e12)
+    )
     order = [case.baseline] + [name for name in case.impls if name != case.baseline]
     times, rows = {}, []
     for name in order:
         if name not in case.impls:
             continue
-        row = {"kernel": case.kernel, "shape": case.shape, "dtype": case.dtype, "impl": name,
-               "baseline": case.baseline, "bytes": case.bytes, "flops": case.flops, "floor_ms": floor_ms}  # fmt: skip
+        row = {
+            "kernel": case.kernel,
+            "shape": case.shape,
+            "dtype": case.dtype,
+            "impl": name,
+            "baseline": case.baseline,
+            "bytes": case.bytes,
+            "flops": case.flops,
+            "floor_ms": floor_ms,
+        }
         try:
             times[name] = timer.median_ms(case.impls[name])
-            row.update(time_ms=times[name], pct_of_floor=100 * floor_ms / times[name],
-                       peak_mib=timer.peak_mib(case.impls[name]))
+            row.update(
+                time_ms=times[name],
+                pct_of_floor=100 * floor_ms / times[name],
+                peak_mib=timer.peak_mib(case.impls[name]),
+            )
         except Exception as error:  # one failing kernel must not hide the others; reported and counted
             row["error"] = f"{type(error).__name__}: {error}"
         rows.append(row)
@@ -167,8 +182,10 @@ def run_case(case: gpu_report_cases.Case, timer: Timer, rates: dict) -> list[dic
         if case.baseline in times and "time_ms" in row:
             row["baseline_ms"] = times[case.baseline]
             row["speedup"] = times[case.baseline] / row["time_ms"]
-    rows += [{"kernel": case.kernel, "shape": case.shape, "dtype": case.dtype, "impl": name, "skipped": why}
-             for name, why in case.skipped.items()]
+    rows += [
+        {"kernel": case.kernel, "shape": case.shape, "dtype": case.dtype, "impl": name, "skipped": why}
+        for name, why in case.skipped.items()
+    ]
     return rows
 
 
@@ -228,8 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_device(device)  # the timing events record on the current device's stream
     families = [f for f in gpu_report_cases.ALL if args.only is None or f.__name__.removesuffix("_cases") in args.only]
     if not families:
-        parser.error(f"--only matched no family; choose from "
-                     f"{' '.join(f.__name__.removesuffix('_cases') for f in gpu_report_cases.ALL)}")
+        parser.error(
+            f"--only matched no family; choose from "
+            f"{' '.join(f.__name__.removesuffix('_cases') for f in gpu_report_cases.ALL)}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 

@@ -12,17 +12,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
-from benchmarks import _workloads as work
-from benchmarks import bench_infonce, bench_invariance_scores, bench_row_cosine, bench_stats
 from benchmarks._augment import (
     BASELINE as TORCHVISION,
+)
+from benchmarks._augment import (
     require_fused_backend,
     run_torchvision,
     torchvision_transform,
     two_view_inputs,
 )
 from benchmarks._common import DTYPES, require_backend
+
+from benchmarks import _workloads as work
+from benchmarks import bench_infonce, bench_invariance_scores, bench_row_cosine, bench_stats
 from inv_kernels.backend import BACKENDS
 from inv_kernels.ops.fused_augment import fused_augment
 from inv_kernels.ops.group_invariance import group_invariance
@@ -43,12 +45,13 @@ SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "infonce fwd+bwd": (work.MOCO_GPU, ("64x4096x128",)),
     "ntxent fwd+bwd": (work.NTXENT_GPU, ("256x128",)),
     "contrastive N x N logits (vs Inf-CL)": (work.CONTRASTIVE_NXN_GPU, ("2048x2048x128",)),
-    FUSED_AUGMENT: (tuple(work.fused_augment_shape(work.FUSED_AUGMENT_GPU_BATCH, size)
-                          for size in work.FUSED_AUGMENT_OUT_SIZES),
-                    (work.fused_augment_shape(QUICK_FUSED_AUGMENT_BATCH, 64),)),
+    FUSED_AUGMENT: (
+        tuple(work.fused_augment_shape(work.FUSED_AUGMENT_GPU_BATCH, size) for size in work.FUSED_AUGMENT_OUT_SIZES),
+        (work.fused_augment_shape(QUICK_FUSED_AUGMENT_BATCH, 64),),
+    ),
     "stats moments": (work.STATS_GPU, ("4096x256",)),
     "stats whiten": (work.STATS_GPU, ("4096x256",)),
-}  # fmt: skip
+}
 
 
 def _shapes(kernel: str, quick: bool) -> tuple[str, ...]:
@@ -131,10 +134,21 @@ def row_cosine_cases(device: torch.device, quick: bool) -> Iterator[Case]:
         for dtype in _dtypes(quick):
             x, y = bench_row_cosine._inputs(shape, DTYPES[dtype], device, requires_grad=True)
             grad = torch.ones(x.shape[0], dtype=x.dtype, device=device)
-            impls = {b: lambda b=b: torch.autograd.grad(row_cosine(x, y, backend=b, check_finite_inputs=False),
-                                                        (x, y), grad) for b in backends}  # fmt: skip
-            yield Case(kernel, shape, dtype, work.row_cosine_bytes(m, d, _size(x.dtype), backward=True),
-                       work.row_cosine_flops(m, d), dtype, REFERENCE, impls, skipped)  # fmt: skip
+            impls = {
+                b: lambda b=b: torch.autograd.grad(row_cosine(x, y, backend=b, check_finite_inputs=False), (x, y), grad)
+                for b in backends
+            }
+            yield Case(
+                kernel,
+                shape,
+                dtype,
+                work.row_cosine_bytes(m, d, _size(x.dtype), backward=True),
+                work.row_cosine_flops(m, d),
+                dtype,
+                REFERENCE,
+                impls,
+                skipped,
+            )
 
 
 def invariance_scores_cases(device: torch.device, quick: bool) -> Iterator[Case]:
@@ -145,11 +159,23 @@ def invariance_scores_cases(device: torch.device, quick: bool) -> Iterator[Case]
         mean, whitening = bench_invariance_scores._statistics(d, device)
         for dtype in _dtypes(quick, tf32=True):
             clean, views = bench_invariance_scores._inputs(shape, _torch_dtype(dtype), device)
-            impls = {b: lambda b=b: invariance_scores(clean, views, mean=mean, whitening=whitening, backend=b,
-                                                      check_finite_inputs=False) for b in backends}  # fmt: skip
-            yield Case(kernel, shape, dtype, work.invariance_scores_bytes(n, k, d, _size(views.dtype)),
-                       work.invariance_scores_flops(n, k, d), _flops_dtype(dtype), REFERENCE,
-                       _under_precision(dtype, impls), skipped)  # fmt: skip
+            impls = {
+                b: lambda b=b: invariance_scores(
+                    clean, views, mean=mean, whitening=whitening, backend=b, check_finite_inputs=False
+                )
+                for b in backends
+            }
+            yield Case(
+                kernel,
+                shape,
+                dtype,
+                work.invariance_scores_bytes(n, k, d, _size(views.dtype)),
+                work.invariance_scores_flops(n, k, d),
+                _flops_dtype(dtype),
+                REFERENCE,
+                _under_precision(dtype, impls),
+                skipped,
+            )
 
 
 def group_invariance_cases(device: torch.device, quick: bool) -> Iterator[Case]:
@@ -159,10 +185,23 @@ def group_invariance_cases(device: torch.device, quick: bool) -> Iterator[Case]:
         g, k, d = work.dims(shape)
         features, ids = bench_invariance_scores._group_inputs(shape, device)
         mean, whitening = bench_invariance_scores._statistics(d, device)
-        impls = {b: lambda b=b: group_invariance(features, ids, mean=mean, whitening=whitening, backend=b,
-                                                 check_finite_inputs=False) for b in backends}  # fmt: skip
-        yield Case(kernel, shape, "float32", work.group_invariance_bytes(g, k, d), work.group_invariance_flops(g, k, d),
-                   "float32", REFERENCE, impls, skipped)  # fmt: skip
+        impls = {
+            b: lambda b=b: group_invariance(
+                features, ids, mean=mean, whitening=whitening, backend=b, check_finite_inputs=False
+            )
+            for b in backends
+        }
+        yield Case(
+            kernel,
+            shape,
+            "float32",
+            work.group_invariance_bytes(g, k, d),
+            work.group_invariance_flops(g, k, d),
+            "float32",
+            REFERENCE,
+            impls,
+            skipped,
+        )
 
 
 def infonce_cases(device: torch.device, quick: bool) -> Iterator[Case]:
@@ -172,11 +211,21 @@ def infonce_cases(device: torch.device, quick: bool) -> Iterator[Case]:
         n, k, d = work.dims(shape)
         for dtype in _dtypes(quick, tf32=True):
             q, key, queue = bench_infonce._moco_inputs(shape, _torch_dtype(dtype), device)
-            impls = {b: _grad(lambda b=b: infonce_loss(q, key, queue, 0.2, backend=b, check_finite_inputs=False),
-                              (q, key)) for b in backends}  # fmt: skip
-            yield Case(kernel, shape, dtype, work.contrastive_bytes(2 * n, k, d, _size(q.dtype)),
-                       work.contrastive_flops(n, k, d), _flops_dtype(dtype), REFERENCE,
-                       _under_precision(dtype, impls), skipped)  # fmt: skip
+            impls = {
+                b: _grad(lambda b=b: infonce_loss(q, key, queue, 0.2, backend=b, check_finite_inputs=False), (q, key))
+                for b in backends
+            }
+            yield Case(
+                kernel,
+                shape,
+                dtype,
+                work.contrastive_bytes(2 * n, k, d, _size(q.dtype)),
+                work.contrastive_flops(n, k, d),
+                _flops_dtype(dtype),
+                REFERENCE,
+                _under_precision(dtype, impls),
+                skipped,
+            )
 
 
 def ntxent_cases(device: torch.device, quick: bool) -> Iterator[Case]:
@@ -191,11 +240,21 @@ def ntxent_cases(device: torch.device, quick: bool) -> Iterator[Case]:
             if too_big and device.type == "cuda":
                 usable.remove(REFERENCE)
                 why[REFERENCE] = too_big
-            impls = {b: _grad(lambda b=b: ntxent_loss(z1, z2, 0.2, backend=b, check_finite_inputs=False), (z1, z2))
-                     for b in usable}  # fmt: skip
-            yield Case(kernel, shape, dtype, work.contrastive_bytes(2 * n, 0, d, _size(z1.dtype)),
-                       work.contrastive_flops(2 * n, 2 * n, d), _flops_dtype(dtype), REFERENCE,
-                       _under_precision(dtype, impls), why)  # fmt: skip
+            impls = {
+                b: _grad(lambda b=b: ntxent_loss(z1, z2, 0.2, backend=b, check_finite_inputs=False), (z1, z2))
+                for b in usable
+            }
+            yield Case(
+                kernel,
+                shape,
+                dtype,
+                work.contrastive_bytes(2 * n, 0, d, _size(z1.dtype)),
+                work.contrastive_flops(2 * n, 2 * n, d),
+                _flops_dtype(dtype),
+                REFERENCE,
+                _under_precision(dtype, impls),
+                why,
+            )
 
 
 def _inf_cl_loss():
@@ -221,8 +280,10 @@ def inf_cl_cases(device: torch.device, quick: bool) -> Iterator[Case]:
     for shape in _shapes(kernel, quick):
         n, _, d = work.dims(shape)
         z1, z2 = bench_infonce._ntxent_inputs(f"{n // 2}x{d}", torch.float32, device)
-        impls = {b: _grad(lambda b=b: ntxent_loss(z1, z2, 0.2, backend=b, check_finite_inputs=False), (z1, z2))
-                 for b in backends}  # fmt: skip
+        impls = {
+            b: _grad(lambda b=b: ntxent_loss(z1, z2, 0.2, backend=b, check_finite_inputs=False), (z1, z2))
+            for b in backends
+        }
         case_skipped = dict(skipped)
         if inf_cl is None:
             case_skipped["inf-cl"] = why
@@ -230,8 +291,17 @@ def inf_cl_cases(device: torch.device, quick: bool) -> Iterator[Case]:
             q, k = (torch.cat([z1, z2]).detach().clone().requires_grad_(True) for _ in range(2))
             impls["inf-cl"] = _grad(lambda: inf_cl(q, k, scale=1 / 0.2, head_dim=d).mean(), (q, k))
         # the floor counts Inf-CL's traffic: n queries and n keys, each read twice and its gradient written
-        yield Case(kernel, shape, "float32", work.contrastive_bytes(2 * n, 0, d, 4), work.contrastive_flops(n, n, d),
-                   "float32", "inf-cl", impls, case_skipped)  # fmt: skip
+        yield Case(
+            kernel,
+            shape,
+            "float32",
+            work.contrastive_bytes(2 * n, 0, d, 4),
+            work.contrastive_flops(n, n, d),
+            "float32",
+            "inf-cl",
+            impls,
+            case_skipped,
+        )
 
 
 def fused_augment_cases(device: torch.device, quick: bool) -> Iterator[Case]:
@@ -241,12 +311,25 @@ def fused_augment_cases(device: torch.device, quick: bool) -> Iterator[Case]:
         images, params, index = two_view_inputs(batch, side, "default", device)
         for dtype in _dtypes(quick):
             out_dtype = DTYPES[dtype]
-            impls = {b: lambda b=b: fused_augment(images, params, out_size, out_dtype=out_dtype, source_index=index,
-                                                  backend=b) for b in backends}  # fmt: skip
+            impls = {
+                b: lambda b=b: fused_augment(
+                    images, params, out_size, out_dtype=out_dtype, source_index=index, backend=b
+                )
+                for b in backends
+            }
             transform = torchvision_transform("default", out_size, out_dtype)
             impls[TORCHVISION] = lambda transform=transform: run_torchvision(transform, images, index)
-            yield Case(FUSED_AUGMENT, shape, dtype, work.fused_augment_bytes(params, out_size, out_dtype),
-                       work.fused_augment_flops(params, out_size), "float32", TORCHVISION, impls, skipped)  # fmt: skip
+            yield Case(
+                FUSED_AUGMENT,
+                shape,
+                dtype,
+                work.fused_augment_bytes(params, out_size, out_dtype),
+                work.fused_augment_flops(params, out_size),
+                "float32",
+                TORCHVISION,
+                impls,
+                skipped,
+            )
 
 
 def stats_cases(device: torch.device, quick: bool) -> Iterator[Case]:
@@ -261,8 +344,16 @@ def stats_cases(device: torch.device, quick: bool) -> Iterator[Case]:
             moments[baseline] = lambda: np.cov(array, rowvar=False)
         else:
             moments[baseline] = lambda: torch.cov(features.double().T)
-        yield Case("stats moments", shape, "float32", work.stats_moments_bytes(n, d), work.stats_moments_flops(n, d),
-                   "float64", baseline, moments)
+        yield Case(
+            "stats moments",
+            shape,
+            "float32",
+            work.stats_moments_bytes(n, d),
+            work.stats_moments_flops(n, d),
+            "float64",
+            baseline,
+            moments,
+        )
         stats = bench_stats.FeatureStats.from_moments(bench_stats.stream_moments(features))
         mean, chol_precision = (t.to(device) for t in (stats.mean, stats.whitening_matrix()))
         whiten = {"ours": lambda: stats.whiten(features)}
@@ -271,9 +362,25 @@ def stats_cases(device: torch.device, quick: bool) -> Iterator[Case]:
             whiten[baseline] = lambda: (mean_np - array) @ chol_np
         else:
             whiten[baseline] = lambda: (mean - features.double()) @ chol_precision
-        yield Case("stats whiten", shape, "float32", work.stats_whiten_bytes(n, d), work.stats_whiten_flops(n, d),
-                   "float64", baseline, whiten)
+        yield Case(
+            "stats whiten",
+            shape,
+            "float32",
+            work.stats_whiten_bytes(n, d),
+            work.stats_whiten_flops(n, d),
+            "float64",
+            baseline,
+            whiten,
+        )
 
 
-ALL = (row_cosine_cases, invariance_scores_cases, group_invariance_cases, infonce_cases, ntxent_cases, inf_cl_cases,
-       fused_augment_cases, stats_cases)
+ALL = (
+    row_cosine_cases,
+    invariance_scores_cases,
+    group_invariance_cases,
+    infonce_cases,
+    ntxent_cases,
+    inf_cl_cases,
+    fused_augment_cases,
+    stats_cases,
+)

@@ -57,35 +57,110 @@ def _named(shape: str, names: str) -> str:
 
 
 GOALS = [
-    Goal(SCORING, f"scores {_named(_SCORES, 'n k D')} in <= 8 ms (float32 features)", "invariance_scores", _SCORES,
-         ("float32", "tf32"), max_ms=8.0),
-    Goal(SCORING, f"scores {_named(_SCORES, 'n k D')} in <= 3.5 ms (bfloat16 features)", "invariance_scores",
-         _SCORES, ("bfloat16",), max_ms=3.5),
-    Goal(LOSSES, f"NT-Xent {_named(_NTXENT_LARGE, 'N D')} fwd+bwd in <= 12 ms with <= 0.5 GiB extra",
-         "ntxent fwd+bwd", _NTXENT_LARGE, ("float32", "tf32"), max_ms=12.0, max_mib=512.0),
-    Goal(LOSSES, f"NT-Xent {_named(_NTXENT_SMALL, 'N D')} fwd+bwd in <= 0.6 ms", "ntxent fwd+bwd", _NTXENT_SMALL,
-         ("float32", "tf32"), max_ms=0.6),
-    Goal(LOSSES, f"MoCo {_named(_MOCO_V2, 'N K D')} fwd+bwd in <= 0.2 ms", "infonce fwd+bwd", _MOCO_V2,
-         ("float32", "tf32"), max_ms=0.2),
-    Goal(LOSSES, f"MoCo {_named(_MOCO_LARGE, 'N K D')} fwd+bwd in <= 1 ms with <= 64 MB extra", "infonce fwd+bwd",
-         _MOCO_LARGE, ("float32", "tf32"), max_ms=1.0, max_mib=64e6 / 2**20),
-    Goal(LOSSES, f"beat Inf-CL on time and memory (N x N logits, {_named(_NXN, 'N _ D')})",
-         "contrastive N x N logits (vs Inf-CL)", _NXN, ("float32",), beat="inf-cl"),
-    Goal(AUGMENT, ">= 1,000,000 default-recipe views/s at 224 x 224 from uint8", "fused_augment (2 views, default)",
-         _FUSED_224, ("float32", "bfloat16"), max_ms=_fused_views_ms(1e6)),
-    Goal(MEASURE, "one synthetic family for a ResNet-50, 1000 images x 256 values, end to end in <= 60 s", "", "", (),
-         elsewhere="time python -m pipelines.measure --model random:resnet50 --num-images 1000 --transforms <family>"),
-    Goal(LOADER, "DALI two-view pipeline >= 3x the torchvision DataLoader on real JPEGs", "", "", (),
-         elsewhere="bash benchmarks/gpu_session.sh loader <image folder> (benchmarks/loader_report.py)"),
-    Goal(PROBES, f"logistic 45 x 5 CV protocol on {_LOGISTIC['n']:,} x {_LOGISTIC['d']}, {_LOGISTIC['classes']} "
-         "classes, in <= 10 s", "", "", (),
-         elsewhere="asv run --bench LogisticCVGPU on a GPU (benchmarks/benchmarks/bench_probes.py)"),
-]  # fmt: skip
+    Goal(
+        SCORING,
+        f"scores {_named(_SCORES, 'n k D')} in <= 8 ms (float32 features)",
+        "invariance_scores",
+        _SCORES,
+        ("float32", "tf32"),
+        max_ms=8.0,
+    ),
+    Goal(
+        SCORING,
+        f"scores {_named(_SCORES, 'n k D')} in <= 3.5 ms (bfloat16 features)",
+        "invariance_scores",
+        _SCORES,
+        ("bfloat16",),
+        max_ms=3.5,
+    ),
+    Goal(
+        LOSSES,
+        f"NT-Xent {_named(_NTXENT_LARGE, 'N D')} fwd+bwd in <= 12 ms with <= 0.5 GiB extra",
+        "ntxent fwd+bwd",
+        _NTXENT_LARGE,
+        ("float32", "tf32"),
+        max_ms=12.0,
+        max_mib=512.0,
+    ),
+    Goal(
+        LOSSES,
+        f"NT-Xent {_named(_NTXENT_SMALL, 'N D')} fwd+bwd in <= 0.6 ms",
+        "ntxent fwd+bwd",
+        _NTXENT_SMALL,
+        ("float32", "tf32"),
+        max_ms=0.6,
+    ),
+    Goal(
+        LOSSES,
+        f"MoCo {_named(_MOCO_V2, 'N K D')} fwd+bwd in <= 0.2 ms",
+        "infonce fwd+bwd",
+        _MOCO_V2,
+        ("float32", "tf32"),
+        max_ms=0.2,
+    ),
+    Goal(
+        LOSSES,
+        f"MoCo {_named(_MOCO_LARGE, 'N K D')} fwd+bwd in <= 1 ms with <= 64 MB extra",
+        "infonce fwd+bwd",
+        _MOCO_LARGE,
+        ("float32", "tf32"),
+        max_ms=1.0,
+        max_mib=64e6 / 2**20,
+    ),
+    Goal(
+        LOSSES,
+        f"beat Inf-CL on time and memory (N x N logits, {_named(_NXN, 'N _ D')})",
+        "contrastive N x N logits (vs Inf-CL)",
+        _NXN,
+        ("float32",),
+        beat="inf-cl",
+    ),
+    Goal(
+        AUGMENT,
+        ">= 1,000,000 default-recipe views/s at 224 x 224 from uint8",
+        "fused_augment (2 views, default)",
+        _FUSED_224,
+        ("float32", "bfloat16"),
+        max_ms=_fused_views_ms(1e6),
+    ),
+    Goal(
+        MEASURE,
+        "one synthetic family for a ResNet-50, 1000 images x 256 values, end to end in <= 60 s",
+        "",
+        "",
+        (),
+        elsewhere="time python -m pipelines.measure --model random:resnet50 --num-images 1000 --transforms <family>",
+    ),
+    Goal(
+        LOADER,
+        "DALI two-view pipeline >= 3x the torchvision DataLoader on real JPEGs",
+        "",
+        "",
+        (),
+        elsewhere="bash benchmarks/gpu_session.sh loader <image folder> (benchmarks/loader_report.py)",
+    ),
+    Goal(
+        PROBES,
+        f"logistic 45 x 5 CV protocol on {_LOGISTIC['n']:,} x {_LOGISTIC['d']}, {_LOGISTIC['classes']} "
+        "classes, in <= 10 s",
+        "",
+        "",
+        (),
+        elsewhere="asv run --bench LogisticCVGPU on a GPU (benchmarks/benchmarks/bench_probes.py)",
+    ),
+]
 
 
 def _ours(rows: list[dict], goal: Goal) -> list[dict]:
-    return [r for r in rows if r["kernel"] == goal.kernel and r["shape"] == goal.shape and r["dtype"] in goal.dtypes
-            and r["impl"] not in NOT_OURS and "time_ms" in r]  # fmt: skip
+    return [
+        r
+        for r in rows
+        if r["kernel"] == goal.kernel
+        and r["shape"] == goal.shape
+        and r["dtype"] in goal.dtypes
+        and r["impl"] not in NOT_OURS
+        and "time_ms" in r
+    ]
 
 
 def evaluate(report: dict) -> list[dict]:
@@ -113,14 +188,22 @@ def evaluate(report: dict) -> list[dict]:
                 verdict["limit_mib"] = goal.max_mib
                 met &= best.get("peak_mib") is not None and best["peak_mib"] <= goal.max_mib
             if goal.beat is not None:
-                rival = [r for r in report["rows"] if r["kernel"] == goal.kernel and r["shape"] == goal.shape
-                         and r["impl"] == goal.beat and "time_ms" in r]  # fmt: skip
+                rival = [
+                    r
+                    for r in report["rows"]
+                    if r["kernel"] == goal.kernel
+                    and r["shape"] == goal.shape
+                    and r["impl"] == goal.beat
+                    and "time_ms" in r
+                ]
                 if not rival:
                     verdict.update(verdict="not measured", why=f"{goal.beat} did not run")
                     verdicts.append(verdict)
                     continue
                 verdict["rival"] = {k: rival[0].get(k) for k in ("time_ms", "peak_mib")}
-                met &= best["time_ms"] < rival[0]["time_ms"] and (best.get("peak_mib") or 0) < (rival[0].get("peak_mib") or 0)
+                met &= best["time_ms"] < rival[0]["time_ms"] and (best.get("peak_mib") or 0) < (
+                    rival[0].get("peak_mib") or 0
+                )
             verdict["verdict"] = "met" if met else "NOT met"
         verdicts.append(verdict)
     return verdicts
@@ -128,9 +211,13 @@ def evaluate(report: dict) -> list[dict]:
 
 def markdown(verdicts: list[dict]) -> list[str]:
     """The goals section of the report."""
-    lines = ["", "## Speed and memory goals", "",
-             "| part | goal | verdict | best of ours (impl, dtype) | time (ms) | peak (MiB) |",
-             "|---|---|---|---|---:|---:|"]
+    lines = [
+        "",
+        "## Speed and memory goals",
+        "",
+        "| part | goal | verdict | best of ours (impl, dtype) | time (ms) | peak (MiB) |",
+        "|---|---|---|---|---:|---:|",
+    ]
     for v in verdicts:
         best = v["best"]
         if best is None:
@@ -138,6 +225,8 @@ def markdown(verdicts: list[dict]) -> list[str]:
             continue
         peak = "n/a" if best.get("peak_mib") is None else f"{best['peak_mib']:.1f}"
         verdict = f"**{v['verdict']}**" if v["verdict"] != "met" else "met"
-        lines.append(f"| {v['part']} | {v['goal']} | {verdict} | {best['impl']}, {best['dtype']} | "
-                     f"{best['time_ms']:.4g} | {peak} |")  # fmt: skip
+        lines.append(
+            f"| {v['part']} | {v['goal']} | {verdict} | {best['impl']}, {best['dtype']} | "
+            f"{best['time_ms']:.4g} | {peak} |"
+        )
     return lines

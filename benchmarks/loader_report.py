@@ -86,25 +86,58 @@ def main(argv: list[str] | None = None) -> int:
         count = _link_subset(Path(args.data), args.images, root)
         batch = min(args.batch_size, count)
         torchvision = TwoViewLoader._torchvision(str(root), args.size)
-        torchvision = type(torchvision)(torchvision.dataset, batch_size=batch, num_workers=args.workers,
-                                        shuffle=True, drop_last=True, persistent_workers=args.workers > 0)  # fmt: skip
-        dali = DaliTwoViewLoader(root, "default", args.size, batch, num_threads=args.workers, backend=args.backend,
-                                 device_id=0 if args.device == "cuda" else None)  # fmt: skip
+        torchvision = type(torchvision)(
+            torchvision.dataset,
+            batch_size=batch,
+            num_workers=args.workers,
+            shuffle=True,
+            drop_last=True,
+            persistent_workers=args.workers > 0,
+        )
+        dali = DaliTwoViewLoader(
+            root,
+            "default",
+            args.size,
+            batch,
+            num_threads=args.workers,
+            backend=args.backend,
+            device_id=0 if args.device == "cuda" else None,
+        )
         rates = {
-            "torchvision DataLoader + PIL TwoCropsTransform": _images_per_second(torchvision, args.epochs,
-                                                                                  lambda e: None),
-            f"DALI ({args.device}) + fused_augment [{args.backend}]": _images_per_second(dali, args.epochs,
-                                                                                         dali.set_epoch),
-        }  # fmt: skip
+            "torchvision DataLoader + PIL TwoCropsTransform": _images_per_second(
+                torchvision, args.epochs, lambda e: None
+            ),
+            f"DALI ({args.device}) + fused_augment [{args.backend}]": _images_per_second(
+                dali, args.epochs, dali.set_epoch
+            ),
+        }
     base = statistics.median(next(iter(rates.values())))
     card = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
-    env = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "card": card,
-           "cpus": os.cpu_count(), "torch": torch.__version__, "data": str(args.data), "images": count,
-           "size": args.size, "batch": batch, "workers": args.workers}  # fmt: skip
-    lines = [f"Two-view loaders, {count} images of {args.data} at {args.size} px, batch {batch}, {args.workers} "
-             f"workers/threads; {env['card']}, {env['cpus']} CPUs, torch {env['torch']}, {env['date']}", ""]  # fmt: skip
-    rows = [[name, f"{statistics.median(values):,.0f}", ", ".join(f"{v:,.0f}" for v in values),
-             f"{statistics.median(values) / base:.2f}x"] for name, values in rates.items()]  # fmt: skip
+    env = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "card": card,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "data": str(args.data),
+        "images": count,
+        "size": args.size,
+        "batch": batch,
+        "workers": args.workers,
+    }
+    lines = [
+        f"Two-view loaders, {count} images of {args.data} at {args.size} px, batch {batch}, {args.workers} "
+        f"workers/threads; {env['card']}, {env['cpus']} CPUs, torch {env['torch']}, {env['date']}",
+        "",
+    ]
+    rows = [
+        [
+            name,
+            f"{statistics.median(values):,.0f}",
+            ", ".join(f"{v:,.0f}" for v in values),
+            f"{statistics.median(values) / base:.2f}x",
+        ]
+        for name, values in rates.items()
+    ]
     lines.append(markdown_table(["loader", "two-view images/s (median)", "epochs", "vs torchvision"], rows))
     text = "\n".join(lines)
     print(text)

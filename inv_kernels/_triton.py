@@ -37,4 +37,3 @@ def matmul_input_precision(dtype) -> str | None:
     if dtype == torch.float32:
         return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
     return None
-

@@ -41,8 +41,7 @@ def unavailable_reason(backend: str, device: torch.device) -> str | None:
         if device.type == "cuda" or (device.type == "cpu" and _triton.triton_interpreting()):
             return None
         return (
-            f"the triton backend takes CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), "
-            f"got tensors on {device}"
+            f"the triton backend takes CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), got tensors on {device}"
         )
     if backend == "cuda":
         if _ext.CUDA_MISSING is not None:
@@ -104,7 +103,9 @@ def resolve_backend(
             f"{op}: unknown backend {source}{requested!r}; expected 'auto' or one of {', '.join(BACKENDS)}"
         )
     if requested not in supported:
-        raise RuntimeError(f"{op}: {source}{requested!r} is not implemented for this op (it has {', '.join(supported)})")
+        raise RuntimeError(
+            f"{op}: {source}{requested!r} is not implemented for this op (it has {', '.join(supported)})"
+        )
     reason = unavailable_reason(requested, device)
     if reason is not None:
         raise RuntimeError(f"{op}: {source}{requested!r} cannot run: {reason}")

@@ -41,8 +41,10 @@ def invariance_table(pairs: list[str]) -> dict[str, dict[str, float]]:
             row = {r["family"]: r["cosine_mean"] for r in results.get("synthetic", [])}
             row.update({f"real:{r['name']}": r["cosine_off_diagonal"] for r in results.get("realworld", [])})
         except (KeyError, TypeError) as error:
-            raise ValueError(f"invariance file {path} is not a results.json of pipelines.measure (malformed row: "
-                             f"{type(error).__name__}: {error})") from None  # fmt: skip
+            raise ValueError(
+                f"invariance file {path} is not a results.json of pipelines.measure (malformed row: "
+                f"{type(error).__name__}: {error})"
+            ) from None
         if not row:
             raise ValueError(f"invariance file {path} holds no synthetic or real-world results")
         table[name] = row
@@ -57,8 +59,10 @@ def transfer_table(path: str) -> dict[str, dict[str, float]]:
         for row in results.get("results", []):
             table.setdefault(row["model"], {})[row["task"]] = row["test_score"]
     except (KeyError, TypeError) as error:
-        raise ValueError(f"transfer file {path} is not a transfer.json of pipelines.transfer (malformed row: "
-                         f"{type(error).__name__}: {error})") from None  # fmt: skip
+        raise ValueError(
+            f"transfer file {path} is not a transfer.json of pipelines.transfer (malformed row: "
+            f"{type(error).__name__}: {error})"
+        ) from None
     if not table:
         raise ValueError(f"transfer file {path} holds no results")
     return table
@@ -76,11 +80,15 @@ def correlate(invariance: dict, transfer: dict) -> list[dict]:
             x = np.array([invariance[n][measure] for n in used])
             y = np.array([transfer[n][task] for n in used])
             defined = len(used) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
-            rows.append({
-                "measure": measure, "task": task, "models": len(used),
-                "spearman": float(scipy_stats.spearmanr(x, y).statistic) if defined else None,
-                "pearson": float(scipy_stats.pearsonr(x, y).statistic) if defined else None,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "measure": measure,
+                    "task": task,
+                    "models": len(used),
+                    "spearman": float(scipy_stats.spearmanr(x, y).statistic) if defined else None,
+                    "pearson": float(scipy_stats.pearsonr(x, y).statistic) if defined else None,
+                }
+            )
     return rows
 
 

@@ -52,7 +52,7 @@ class DistContext:
         return self.rank == 0
 
     @classmethod
-    def from_environment(cls, device_preference: str = "auto") -> "DistContext":
+    def from_environment(cls, device_preference: str = "auto") -> DistContext:
         """Reads torchrun's RANK / WORLD_SIZE / LOCAL_RANK and joins the process group when there are several."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))

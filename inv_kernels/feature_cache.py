@@ -80,8 +80,11 @@ def open_cache_folder(folder: str | os.PathLike) -> Path:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder.chmod(0o700)  # whatever the umask
     elif folder.stat().st_mode & 0o002:
-        warnings.warn(f"feature cache folder {str(folder)!r} can be written by any user, and a file "
-                      f"planted there would be read as features; make it private (chmod 700)", stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"feature cache folder {str(folder)!r} can be written by any user, and a file "
+            f"planted there would be read as features; make it private (chmod 700)",
+            stacklevel=3,
+        )
     remove_stale_temporaries(folder)
     _OPENED.add(folder.resolve())
     return folder
@@ -104,8 +107,10 @@ def read_entry(path: str | os.PathLike, config: dict, *, op: str) -> dict | None
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
-        warnings.warn(f"{op}: ignoring unreadable feature cache {str(path)!r} ({type(error).__name__}: {error}); "
-                      f"recomputing", stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"{op}: ignoring unreadable feature cache {str(path)!r} ({type(error).__name__}: {error}); recomputing",
+            stacklevel=3,
+        )
         return None
     if not isinstance(stored, dict) or stored.get("config") != config:
         warnings.warn(f"{op}: feature cache {str(path)!r} was made for other settings; recomputing", stacklevel=3)

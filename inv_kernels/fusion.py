@@ -47,8 +47,10 @@ def _check_blocks(op: str, blocks: object, name: str = "features") -> list[Tenso
         check_nonempty(op, f"{name}[{i}]", block)
         check_finite(op, f"{name}[{i}]", block)
         if block.shape[0] != blocks[0].shape[0]:
-            raise ValueError(f"{op}: {name}[{i}] has {block.shape[0]} rows but {name}[0] has {blocks[0].shape[0]} "
-                             f"(every block must describe the same samples)")
+            raise ValueError(
+                f"{op}: {name}[{i}] has {block.shape[0]} rows but {name}[0] has {blocks[0].shape[0]} "
+                f"(every block must describe the same samples)"
+            )
         if block.device != blocks[0].device:
             raise ValueError(f"{op}: {name}[{i}] is on {block.device} but {name}[0] is on {blocks[0].device}")
         out.append(block)
@@ -105,8 +107,9 @@ def _check_weights(op: str, weights: object, m: int) -> list[float]:
     return w
 
 
-def standardise_blocks(train_blocks: Sequence[Tensor], other_blocks: Sequence[Tensor] | None = None, *,
-                       eps: float = 1e-8) -> tuple[list[Tensor], list[Tensor] | None]:  # fmt: skip
+def standardise_blocks(
+    train_blocks: Sequence[Tensor], other_blocks: Sequence[Tensor] | None = None, *, eps: float = 1e-8
+) -> tuple[list[Tensor], list[Tensor] | None]:
     """Z-scores every feature with the trainval statistics, then scales block i by 1/sqrt(D_i).
 
     Each standardised block then has total variance 1 on trainval (constant features become 0), so no member
@@ -148,16 +151,28 @@ def simplex_grid(m: int, steps: int) -> list[tuple[float, ...]]:
     """All weight vectors w (m,) with w_i in {0, 1/steps, ..., 1} and sum 1; the m single members come first."""
     if m < 1 or steps < 1:
         raise ValueError(f"simplex_grid: need m >= 1 and steps >= 1, got m={m}, steps={steps}")
-    grid = [tuple(c / steps for c in combo) for combo in itertools.product(range(steps + 1), repeat=m)
-            if sum(combo) == steps]
+    grid = [
+        tuple(c / steps for c in combo)
+        for combo in itertools.product(range(steps + 1), repeat=m)
+        if sum(combo) == steps
+    ]
     singles = [tuple(1.0 if j == i else 0.0 for j in range(m)) for i in range(m)]
     return singles + [w for w in grid if max(w) < 1.0]
 
 
-def choose_block_weights(blocks: Sequence[Tensor], y: Tensor, task_kind: str, *, folds: int = 5, steps: int = 4,
-                         candidates: Sequence[Sequence[float]] | None = None, metric: str | None = None,
-                         lambdas: Sequence[float] = DEFAULT_LAMBDAS, max_samples: int | None = 4096,
-                         seed: int = 0) -> tuple[tuple[float, ...], list[dict]]:  # fmt: skip
+def choose_block_weights(
+    blocks: Sequence[Tensor],
+    y: Tensor,
+    task_kind: str,
+    *,
+    folds: int = 5,
+    steps: int = 4,
+    candidates: Sequence[Sequence[float]] | None = None,
+    metric: str | None = None,
+    lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+    max_samples: int | None = 4096,
+    seed: int = 0,
+) -> tuple[tuple[float, ...], list[dict]]:
     """Per-block fusion weights chosen by cross-validation of a closed-form ridge probe.
 
     Args:
@@ -189,8 +204,10 @@ def choose_block_weights(blocks: Sequence[Tensor], y: Tensor, task_kind: str, *,
     if not isinstance(y, Tensor):
         raise TypeError(f"{op}: y must be a torch.Tensor, got {type(y).__name__}")
     if y.shape[0] != xs[0].shape[0]:
-        raise ValueError(f"{op}: y has {y.shape[0]} labels but the features have {xs[0].shape[0]} rows "
-                         f"(labels do not match the features)")
+        raise ValueError(
+            f"{op}: y has {y.shape[0]} labels but the features have {xs[0].shape[0]} rows "
+            f"(labels do not match the features)"
+        )
     metric = metric or ("accuracy" if task_kind == "classification" else "r2")
     if task_kind == "classification":
         if y.dtype.is_floating_point or y.dim() != 1:
@@ -219,8 +236,14 @@ def choose_block_weights(blocks: Sequence[Tensor], y: Tensor, task_kind: str, *,
         x = torch.cat([wi * b for wi, b in zip(w, xs) if wi > 0], dim=1)  # (n, D_w)
         scores = _ridge_cv(x, targets, score, pairs, lambdas_t)  # (folds, L)
         cv_scores, _, best = select_best(scores)
-        table.append({"weights": w, "score": float(cv_scores[best]), "std": float(np.std(scores[:, best], ddof=1)),
-                      "lambda": float(lambdas[best])})  # fmt: skip
+        table.append(
+            {
+                "weights": w,
+                "score": float(cv_scores[best]),
+                "std": float(np.std(scores[:, best], ddof=1)),
+                "lambda": float(lambdas[best]),
+            }
+        )
     order = sorted(range(len(table)), key=lambda i: (-table[i]["score"], i))  # ties: grid order (singles first)
     table = [table[i] for i in order]
     return table[0]["weights"], table
@@ -257,8 +280,9 @@ def _ridge_targets(y: Tensor, task_kind: str, metric: str):
     return targets, score
 
 
-def weighted_fusion(train_blocks: Sequence[Tensor], test_blocks: Sequence[Tensor], y_train: Tensor, task_kind: str,
-                    **kwargs) -> tuple[Tensor, Tensor, tuple[float, ...], list[dict]]:  # fmt: skip
+def weighted_fusion(
+    train_blocks: Sequence[Tensor], test_blocks: Sequence[Tensor], y_train: Tensor, task_kind: str, **kwargs
+) -> tuple[Tensor, Tensor, tuple[float, ...], list[dict]]:
     """Standardises the blocks, chooses weights on trainval, and fuses both splits.
 
     Args:

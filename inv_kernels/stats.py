@@ -391,8 +391,15 @@ class RunningMoments:
 # Frozen statistics and whitening
 # ----------------------------------------------------------------------------------------------------------------
 def _check_fits(op: str, dim: int, device: torch.device, copies: int, what: str, dtype: torch.dtype = _F64) -> None:
-    check_matrix_fits(op, f"{'matrix' if copies == 1 else 'matrices'} ({what})", dim, dtype, device, copies=copies,
-                      advice=" or compute the statistics of fewer features")  # fmt: skip
+    check_matrix_fits(
+        op,
+        f"{'matrix' if copies == 1 else 'matrices'} ({what})",
+        dim,
+        dtype,
+        device,
+        copies=copies,
+        advice=" or compute the statistics of fewer features",
+    )
 
 
 def _condition_number(matrix: Tensor) -> float:
@@ -515,8 +522,10 @@ class FeatureStats:
         for name in ("mean", "cov", "chol"):
             check_finite(op, name, getattr(self, name))
         if not bool((torch.diagonal(self.chol) > 0).all()):
-            raise ValueError(f"{op}: chol must be a Cholesky factor with a positive diagonal (it whitens by solving "
-                             "with it), got a diagonal entry <= 0")
+            raise ValueError(
+                f"{op}: chol must be a Cholesky factor with a positive diagonal (it whitens by solving "
+                "with it), got a diagonal entry <= 0"
+            )
         if self.shrinkage_method not in SHRINKAGE_METHODS:
             raise ValueError(
                 f"{op}: shrinkage_method must be one of {SHRINKAGE_METHODS}, got {self.shrinkage_method!r}"
@@ -754,9 +763,7 @@ class FeatureStats:
         return torch.linalg.solve_triangular(chol.mT, centred, upper=True, left=False)  # (n, D)
 
     @torch.no_grad()
-    def whitening_matrix(
-        self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
-    ) -> Tensor:
+    def whitening_matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
         """A = C^-T (upper triangular) with A A^T = inverse of the covariance used, so z = (f - mu) A = f A - mu A.
 
         Obtained by a triangular solve against the identity in float64, then cast; the covariance is never

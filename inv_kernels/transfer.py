@@ -54,8 +54,10 @@ class TransferConfig:
                 raise ValueError(f"model {name!r}={spec!r}: expected NAME=CHECKPOINT or NAME=random:<arch>")
             arch = spec.removeprefix("random:") if spec.startswith("random:") else None
             if arch is not None and arch not in ARCHS and not arch.startswith("timm:"):
-                raise ValueError(f"model {name!r}: unknown architecture {arch!r} in {spec!r}; expected random: and "
-                                 f"one of {', '.join(ARCHS)} or timm:<name>")  # fmt: skip
+                raise ValueError(
+                    f"model {name!r}: unknown architecture {arch!r} in {spec!r}; expected random: and "
+                    f"one of {', '.join(ARCHS)} or timm:<name>"
+                )
         if not self.fusions:
             raise ValueError(f"fusions names no fusion; expected one or more of {', '.join(FUSIONS)}")
         for fusion in self.fusions:
@@ -92,14 +94,33 @@ def _probe(task: DownstreamTask, X, y, X_test, y_test, members: int, wide: bool,
     """The task's probe; ``kept``: the (trainval, test) positions of the rows, which select the rows of the targets'
     visibility where the task records it (LSP in corrected mode: hidden keypoints are left out of fit and score)."""
     if task.kind == "classification":
-        result = fit_logistic_cv(X, y, logistic_Cs(members, wide, cfg.mode), cfg.folds, X_test=X_test, y_test=y_test,
-                                 metric=task.metric, seed=cfg.seed, source=task.name)  # fmt: skip
+        result = fit_logistic_cv(
+            X,
+            y,
+            logistic_Cs(members, wide, cfg.mode),
+            cfg.folds,
+            X_test=X_test,
+            y_test=y_test,
+            metric=task.metric,
+            seed=cfg.seed,
+            source=task.name,
+        )
     else:
         visible = [task.visibility(split) for split in ("trainval", "test")]
         masks = [v if v is None or rows is None else v[rows.numpy()] for v, rows in zip(visible, kept or (None, None))]
-        result = fit_ridge_cv(X, y, ridge_alphas(members, wide, cfg.mode), cfg.folds, X_test=X_test, Y_test=y_test,
-                              mask=masks[0], mask_test=masks[1], mode=cfg.mode, seed=cfg.seed,
-                              source=task.name)  # fmt: skip
+        result = fit_ridge_cv(
+            X,
+            y,
+            ridge_alphas(members, wide, cfg.mode),
+            cfg.folds,
+            X_test=X_test,
+            Y_test=y_test,
+            mask=masks[0],
+            mask_test=masks[1],
+            mode=cfg.mode,
+            seed=cfg.seed,
+            source=task.name,
+        )
     return result
 
 
@@ -114,8 +135,10 @@ def load_models(cfg: TransferConfig) -> dict[str, FeatureExtractor]:
     from inv_kernels.distributed import resolve_device
 
     device = resolve_device(cfg.validate().device)
-    return {name: load_extractor(spec, device=device, seed=cfg.seed, trust=cfg.trust_checkpoint)
-            for name, spec in cfg.models.items()}  # fmt: skip
+    return {
+        name: load_extractor(spec, device=device, seed=cfg.seed, trust=cfg.trust_checkpoint)
+        for name, spec in cfg.models.items()
+    }
 
 
 def evaluate_transfer(cfg: TransferConfig, extractors: dict[str, FeatureExtractor] | None = None) -> dict:
@@ -135,8 +158,10 @@ def evaluate_transfer(cfg: TransferConfig, extractors: dict[str, FeatureExtracto
     device = next(iter(extractors.values())).device
     rows, skipped = [], {}
     for task in cfg.tasks:
-        feats = {name: task_features(ext, task, batch_size=cfg.batch_size, workers=cfg.workers, progress=cfg.progress)
-                 for name, ext in extractors.items()}  # fmt: skip
+        feats = {
+            name: task_features(ext, task, batch_size=cfg.batch_size, workers=cfg.workers, progress=cfg.progress)
+            for name, ext in extractors.items()
+        }
         files = next(iter(feats.values())).skipped_files  # the same images for every model
         skipped[task.name] = {split: skipped_record(pairs) for split, pairs in files.items()}
         jobs = [(c, f) for c in combos for f in (cfg.fusions if len(c) > 1 else ("single",))]
@@ -146,21 +171,37 @@ def evaluate_transfer(cfg: TransferConfig, extractors: dict[str, FeatureExtracto
             test_blocks = [feats[m].X_test for m in members]
             y, y_test = feats[members[0]].y_trainval, feats[members[0]].y_test
             if fusion == "weighted":
-                X, X_test, weights, _ = weighted_fusion(train_blocks, test_blocks, y, task.kind,
-                                                        seed=cfg.seed)  # fmt: skip
+                X, X_test, weights, _ = weighted_fusion(train_blocks, test_blocks, y, task.kind, seed=cfg.seed)
             else:
                 mode = "cat" if fusion == "single" else fusion
                 X, X_test, weights = fuse(train_blocks, mode), fuse(test_blocks, mode), None
             wide = any(extractors[m].info.arch == "resnet50w3" for m in members)
             kept = (feats[members[0]].kept_trainval, feats[members[0]].kept_test)
             result = _probe(task, X.double(), y, X_test.double(), y_test, len(members), wide, cfg, kept)
-            rows.append({
-                "model": "+".join(members), "members": list(members), "fusion": fusion, "task": task.name,
-                "kind": task.kind, "metric": task.metric, "test_score": float(result.test_metrics[task.metric]),
-                "chosen": result.best_params, "cv_score": float(result.cv_scores[result.best_index]),
-                "feature_dim": int(X.shape[1]), "weights": list(weights) if weights is not None else None,
-                "seconds": time.time() - started,
-            })  # fmt: skip
-    return {"results": rows, "settings": {"mode": cfg.mode, "folds": cfg.folds, "fusions": list(cfg.fusions),
-                                          "models": cfg.models, "device": str(device)},
-            "skipped_images": skipped}  # fmt: skip
+            rows.append(
+                {
+                    "model": "+".join(members),
+                    "members": list(members),
+                    "fusion": fusion,
+                    "task": task.name,
+                    "kind": task.kind,
+                    "metric": task.metric,
+                    "test_score": float(result.test_metrics[task.metric]),
+                    "chosen": result.best_params,
+                    "cv_score": float(result.cv_scores[result.best_index]),
+                    "feature_dim": int(X.shape[1]),
+                    "weights": list(weights) if weights is not None else None,
+                    "seconds": time.time() - started,
+                }
+            )
+    return {
+        "results": rows,
+        "settings": {
+            "mode": cfg.mode,
+            "folds": cfg.folds,
+            "fusions": list(cfg.fusions),
+            "models": cfg.models,
+            "device": str(device),
+        },
+        "skipped_images": skipped,
+    }

@@ -16,14 +16,19 @@ __all__ = ["correlate", "heatmap", "invariance_table", "main", "transfer_table"]
 
 
 def _signed(value: float | None) -> str:
-    """"+0.83", or "-" for an undefined correlation."""
+    """ "+0.83", or "-" for an undefined correlation."""
     return "-" if value is None else f"{value:+.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__)
-    parser.add_argument("--invariance", action="append", required=True, help="NAME=PATH of a pipelines.measure "
-                        "results.json (repeat per model; NAME must match the model names of the transfer table)")
+    parser.add_argument(
+        "--invariance",
+        action="append",
+        required=True,
+        help="NAME=PATH of a pipelines.measure "
+        "results.json (repeat per model; NAME must match the model names of the transfer table)",
+    )
     parser.add_argument("--transfer", required=True, help="the JSON written by pipelines.transfer")
     parser.add_argument("--out", default="runs/correlate", help="output folder")
     args = parser.parse_args(argv)
@@ -36,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json({"rows": rows}, out / "correlation.json")
     write_csv(rows, out / "correlation.csv")
     heatmap(rows, "spearman", out / "correlation_spearman.png")
-    table = markdown_table(["invariance", "task", "models", "Spearman", "Pearson"],
-                           [[r["measure"], r["task"], r["models"], _signed(r["spearman"]), _signed(r["pearson"])]
-                            for r in rows])  # fmt: skip
+    table = markdown_table(
+        ["invariance", "task", "models", "Spearman", "Pearson"],
+        [[r["measure"], r["task"], r["models"], _signed(r["spearman"]), _signed(r["pearson"])] for r in rows],
+    )
     atomic_write_bytes((table + "\n").encode(), out / "correlation.md")
     print(table)
     print(f"\nwrote {out}/correlation.json, .csv, .md and correlation_spearman.png")

@@ -34,25 +34,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog=PROG,
         description="Render the built-in generated datasets (3D scenes with known factors) and a contact sheet.",
     )
-    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
-                        help="which sets to generate (default: all)")
-    parser.add_argument("--size", type=integer(MIN_SIZE, MAX_SIZE), default=DEFAULT_SIZE,
-                        help="image side in pixels, 16..512 (default: %(default)s)")
-    parser.add_argument("--count", type=integer(1), default=None,
-                        help="training images per class (classification, latents; test gets count // 4) or objects "
-                             f"(coil, aloi); default per kind: {DEFAULT_COUNTS}")
+    parser.add_argument(
+        "--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="which sets to generate (default: all)"
+    )
+    parser.add_argument(
+        "--size",
+        type=integer(MIN_SIZE, MAX_SIZE),
+        default=DEFAULT_SIZE,
+        help="image side in pixels, 16..512 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--count",
+        type=integer(1),
+        default=None,
+        help="training images per class (classification, latents; test gets count // 4) or objects "
+        f"(coil, aloi); default per kind: {DEFAULT_COUNTS}",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every scene (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write the sets to OUT/<kind> instead of the cache "
-                             "($INV_KERNELS_CACHE, else $XDG_CACHE_HOME/inv_kernels, else ~/.cache/inv_kernels)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the sets to OUT/<kind> instead of the cache "
+        "($INV_KERNELS_CACHE, else $XDG_CACHE_HOME/inv_kernels, else ~/.cache/inv_kernels)",
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache folder to use instead of the default")
-    parser.add_argument("--device", type=device, default=None,
-                        help="render on this device (default: cuda when present, else cpu)")
+    parser.add_argument(
+        "--device", type=device, default=None, help="render on this device (default: cuda when present, else cpu)"
+    )
     parser.add_argument("--no-sets", action="store_true", help="generate no set (e.g. only the contact sheet)")
-    parser.add_argument("--contact-sheet", type=Path, default=None, metavar="PATH",
-                        help="also write a contact-sheet PNG of examples and groups to PATH")
-    parser.add_argument("--sheet-size", type=integer(MIN_SIZE, MAX_SIZE), default=96,
-                        help=f"thumbnail side on the contact sheet, {MIN_SIZE}..{MAX_SIZE} (default: %(default)s)")
+    parser.add_argument(
+        "--contact-sheet",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write a contact-sheet PNG of examples and groups to PATH",
+    )
+    parser.add_argument(
+        "--sheet-size",
+        type=integer(MIN_SIZE, MAX_SIZE),
+        default=96,
+        help=f"thumbnail side on the contact sheet, {MIN_SIZE}..{MAX_SIZE} (default: %(default)s)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON summary to this file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser.parse_args(argv)
@@ -94,21 +117,25 @@ def main(argv: list[str] | None = None) -> dict:
     render_device = None if args.device == "auto" else args.device
     for kind in kinds:
         start = time.perf_counter()
-        options = dict(size=args.size, count=args.count, seed=args.seed, progress=not args.no_progress,
-                       device=render_device)
+        options = dict(
+            size=args.size, count=args.count, seed=args.seed, progress=not args.no_progress, device=render_device
+        )
         if args.out is not None:
             folder = write_dataset(kind, args.out / kind, **options)
         else:
             folder = generated_dataset(kind, cache_dir=args.cache_dir, **options)
         manifest = read_manifest(folder)
-        summary["sets"][kind] = {"path": str(folder), "counts": manifest["counts"], "config": manifest["config"],
-                                 "seconds": round(time.perf_counter() - start, 2)}
+        summary["sets"][kind] = {
+            "path": str(folder),
+            "counts": manifest["counts"],
+            "config": manifest["config"],
+            "seconds": round(time.perf_counter() - start, 2),
+        }
         print(f"{kind:>14}: {folder}  {manifest['counts']}", file=sys.stderr)
     if args.contact_sheet is not None:
         from inv_kernels.data.contact_sheet import contact_sheet
 
-        sheet = contact_sheet(size=args.sheet_size, seed=args.seed,
-                              device=render_device)
+        sheet = contact_sheet(size=args.sheet_size, seed=args.seed, device=render_device)
         png = io.BytesIO()
         sheet.save(png, format="PNG", optimize=True)
         atomic_write_bytes(png.getvalue(), args.contact_sheet)

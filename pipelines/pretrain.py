@@ -25,46 +25,75 @@ def _bool(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m pipelines.pretrain", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p = ArgumentParser(
+        prog="python -m pipelines.pretrain", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     data = p.add_argument_group("data")
-    data.add_argument("--data", default=None, help="image folder with class subfolders, or a folder holding train/ "
-                      "and test/ ones (then train/ is used and test/ feeds the kNN monitor); default: built-in data")
-    data.add_argument("--recipe", default=DEFAULTS.recipe, help=f"augmentations: {', '.join(BUILTIN_RECIPES)}, "
-                      "or a custom spec such as 'random_resized_crop:scale=0.2-1,grayscale:p=0.2'")
-    data.add_argument("--image-size", type=int, default=None, help="view side in pixels (default 64 on the "
-                      "built-in data, else 224)")
+    data.add_argument(
+        "--data",
+        default=None,
+        help="image folder with class subfolders, or a folder holding train/ "
+        "and test/ ones (then train/ is used and test/ feeds the kNN monitor); default: built-in data",
+    )
+    data.add_argument(
+        "--recipe",
+        default=DEFAULTS.recipe,
+        help=f"augmentations: {', '.join(BUILTIN_RECIPES)}, "
+        "or a custom spec such as 'random_resized_crop:scale=0.2-1,grayscale:p=0.2'",
+    )
+    data.add_argument(
+        "--image-size", type=int, default=None, help="view side in pixels (default 64 on the built-in data, else 224)"
+    )
     data.add_argument("--workers", type=int, default=DEFAULTS.workers, help="data loader processes (DALI: threads)")
-    data.add_argument("--loader", default=DEFAULTS.loader, choices=LOADERS, help="dali: DALI decode (on the GPU "
-                      "when training on one) and both views of a batch in one fused_augment call; torchvision: PIL "
-                      "decode and per-image augmentation in DataLoader workers (the baseline); auto: dali when NVIDIA "
-                      "DALI is installed (pip install -e '.[dali]'), else torchvision")
+    data.add_argument(
+        "--loader",
+        default=DEFAULTS.loader,
+        choices=LOADERS,
+        help="dali: DALI decode (on the GPU "
+        "when training on one) and both views of a batch in one fused_augment call; torchvision: PIL "
+        "decode and per-image augmentation in DataLoader workers (the baseline); auto: dali when NVIDIA "
+        "DALI is installed (pip install -e '.[dali]'), else torchvision",
+    )
     model = p.add_argument_group("model")
-    model.add_argument("--arch", default=DEFAULTS.arch, help="resnet18, resnet34, resnet50, resnet101, resnet50w3, "
-                       "or timm:<name>")
-    model.add_argument("--cifar-stem", type=_bool, default=None, help="3x3 stem without max-pool (default: on for "
-                       "images of 32 px or less)")
+    model.add_argument(
+        "--arch", default=DEFAULTS.arch, help="resnet18, resnet34, resnet50, resnet101, resnet50w3, or timm:<name>"
+    )
+    model.add_argument(
+        "--cifar-stem",
+        type=_bool,
+        default=None,
+        help="3x3 stem without max-pool (default: on for images of 32 px or less)",
+    )
     model.add_argument("--objective", default=DEFAULTS.objective, choices=("moco", "simclr"))
     model.add_argument("--moco-dim", type=int, default=DEFAULTS.moco_dim, help="projection dimension")
     model.add_argument("--queue-size", type=int, default=DEFAULTS.queue_size, help="MoCo queue length K")
     model.add_argument("--moco-momentum", type=float, default=DEFAULTS.moco_momentum, help="key encoder momentum")
     model.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
     model.add_argument("--mlp", type=_bool, default=DEFAULTS.mlp, help="2-layer MLP head (MoCo v2)")
-    model.add_argument("--bn-splits", type=int, default=DEFAULTS.bn_splits, help="split-batch BN groups on one "
-                       "process (shuffle BN across processes under torchrun)")
+    model.add_argument(
+        "--bn-splits",
+        type=int,
+        default=DEFAULTS.bn_splits,
+        help="split-batch BN groups on one process (shuffle BN across processes under torchrun)",
+    )
     optim = p.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
     optim.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="total over all processes")
-    optim.add_argument("--lr", type=float, default=DEFAULTS.base_lr, help="learning rate at batch 256 (scaled "
-                       "linearly with the batch)")
+    optim.add_argument(
+        "--lr", type=float, default=DEFAULTS.base_lr, help="learning rate at batch 256 (scaled linearly with the batch)"
+    )
     optim.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay)
     optim.add_argument("--momentum", type=float, default=DEFAULTS.momentum)
     optim.add_argument("--cosine", type=_bool, default=DEFAULTS.cosine, help="cosine learning-rate schedule")
     optim.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total")
     run = p.add_argument_group("run")
     run.add_argument("--out", default=DEFAULTS.out, help="output folder")
-    run.add_argument("--resume", default=None, help="'auto' (the output folder's last checkpoint, if any) or a path; "
-                     "every setting but " + ", ".join(RESUME_MAY_CHANGE) + " must be the checkpoint's")
+    run.add_argument(
+        "--resume",
+        default=None,
+        help="'auto' (the output folder's last checkpoint, if any) or a path; "
+        "every setting but " + ", ".join(RESUME_MAY_CHANGE) + " must be the checkpoint's",
+    )
     run.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     run.add_argument("--seed", type=int, default=DEFAULTS.seed)
     run.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:<i>")
@@ -74,10 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-every-steps", type=int, default=DEFAULTS.save_every_steps, help="0: each epoch end")
     run.add_argument("--log-every-steps", type=int, default=DEFAULTS.log_every_steps)
     monitor = p.add_argument_group("kNN monitor")
-    monitor.add_argument("--knn-every", type=int, default=DEFAULTS.knn_every, help="epochs between kNN "
-                         "evaluations (0: after the last epoch only; -1: never)")
-    monitor.add_argument("--knn-data", default=None, help="folder with train/ and test/ class folders (default: "
-                         "--data's, or the built-in data's)")
+    monitor.add_argument(
+        "--knn-every",
+        type=int,
+        default=DEFAULTS.knn_every,
+        help="epochs between kNN evaluations (0: after the last epoch only; -1: never)",
+    )
+    monitor.add_argument(
+        "--knn-data",
+        default=None,
+        help="folder with train/ and test/ class folders (default: --data's, or the built-in data's)",
+    )
     monitor.add_argument("--knn-k", type=int, default=DEFAULTS.knn_k)
     monitor.add_argument("--knn-max-images", type=int, default=None, help="cap on train and test images")
     return p
@@ -85,16 +121,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:
     return PretrainConfig(
-        data=args.data, out=args.out, recipe=args.recipe, arch=args.arch, cifar_stem=args.cifar_stem,
-        image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size, base_lr=args.lr,
-        momentum=args.momentum, weight_decay=args.weight_decay, cosine=args.cosine, objective=args.objective,
-        moco_dim=args.moco_dim, queue_size=args.queue_size, moco_momentum=args.moco_momentum,
-        temperature=args.temperature, mlp=args.mlp, bn_splits=args.bn_splits, workers=args.workers, seed=args.seed,
-        device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-        save_every_steps=args.save_every_steps, log_every_steps=args.log_every_steps, knn_every=args.knn_every,
-        knn_data=args.knn_data, knn_k=args.knn_k, knn_max_images=args.knn_max_images, max_steps=args.max_steps,
-        resume=args.resume, trust_checkpoint=args.trust_checkpoint, loader=args.loader,
-    )  # fmt: skip
+        data=args.data,
+        out=args.out,
+        recipe=args.recipe,
+        arch=args.arch,
+        cifar_stem=args.cifar_stem,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        base_lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        cosine=args.cosine,
+        objective=args.objective,
+        moco_dim=args.moco_dim,
+        queue_size=args.queue_size,
+        moco_momentum=args.moco_momentum,
+        temperature=args.temperature,
+        mlp=args.mlp,
+        bn_splits=args.bn_splits,
+        workers=args.workers,
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        save_every_steps=args.save_every_steps,
+        log_every_steps=args.log_every_steps,
+        knn_every=args.knn_every,
+        knn_data=args.knn_data,
+        knn_k=args.knn_k,
+        knn_max_images=args.knn_max_images,
+        max_steps=args.max_steps,
+        resume=args.resume,
+        trust_checkpoint=args.trust_checkpoint,
+        loader=args.loader,
+    )
 
 
 def print_summary(summary: dict) -> None:
@@ -102,14 +164,16 @@ def print_summary(summary: dict) -> None:
         ("epochs done", summary["epochs_done"]),
         ("steps", summary["steps"]),
         ("images/s", f"{summary['images_per_s']:.1f}" if summary["images_per_s"] else "-"),
-        ("time total / data wait / train step (s)",
-         " / ".join(f"{summary['time_s'][k]:.1f}" for k in ("total", "data_wait", "train_step"))),
+        (
+            "time total / data wait / train step (s)",
+            " / ".join(f"{summary['time_s'][k]:.1f}" for k in ("total", "data_wait", "train_step")),
+        ),
         ("final kNN top-1", "-" if summary["final_knn_top1"] is None else f"{100 * summary['final_knn_top1']:.1f}%"),
         *([("kNN monitor failed", summary["knn_monitor_error"])] if summary["knn_monitor_error"] else []),
         ("loader", summary["loader"]),
         ("skipped images", summary["skipped_images"]),
         ("checkpoint", summary["checkpoint"]),
-    ]  # fmt: skip
+    ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

@@ -30,42 +30,75 @@ def _seeds(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = p.add_argument_group("data")
-    data.add_argument("--data", default=None, help="folder with train/ and test/ (or val/) class folders, e.g. "
-                      "Tiny-ImageNet (default: the built-in generated scenes)")
-    data.add_argument("--image-size", type=integer(16, 512), default=None, help="image side (default: 32 on the "
-                      "built-in data, 64 with --data)")
-    data.add_argument("--groups", action="append", default=[], help="extra multi-view folder as PATH or PATH:LAYOUT "
-                      "(repeatable; layouts as pipelines.measure)")
-    data.add_argument("--task", action="append", default=[], help="extra transfer task as NAME:ROOT (repeatable; "
-                      "names as pipelines.transfer)")
-    data.add_argument("--train-count", type=integer(1), default=DEFAULTS.train_count, help="built-in pretraining "
-                      "images per class (7 classes)")
-    data.add_argument("--transfer-count", type=integer(1), default=DEFAULTS.transfer_count, help="images per class "
-                      "of the generated transfer and latent sets")
-    data.add_argument("--group-objects", type=integer(1), default=DEFAULTS.group_objects, help="objects per generated "
-                      "view-group set")
+    data.add_argument(
+        "--data",
+        default=None,
+        help="folder with train/ and test/ (or val/) class folders, e.g. "
+        "Tiny-ImageNet (default: the built-in generated scenes)",
+    )
+    data.add_argument(
+        "--image-size",
+        type=integer(16, 512),
+        default=None,
+        help="image side (default: 32 on the built-in data, 64 with --data)",
+    )
+    data.add_argument(
+        "--groups",
+        action="append",
+        default=[],
+        help="extra multi-view folder as PATH or PATH:LAYOUT (repeatable; layouts as pipelines.measure)",
+    )
+    data.add_argument(
+        "--task",
+        action="append",
+        default=[],
+        help="extra transfer task as NAME:ROOT (repeatable; names as pipelines.transfer)",
+    )
+    data.add_argument(
+        "--train-count",
+        type=integer(1),
+        default=DEFAULTS.train_count,
+        help="built-in pretraining images per class (7 classes)",
+    )
+    data.add_argument(
+        "--transfer-count",
+        type=integer(1),
+        default=DEFAULTS.transfer_count,
+        help="images per class of the generated transfer and latent sets",
+    )
+    data.add_argument(
+        "--group-objects", type=integer(1), default=DEFAULTS.group_objects, help="objects per generated view-group set"
+    )
     models = p.add_argument_group("models and pretraining")
-    models.add_argument("--seeds", type=_seeds, default=",".join(map(str, DEFAULTS.seeds)), help="comma-separated "
-                        "seeds; two or more give the spread over seeds")
+    models.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=",".join(map(str, DEFAULTS.seeds)),
+        help="comma-separated seeds; two or more give the spread over seeds",
+    )
     models.add_argument("--arch", default=DEFAULTS.arch)
-    models.add_argument("--wide", action="store_true", help="also pretrain the default recipe on --wide-arch "
-                        "(the capacity control)")
+    models.add_argument(
+        "--wide", action="store_true", help="also pretrain the default recipe on --wide-arch (the capacity control)"
+    )
     models.add_argument("--wide-arch", default=None, help="default: resnet50 (resnet50w3 when --arch resnet50)")
     models.add_argument("--no-random", action="store_true", help="leave out the random-network floor")
     models.add_argument("--epochs", type=integer(1), default=DEFAULTS.epochs)
     models.add_argument("--batch-size", type=integer(1), default=DEFAULTS.batch_size)
     models.add_argument("--bn-splits", type=integer(1), default=DEFAULTS.bn_splits, help="split-batch BN groups")
-    models.add_argument("--lr", type=number(0, low_open=True), default=DEFAULTS.base_lr,
-                        help="learning rate at batch 256")
+    models.add_argument(
+        "--lr", type=number(0, low_open=True), default=DEFAULTS.base_lr, help="learning rate at batch 256"
+    )
     models.add_argument("--queue-size", type=integer(1), default=DEFAULTS.queue_size)
     models.add_argument("--moco-momentum", type=number(0, 1), default=DEFAULTS.moco_momentum)
     models.add_argument("--max-steps", type=integer(1), default=None, help="cap on pretraining steps per model")
     models.add_argument("--no-knn", action="store_true", help="skip the kNN score after pretraining")
     measure = p.add_argument_group("measurement and probes")
-    measure.add_argument("--num-images", type=integer(1), default=DEFAULTS.num_images,
-                         help="images per synthetic family")
-    measure.add_argument("--stats-images", type=integer(1), default=None,
-                         help="cap on statistics images (default: all)")
+    measure.add_argument(
+        "--num-images", type=integer(1), default=DEFAULTS.num_images, help="images per synthetic family"
+    )
+    measure.add_argument(
+        "--stats-images", type=integer(1), default=None, help="cap on statistics images (default: all)"
+    )
     measure.add_argument("--shrinkage", default=DEFAULTS.shrinkage, help="none, ledoit_wolf or a ridge value")
     measure.add_argument("--mode", default=DEFAULTS.mode, choices=("paper", "corrected"))
     measure.add_argument("--latent-trainval", type=integer(1), default=None, help="cap on kernel-ridge training images")
@@ -82,16 +115,38 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     seeds = args.seeds if isinstance(args.seeds, tuple) else parse_seeds(args.seeds)
     return StudyConfig(
-        data=args.data, out=args.out, seeds=seeds, wide=args.wide, random=not args.no_random, arch=args.arch,
-        wide_arch=args.wide_arch, image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
-        bn_splits=args.bn_splits, base_lr=args.lr, queue_size=args.queue_size, moco_momentum=args.moco_momentum,
+        data=args.data,
+        out=args.out,
+        seeds=seeds,
+        wide=args.wide,
+        random=not args.no_random,
+        arch=args.arch,
+        wide_arch=args.wide_arch,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        bn_splits=args.bn_splits,
+        base_lr=args.lr,
+        queue_size=args.queue_size,
+        moco_momentum=args.moco_momentum,
         max_steps=args.max_steps,
-        knn=not args.no_knn, train_count=args.train_count, transfer_count=args.transfer_count,
-        group_objects=args.group_objects, num_images=args.num_images, stats_images=args.stats_images,
-        shrinkage=args.shrinkage, mode=args.mode, groups=tuple(args.groups), latent_trainval=args.latent_trainval,
-        tasks=tuple(args.task), folds=args.folds, device=args.device, workers=args.workers,
-        eval_batch_size=args.eval_batch_size, progress=not args.quiet,
-    )  # fmt: skip
+        knn=not args.no_knn,
+        train_count=args.train_count,
+        transfer_count=args.transfer_count,
+        group_objects=args.group_objects,
+        num_images=args.num_images,
+        stats_images=args.stats_images,
+        shrinkage=args.shrinkage,
+        mode=args.mode,
+        groups=tuple(args.groups),
+        latent_trainval=args.latent_trainval,
+        tasks=tuple(args.task),
+        folds=args.folds,
+        device=args.device,
+        workers=args.workers,
+        eval_batch_size=args.eval_batch_size,
+        progress=not args.quiet,
+    )
 
 
 def print_verdicts(report: dict) -> None:
@@ -112,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     except INPUT_ERRORS as error:
         return report(PROG, error)
     print_verdicts(study)
-    print(f"\nstudy took {study['time_s']:.0f} s; wrote {study['files']['markdown']}, {study['files']['json']} "
-          f"and {len(study['files']) - 2} figures")  # fmt: skip
+    print(
+        f"\nstudy took {study['time_s']:.0f} s; wrote {study['files']['markdown']}, {study['files']['json']} "
+        f"and {len(study['files']) - 2} figures"
+    )
     return 0
 
 

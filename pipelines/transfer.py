@@ -21,7 +21,7 @@ PROG = "python -m pipelines.transfer"
 
 
 def parse_models(text: str) -> dict[str, str]:
-    """"a=path,b=random:resnet18" -> {"a": "path", "b": "random:resnet18"}; a bare spec is named by its file stem."""
+    """ "a=path,b=random:resnet18" -> {"a": "path", "b": "random:resnet18"}; a bare spec is named by its file stem."""
     models = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         name, sep, spec = part.partition("=")
@@ -65,10 +65,22 @@ def build_tasks(specs: list[str], mode: str, size: int | None, progress: bool):
         size = size or 64
         from inv_kernels.data import generated_dataset
 
-        return [get_task("generated_classification", generated_dataset("classification", size=size, progress=progress),
-                         mode=mode, out_size=size, resize_size=size),
-                get_task("generated_latents", generated_dataset("latents", size=size, progress=progress),
-                         mode=mode, out_size=size, resize_size=size)]  # fmt: skip
+        return [
+            get_task(
+                "generated_classification",
+                generated_dataset("classification", size=size, progress=progress),
+                mode=mode,
+                out_size=size,
+                resize_size=size,
+            ),
+            get_task(
+                "generated_latents",
+                generated_dataset("latents", size=size, progress=progress),
+                mode=mode,
+                out_size=size,
+                resize_size=size,
+            ),
+        ]
     tasks = []
     for name, root in parse_tasks(specs):
         sizes = {"out_size": size, "resize_size": size} if size else {}
@@ -83,8 +95,11 @@ def plot(rows: list[dict], path: Path) -> Path:
     for ax, task in zip(axes[0], tasks):
         mine = [r for r in rows if r["task"] == task]
         labels = [r["model"] + ("" if r["fusion"] == "single" else f" ({r['fusion']})") for r in mine]
-        ax.barh(range(len(mine)), [r["test_score"] for r in mine],
-                color=["tab:gray" if r["fusion"] == "single" else "tab:green" for r in mine])  # fmt: skip
+        ax.barh(
+            range(len(mine)),
+            [r["test_score"] for r in mine],
+            color=["tab:gray" if r["fusion"] == "single" else "tab:green" for r in mine],
+        )
         ax.set_yticks(range(len(mine)), labels, fontsize=8)
         ax.set_title(f"{task} ({mine[0]['metric']})", fontsize=10)
     fig.tight_layout()
@@ -102,14 +117,23 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--models", required=True, help="comma-separated NAME=CHECKPOINT (or random:<arch>)")
-    parser.add_argument("--task", action="append", default=[], help="NAME:ROOT, repeatable; names: folder, cifar10, "
-                        "caltech101, flowers, 300w, celeba, leeds_sports_pose, causal3dident, generated_classification, "
-                        "generated_latents (default: the built-in generated sets)")
+    parser.add_argument(
+        "--task",
+        action="append",
+        default=[],
+        help="NAME:ROOT, repeatable; names: folder, cifar10, "
+        "caltech101, flowers, 300w, celeba, leeds_sports_pose, causal3dident, generated_classification, "
+        "generated_latents (default: the built-in generated sets)",
+    )
     parser.add_argument("--fusion", default="cat", help="comma-separated: cat, add, mean, weighted")
     parser.add_argument("--combos", default="all", help="all (every subset of 2+ models), none, or 'a+b,a+b+c'")
     parser.add_argument("--mode", default="paper", choices=("paper", "corrected"))
-    parser.add_argument("--image-size", type=integer(16), default=None, help="Resize + CenterCrop size (default: 224 "
-                        "as the paper, 64 for the built-in tasks)")
+    parser.add_argument(
+        "--image-size",
+        type=integer(16),
+        default=None,
+        help="Resize + CenterCrop size (default: 224 as the paper, 64 for the built-in tasks)",
+    )
     parser.add_argument("--folds", type=integer(2), default=5)
     parser.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:<i>")
     parser.add_argument("--batch-size", type=integer(1), default=64)
@@ -122,11 +146,18 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = TransferConfig(
-            models=parse_models(args.models), tasks=[],
-            fusions=tuple(f.strip() for f in args.fusion.split(",") if f.strip()), combos=args.combos,
-            mode=args.mode, folds=args.folds, device=args.device, batch_size=args.batch_size, workers=args.workers,
-            seed=args.seed, trust_checkpoint=args.trust_checkpoint,
-        ).validate()  # fmt: skip
+            models=parse_models(args.models),
+            tasks=[],
+            fusions=tuple(f.strip() for f in args.fusion.split(",") if f.strip()),
+            combos=args.combos,
+            mode=args.mode,
+            folds=args.folds,
+            device=args.device,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            seed=args.seed,
+            trust_checkpoint=args.trust_checkpoint,
+        ).validate()
         parse_tasks(args.task)
         out = check_output_dir(args.out, "--out folder")
         extractors = load_models(config)  # every checkpoint is read before any data work
@@ -141,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_bytes((table + "\n").encode(), out / "transfer.md")
     plot(results["results"], out / "transfer.png")
     print(table)
-    skipped = {f"{task} {split}": record for task, splits in results["skipped_images"].items()
-               for split, record in splits.items()}  # fmt: skip
+    skipped = {
+        f"{task} {split}": record
+        for task, splits in results["skipped_images"].items()
+        for split, record in splits.items()
+    }
     for line in describe_records(skipped):
         print(line)
     print(f"\nwrote {out}/transfer.json, transfer.csv, transfer.md, transfer.png")

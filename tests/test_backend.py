@@ -73,12 +73,16 @@ def test_environment_variable_never_falls_back(monkeypatch):
 
 
 def test_explicit_request_never_falls_back():
-    with pytest.raises(RuntimeError, match=r"backend='cuda' cannot run: .*(CUDA tensors|without CUDA|could not be imported)"):
+    with pytest.raises(
+        RuntimeError, match=r"backend='cuda' cannot run: .*(CUDA tensors|without CUDA|could not be imported)"
+    ):
         resolve_backend("cuda", CPU, op="row_cosine")
 
 
 def test_backend_the_op_lacks():
-    with pytest.raises(RuntimeError, match=r"backend='triton' is not implemented for this op \(it has reference, cpu\)"):
+    with pytest.raises(
+        RuntimeError, match=r"backend='triton' is not implemented for this op \(it has reference, cpu\)"
+    ):
         resolve_backend("triton", CPU, op="t", supported=("reference", "cpu"))
 
 

@@ -37,8 +37,10 @@ def test_weighted_drops_zero_blocks_and_scales():
     "call, match",
     [
         (lambda: fuse([torch.randn(4, 3), torch.randn(4, 2)], "add"), r"equal width.*\[3, 2\]"),
-        (lambda: fuse([torch.randn(4, 3), torch.randn(5, 3)], "cat"),
-         r"features\[1\] has 5 rows but features\[0\] has 4"),
+        (
+            lambda: fuse([torch.randn(4, 3), torch.randn(5, 3)], "cat"),
+            r"features\[1\] has 5 rows but features\[0\] has 4",
+        ),
         (lambda: fuse([torch.randn(4, 3)], "max"), "mode must be one of"),
         (lambda: fuse([], "cat"), "non-empty list"),
         (lambda: fuse([torch.randn(4, 3)], "weighted"), "needs weights"),
@@ -95,17 +97,19 @@ def _probe_cv(x, y, task_kind, metric, folds=5, seed=0):
         alphas = torch.tensor(DEFAULT_LAMBDAS, dtype=torch.float64) * len(tr)
         pred = ridge_path(x[tr], targets[tr], x[va], alphas)  # (L, nv, T)
         if classification:
-            acc, mpca = class_scores(pred.argmax(dim=2).T[None], y_idx[va][None], torch.ones(1, len(va), dtype=bool),
-                                     len(classes))  # fmt: skip
+            acc, mpca = class_scores(
+                pred.argmax(dim=2).T[None], y_idx[va][None], torch.ones(1, len(va), dtype=bool), len(classes)
+            )
             scores.append((acc if metric == "accuracy" else mpca)[0].tolist())
         else:
             scores.append(r2_per_output(targets[va][None], pred).mean(dim=-1).tolist())
     return torch.tensor(scores, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("task_kind, metric", [("classification", "accuracy"),
-                                               ("classification", "mean_per_class_accuracy"),
-                                               ("regression", "r2")])  # fmt: skip
+@pytest.mark.parametrize(
+    "task_kind, metric",
+    [("classification", "accuracy"), ("classification", "mean_per_class_accuracy"), ("regression", "r2")],
+)
 def test_each_candidate_is_scored_by_the_probes_folds_ridge_path_and_metrics(task_kind, metric):
     g = torch.Generator().manual_seed(3)
     a, b = torch.randn(83, 4, generator=g), torch.randn(83, 30, generator=g)

@@ -31,8 +31,15 @@ def test_runs_every_family_against_its_baseline(written, gpu_report):
     assert code == 0, [r["error"] for r in report["rows"] if "error" in r]
     timed = [r for r in report["rows"] if "time_ms" in r]
     kernels = {r["kernel"].split()[0] for r in timed}
-    assert kernels == {"row_cosine", "invariance_scores", "group_invariance", "infonce", "ntxent", "fused_augment",
-                       "stats"}
+    assert kernels == {
+        "row_cosine",
+        "invariance_scores",
+        "group_invariance",
+        "infonce",
+        "ntxent",
+        "fused_augment",
+        "stats",
+    }
     for row in timed:
         assert row["time_ms"] > 0 and row["floor_ms"] > 0 and row["bytes"] > 0, row
         assert row["baseline_ms"] > 0 and row["speedup"] == pytest.approx(row["baseline_ms"] / row["time_ms"])
@@ -43,8 +50,13 @@ def test_runs_every_family_against_its_baseline(written, gpu_report):
     assert baselines["ntxent"] == "reference"
     # every baseline was itself timed in its case
     for row in timed:
-        assert any(o["impl"] == row["baseline"] and o["kernel"] == row["kernel"] and o["shape"] == row["shape"]
-                   and o["dtype"] == row["dtype"] for o in timed)
+        assert any(
+            o["impl"] == row["baseline"]
+            and o["kernel"] == row["kernel"]
+            and o["shape"] == row["shape"]
+            and o["dtype"] == row["dtype"]
+            for o in timed
+        )
 
 
 def test_rates_and_environment_are_recorded(written):
@@ -89,7 +101,9 @@ def test_tf32_rows_run_under_torchs_high_precision(gpu_report):
     assert seen == ["high"] and torch.get_float32_matmul_precision() == previous
     plain = {"x": lambda: None}
     assert cases._under_precision("float32", plain) is plain
-    assert cases._dtypes(False, tf32=True) == ["float32", "tf32", "bfloat16"] and cases._dtypes(True, tf32=True) == ["float32"]
+    assert cases._dtypes(False, tf32=True) == ["float32", "tf32", "bfloat16"] and cases._dtypes(True, tf32=True) == [
+        "float32"
+    ]
     assert cases._torch_dtype("tf32") == torch.float32 and cases._flops_dtype("tf32") == "float32"
 
 
@@ -103,18 +117,47 @@ def test_goal_verdicts(gpu_report, written):
     # A made-up GPU report: the scoring goal met by triton (tf32 row), missed in bfloat16; NT-Xent under the time
     # but over the memory; Inf-CL beaten on time only.
     rows = [
-        {"kernel": "invariance_scores", "shape": "1000x256x2048", "dtype": "float32", "impl": "reference", "time_ms": 15.0},
+        {
+            "kernel": "invariance_scores",
+            "shape": "1000x256x2048",
+            "dtype": "float32",
+            "impl": "reference",
+            "time_ms": 15.0,
+        },
         {"kernel": "invariance_scores", "shape": "1000x256x2048", "dtype": "float32", "impl": "triton", "time_ms": 9.0},
         {"kernel": "invariance_scores", "shape": "1000x256x2048", "dtype": "tf32", "impl": "triton", "time_ms": 6.0},
         {"kernel": "invariance_scores", "shape": "1000x256x2048", "dtype": "bfloat16", "impl": "cuda", "time_ms": 4.0},
-        {"kernel": "ntxent fwd+bwd", "shape": "32768x128", "dtype": "tf32", "impl": "triton", "time_ms": 10.0,
-         "peak_mib": 900.0},
-        {"kernel": "contrastive N x N logits (vs Inf-CL)", "shape": "32768x32768x128", "dtype": "float32",
-         "impl": "triton", "time_ms": 20.0, "peak_mib": 500.0},
-        {"kernel": "contrastive N x N logits (vs Inf-CL)", "shape": "32768x32768x128", "dtype": "float32",
-         "impl": "inf-cl", "time_ms": 28.4, "peak_mib": 340.0},
-        {"kernel": "fused_augment (2 views, default)", "shape": "256x256x256->224", "dtype": "bfloat16",
-         "impl": "cuda", "time_ms": 0.4},
+        {
+            "kernel": "ntxent fwd+bwd",
+            "shape": "32768x128",
+            "dtype": "tf32",
+            "impl": "triton",
+            "time_ms": 10.0,
+            "peak_mib": 900.0,
+        },
+        {
+            "kernel": "contrastive N x N logits (vs Inf-CL)",
+            "shape": "32768x32768x128",
+            "dtype": "float32",
+            "impl": "triton",
+            "time_ms": 20.0,
+            "peak_mib": 500.0,
+        },
+        {
+            "kernel": "contrastive N x N logits (vs Inf-CL)",
+            "shape": "32768x32768x128",
+            "dtype": "float32",
+            "impl": "inf-cl",
+            "time_ms": 28.4,
+            "peak_mib": 340.0,
+        },
+        {
+            "kernel": "fused_augment (2 views, default)",
+            "shape": "256x256x256->224",
+            "dtype": "bfloat16",
+            "impl": "cuda",
+            "time_ms": 0.4,
+        },
     ]
     verdicts = {v["goal"]: v for v in goals.evaluate({"device": "cuda:0", "quick": False, "rows": rows})}
     by_start = lambda text: next(v for g, v in verdicts.items() if g.startswith(text))  # noqa: E731
@@ -147,15 +190,26 @@ def test_rows_carry_the_shared_work_formulas(written):
     _, _, report = written
     elem = {"float32": 4, "tf32": 4, "bfloat16": 2}
     expected = {
-        "row_cosine fwd+bwd": lambda m, d, e: (work.row_cosine_bytes(m, d, e, backward=True), work.row_cosine_flops(m, d)),
-        "invariance_scores": lambda n, k, d, e: (work.invariance_scores_bytes(n, k, d, e),
-                                                 work.invariance_scores_flops(n, k, d)),
-        "group_invariance": lambda g, k, d, e: (work.group_invariance_bytes(g, k, d), work.group_invariance_flops(g, k, d)),
+        "row_cosine fwd+bwd": lambda m, d, e: (
+            work.row_cosine_bytes(m, d, e, backward=True),
+            work.row_cosine_flops(m, d),
+        ),
+        "invariance_scores": lambda n, k, d, e: (
+            work.invariance_scores_bytes(n, k, d, e),
+            work.invariance_scores_flops(n, k, d),
+        ),
+        "group_invariance": lambda g, k, d, e: (
+            work.group_invariance_bytes(g, k, d),
+            work.group_invariance_flops(g, k, d),
+        ),
         "infonce fwd+bwd": lambda n, k, d, e: (work.contrastive_bytes(2 * n, k, d, e), work.contrastive_flops(n, k, d)),
-        "ntxent fwd+bwd": lambda n, d, e: (work.contrastive_bytes(2 * n, 0, d, e), work.contrastive_flops(2 * n, 2 * n, d)),
+        "ntxent fwd+bwd": lambda n, d, e: (
+            work.contrastive_bytes(2 * n, 0, d, e),
+            work.contrastive_flops(2 * n, 2 * n, d),
+        ),
         "stats moments": lambda n, d, e: (work.stats_moments_bytes(n, d), work.stats_moments_flops(n, d)),
         "stats whiten": lambda n, d, e: (work.stats_whiten_bytes(n, d), work.stats_whiten_flops(n, d)),
-    }  # fmt: skip
+    }
     checked = set()
     for row in report["rows"]:
         if row["kernel"] in expected and "time_ms" in row:

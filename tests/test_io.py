@@ -74,13 +74,22 @@ def test_a_temporary_another_process_is_writing_is_kept(tmp_path):
     busy = tmp_path / ".features-0123.pt.q1w2e3r4.tmp"
     busy.write_bytes(b"x")
     _age(busy, 2 * io.STALE_AFTER_S)
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import fcntl, sys
         handle = open({str(busy)!r}, "ab")
         fcntl.flock(handle, fcntl.LOCK_EX)
         print("locked", flush=True)
         sys.stdin.read()
-    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert writer.stdout.readline().strip() == "locked"
         assert io.remove_stale_temporaries(tmp_path) == [] and busy.exists()

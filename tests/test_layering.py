@@ -94,8 +94,13 @@ def imports(path: Path, package: str | None = None) -> list[tuple[int, str, str]
                 source = node.module
             for alias in node.names:
                 target = f"{source}.{alias.name}"
-                found.append((node.lineno, target if is_module(target) else source,
-                              f"from {'.' * node.level}{node.module or ''} import {alias.name}"))
+                found.append(
+                    (
+                        node.lineno,
+                        target if is_module(target) else source,
+                        f"from {'.' * node.level}{node.module or ''} import {alias.name}",
+                    )
+                )
     return [item for item in found if item[1].split(".")[0] in PACKAGES]
 
 
@@ -140,8 +145,10 @@ def test_pipelines_hold_entry_points_that_use_public_names():
 
 def test_the_checks_catch_what_they_should(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("import os\nfrom . import folders\n\n\ndef f():\n    from pipelines.measure import main\n"
-                     "    import inv_kernels.train.trainer\n    from ..ops import infonce\n")
+    probe.write_text(
+        "import os\nfrom . import folders\n\n\ndef f():\n    from pipelines.measure import main\n"
+        "    import inv_kernels.train.trainer\n    from ..ops import infonce\n"
+    )
     assert imports(probe, package="inv_kernels.data") == [
         (2, "inv_kernels.data.folders", "from . import folders"),
         (6, "pipelines.measure", "from pipelines.measure import main"),

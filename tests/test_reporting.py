@@ -22,8 +22,10 @@ def test_csv_keeps_the_scalar_columns_of_the_first_row(tmp_path):
     rows = [{"family": "h_flip", "cosine": 0.5, "per_image": [1, 2]}, {"family": "rotation", "cosine": 0.25}]
     path = reporting.write_csv(rows, tmp_path / "out" / "rows.csv")
     with open(path, newline="") as handle:
-        assert list(csv.DictReader(handle)) == [{"family": "h_flip", "cosine": "0.5"},
-                                                {"family": "rotation", "cosine": "0.25"}]
+        assert list(csv.DictReader(handle)) == [
+            {"family": "h_flip", "cosine": "0.5"},
+            {"family": "rotation", "cosine": "0.25"},
+        ]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["rows.csv"]  # no temporary left behind
     assert reporting.write_csv([], tmp_path / "none.csv") == tmp_path / "none.csv"
     assert not (tmp_path / "none.csv").exists()

@@ -222,9 +222,18 @@ def test_all_reduce_two_gloo_processes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     procs = [
         subprocess.Popen(
-            [sys.executable, str(tmp_path / "worker.py"), str(r), str(tmp_path / "init"), str(tmp_path / "data.pt"),
-             str(tmp_path / f"out{r}.pt")],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                str(tmp_path / "worker.py"),
+                str(r),
+                str(tmp_path / "init"),
+                str(tmp_path / "data.pt"),
+                str(tmp_path / f"out{r}.pt"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         for r in range(2)
     ]
@@ -321,8 +330,12 @@ def test_condition_number_matches_numpy():
     assert math.isclose(stats.condition_number, np.linalg.cond(np.cov(x.numpy(), rowvar=False)), rel_tol=1e-8)
     summary = stats.summary()
     assert summary == {
-        "count": 120, "dim": 10, "condition_number": stats.condition_number, "shrinkage": 0.0,
-        "shrinkage_method": "none", "model_id": "m",
+        "count": 120,
+        "dim": 10,
+        "condition_number": stats.condition_number,
+        "shrinkage": 0.0,
+        "shrinkage_method": "none",
+        "model_id": "m",
     }
     assert "condition_number" in repr(stats)
 
@@ -537,9 +550,12 @@ def test_bad_shrinkage_and_whitening_arguments():
 def test_a_dimension_too_large_for_memory_is_named_before_allocating():
     """D = 2,000,000 features need D x D float64 accumulators (tens of TiB): the first update said nothing and failed
     in the allocator; now a ValueError names D, the matrices and their size before anything is allocated."""
-    with pytest.raises(ValueError, match=r"RunningMoments.update: D = 2000000 features need 3 x 2000000 x 2000000 "
-                                         r"float64 matrices \(.*\) \(8.94e\+04 GiB\), more than the .* reduce the "
-                                         r"feature dimension"):
+    with pytest.raises(
+        ValueError,
+        match=r"RunningMoments.update: D = 2000000 features need 3 x 2000000 x 2000000 "
+        r"float64 matrices \(.*\) \(8.94e\+04 GiB\), more than the .* reduce the "
+        r"feature dimension",
+    ):
         RunningMoments().update(torch.zeros(2, 2_000_000))
     with pytest.raises(ValueError, match=r"D = 2000000 features need"):
         FeatureStats.from_features(torch.zeros(2, 2_000_000))
@@ -550,8 +566,11 @@ def test_memory_limit_applies_to_every_d_by_d_step(monkeypatch):
     moments = RunningMoments().update(x)
     stats = FeatureStats.from_moments(moments)
     monkeypatch.setenv("INV_KERNELS_MAX_MATRIX_GIB", "1e-5")  # 10.5 KiB: one 48 x 48 float64 matrix is 18 KiB
-    with pytest.raises(ValueError, match=r"RunningMoments.update: D = 48 features need 3 x 48 x 48 float64 .* "
-                                         r"INV_KERNELS_MAX_MATRIX_GIB=1e-5"):
+    with pytest.raises(
+        ValueError,
+        match=r"RunningMoments.update: D = 48 features need 3 x 48 x 48 float64 .* "
+        r"INV_KERNELS_MAX_MATRIX_GIB=1e-5",
+    ):
         RunningMoments().update(x)
     moments.update(x)  # the accumulators exist already: no new D x D allocation to check
     with pytest.raises(ValueError, match=r"FeatureStats.from_moments: D = 48 features need 3 x 48 x 48 float64"):
@@ -559,8 +578,11 @@ def test_memory_limit_applies_to_every_d_by_d_step(monkeypatch):
     with pytest.raises(ValueError, match=r"FeatureStats.whitening_matrix: D = 48 features need 2 x 48 x 48 float64"):
         stats.whitening_matrix()
     monkeypatch.setenv("INV_KERNELS_MAX_MATRIX_GIB", "5e-6")  # 5.2 KiB: a 48 x 48 float32 matrix is 9 KiB
-    with pytest.raises(ValueError, match=r"FeatureStats.whiten: D = 48 features need a 48 x 48 float32 matrix "
-                                         r"\(a copy of the Cholesky factor\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"FeatureStats.whiten: D = 48 features need a 48 x 48 float32 matrix "
+        r"\(a copy of the Cholesky factor\)",
+    ):
         stats.whiten(x, dtype=torch.float32)
     stats.whiten(x)  # float64 on the statistics' device: the factor itself, no copy
     monkeypatch.setenv("INV_KERNELS_MAX_MATRIX_GIB", "0")
@@ -570,8 +592,11 @@ def test_memory_limit_applies_to_every_d_by_d_step(monkeypatch):
 
 def test_sparse_meta_and_corrupt_inputs_are_rejected():
     x = _features(20, 4)
-    with pytest.raises(TypeError, match=r"RunningMoments.update: features must be a dense \(strided\) tensor, got "
-                                        r"layout torch.sparse_coo"):
+    with pytest.raises(
+        TypeError,
+        match=r"RunningMoments.update: features must be a dense \(strided\) tensor, got "
+        r"layout torch.sparse_coo",
+    ):
         RunningMoments().update(x.to_sparse())
     with pytest.raises(ValueError, match=r"RunningMoments.update: features is on the meta device, which holds no"):
         RunningMoments().update(x.to("meta"))

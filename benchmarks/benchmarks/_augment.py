@@ -69,12 +69,10 @@ def torchvision_transform(recipe: str, out_size: int, out_dtype: torch.dtype) ->
             steps.append(v2.RandomApply([v2.GaussianBlur(size, sigma=(op.sigma_min, op.sigma_max))], p=op.p))
         else:
             raise ValueError(f"no torchvision.transforms.v2 equivalent for op {op.name!r}")
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-              v2.ToDtype(out_dtype)]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD), v2.ToDtype(out_dtype)]
     return v2.Compose(steps)
 
 
 def run_torchvision(transform: v2.Compose, images: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
     """One call of ``transform`` per view: (V, 3, S, S)."""
     return torch.stack([transform(images[int(i)]) for i in source_index])
-

@@ -33,8 +33,9 @@ class _FusedAugment:
     def _views(self):
         if self.backend == BASELINE:
             return run_torchvision(self.transform, self.images, self.index)
-        return fused_augment(self.images, self.params, self.out_size, out_dtype=self.dtype, source_index=self.index,
-                             backend=self.backend)  # fmt: skip
+        return fused_augment(
+            self.images, self.params, self.out_size, out_dtype=self.dtype, source_index=self.index, backend=self.backend
+        )
 
 
 class FusedAugmentCPU(_FusedAugment):

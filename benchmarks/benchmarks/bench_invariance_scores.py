@@ -72,9 +72,13 @@ class InvarianceScoresCPU:
 
     def _run(self, backend):
         invariance_scores(
-            self.clean, self.views, mean=self.mean, whitening=self.whitening, backend=backend,
+            self.clean,
+            self.views,
+            mean=self.mean,
+            whitening=self.whitening,
+            backend=backend,
             check_finite_inputs=False,
-        )  # fmt: skip
+        )
 
     def time_scores(self, backend, dtype, shape):
         self._run(backend)
@@ -107,9 +111,13 @@ class InvarianceScoresGPU:
 
     def _scores(self):
         invariance_scores(
-            self.clean, self.views, mean=self.mean, whitening=self.whitening, backend=self.backend,
+            self.clean,
+            self.views,
+            mean=self.mean,
+            whitening=self.whitening,
+            backend=self.backend,
             check_finite_inputs=False,
-        )  # fmt: skip
+        )
 
     def _ms(self, backend):
         self.backend = backend
@@ -170,9 +178,13 @@ class GroupInvarianceCPU:
 
     def time_groups(self, backend, shape):
         group_invariance(
-            self.features, self.ids, mean=self.mean, whitening=self.whitening, backend=backend,
+            self.features,
+            self.ids,
+            mean=self.mean,
+            whitening=self.whitening,
+            backend=backend,
             check_finite_inputs=False,
-        )  # fmt: skip
+        )
 
 
 class GroupInvarianceGPU:
@@ -189,9 +201,13 @@ class GroupInvarianceGPU:
     def track_groups_ms(self, backend, shape):
         def run():
             group_invariance(
-                self.features, self.ids, mean=self.mean, whitening=self.whitening, backend=backend,
+                self.features,
+                self.ids,
+                mean=self.mean,
+                whitening=self.whitening,
+                backend=backend,
                 check_finite_inputs=False,
-            )  # fmt: skip
+            )
 
         return self.timer.median_ms(run, warmup=2, repeats=10)
 

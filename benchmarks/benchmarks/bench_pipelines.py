@@ -48,8 +48,9 @@ class _PretrainStep(_BackendEnv):
         self.amp = dtype == "bfloat16"
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.03 * batch / 256, momentum=0.9,
-                                         weight_decay=1e-4)  # fmt: skip
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=0.03 * batch / 256, momentum=0.9, weight_decay=1e-4
+        )
         views = torch.randn(batch, 2, 3, image_size, image_size, device=self.device)  # (B, 2, 3, S, S)
         fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.im_q = views[:, 0].contiguous(memory_format=fmt)

@@ -35,7 +35,9 @@ def _classification(n=LOGISTIC_CV["n"], d=LOGISTIC_CV["d"], k=LOGISTIC_CV["class
 def _regression(n=20000, d=2048, t=28, seed=0):
     g = torch.Generator().manual_seed(seed)
     X = torch.relu(torch.randn(n, d, generator=g, dtype=torch.float64))
-    Y = X[:, :64] @ torch.randn(64, t, generator=g, dtype=torch.float64) + torch.randn(n, t, generator=g, dtype=torch.float64)
+    Y = X[:, :64] @ torch.randn(64, t, generator=g, dtype=torch.float64) + torch.randn(
+        n, t, generator=g, dtype=torch.float64
+    )
     return X, Y
 
 

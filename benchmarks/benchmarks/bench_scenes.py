@@ -13,8 +13,10 @@ from inv_kernels.data.scenes import render_scenes, sample_latents
 try:
     from ._common import cases
 except ImportError:  # run as a script: every size
+
     def cases(full, quick):
         return full
+
 
 # Images rendered per case, by image size.
 COUNTS = {64: 10_000, 128: 1_000, 224: 200}
@@ -92,5 +94,7 @@ if __name__ == "__main__":
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        print(f"{COUNTS[size]} images at {size}x{size} on {args.device} ({torch.get_num_threads()} threads): "
-              f"{seconds:.2f} s, {COUNTS[size] / seconds:.0f} images/s")
+        print(
+            f"{COUNTS[size]} images at {size}x{size} on {args.device} ({torch.get_num_threads()} threads): "
+            f"{seconds:.2f} s, {COUNTS[size] / seconds:.0f} images/s"
+        )

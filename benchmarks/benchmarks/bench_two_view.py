@@ -57,8 +57,15 @@ class TwoViewLoader:
             module = importlib.import_module("inv_kernels.data.dali.two_view")
         except ImportError as error:
             raise NotImplementedError(f"inv_kernels.data.dali.two_view cannot be imported: {error}") from None
-        self.loader = module.DaliTwoViewLoader(root, RECIPE, out_size, BATCH, device_id=0 if device == "cuda" else None,
-                                               num_threads=THREADS, backend=backend)  # fmt: skip
+        self.loader = module.DaliTwoViewLoader(
+            root,
+            RECIPE,
+            out_size,
+            BATCH,
+            device_id=0 if device == "cuda" else None,
+            num_threads=THREADS,
+            backend=backend,
+        )
 
     @staticmethod
     def _torchvision(root, out_size):

@@ -20,9 +20,9 @@ from inv_kernels.augment.recipes import (
     get_recipe,
     parse_recipe_string,
 )
-from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD, blur_kernel_size, fused_augment_ref
 from inv_kernels.augment.torchvision_baseline import PILGaussianBlur, TwoCropsTransform, torchvision_recipe_transform
 from inv_kernels.augment.two_view import TwoViewDataset, collate_two_views, item_seed
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD, blur_kernel_size, fused_augment_ref
 
 __all__ = [
     "IMAGENET_MEAN",

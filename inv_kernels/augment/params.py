@@ -25,10 +25,20 @@ ATTEMPTS = 10  # torchvision RandomResizedCrop.get_params tries 10 boxes before 
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")  # jitter_order indexes these
 
 _DTYPES = {
-    "crop_top": torch.int32, "crop_left": torch.int32, "crop_height": torch.int32, "crop_width": torch.int32,
-    "flip": torch.bool, "jitter_applied": torch.bool,
-    "brightness": torch.float32, "contrast": torch.float32, "saturation": torch.float32, "hue": torch.float32,
-    "jitter_order": torch.int64, "grayscale": torch.bool, "blur_applied": torch.bool, "blur_sigma": torch.float32,
+    "crop_top": torch.int32,
+    "crop_left": torch.int32,
+    "crop_height": torch.int32,
+    "crop_width": torch.int32,
+    "flip": torch.bool,
+    "jitter_applied": torch.bool,
+    "brightness": torch.float32,
+    "contrast": torch.float32,
+    "saturation": torch.float32,
+    "hue": torch.float32,
+    "jitter_order": torch.int64,
+    "grayscale": torch.bool,
+    "blur_applied": torch.bool,
+    "blur_sigma": torch.float32,
 }
 
 
@@ -68,12 +78,15 @@ class AugmentParams:
         for name, dtype in _DTYPES.items():
             value = getattr(self, name)
             ndim = 2 if name == "jitter_order" else 1
-            check_tensor("AugmentParams", name, value, ndim=ndim, layout="(B, 4)" if ndim == 2 else "(B,)",
-                         dtypes=(dtype,))
+            check_tensor(
+                "AugmentParams", name, value, ndim=ndim, layout="(B, 4)" if ndim == 2 else "(B,)", dtypes=(dtype,)
+            )
             b = value.shape[0] if b is None else b
             if value.shape[0] != b or (ndim == 2 and value.shape[1] != 4):
-                raise ValueError(f"AugmentParams: {name} has shape {tuple(value.shape)}, expected "
-                                 f"{(b, 4) if ndim == 2 else (b,)} (B = {b} from crop_top)")
+                raise ValueError(
+                    f"AugmentParams: {name} has shape {tuple(value.shape)}, expected "
+                    f"{(b, 4) if ndim == 2 else (b,)} (B = {b} from crop_top)"
+                )
             if value.device != self.crop_top.device:
                 raise ValueError(f"AugmentParams: {name} is on {value.device}, crop_top on {self.crop_top.device}")
 
@@ -126,15 +139,32 @@ class AugmentParams:
         b = sizes.shape[0]
         zeros, ones, false = torch.zeros(b), torch.ones(b), torch.zeros(b, dtype=torch.bool)
         return AugmentParams(
-            torch.zeros(b, dtype=torch.int32), torch.zeros(b, dtype=torch.int32),
-            sizes[:, 0].to(torch.int32), sizes[:, 1].to(torch.int32), false, false.clone(),
-            ones, ones.clone(), ones.clone(), zeros, torch.arange(4).repeat(b, 1),
-            false.clone(), false.clone(), zeros.clone())
+            torch.zeros(b, dtype=torch.int32),
+            torch.zeros(b, dtype=torch.int32),
+            sizes[:, 0].to(torch.int32),
+            sizes[:, 1].to(torch.int32),
+            false,
+            false.clone(),
+            ones,
+            ones.clone(),
+            ones.clone(),
+            zeros,
+            torch.arange(4).repeat(b, 1),
+            false.clone(),
+            false.clone(),
+            zeros.clone(),
+        )
 
 
 def _check_sizes(image_sizes: object) -> Tensor:
-    sizes = check_tensor("sample_augment_params", "image_sizes", image_sizes, ndim=2, layout="(B, 2) of (H, W)",
-                         dtypes=(torch.int32, torch.int64, torch.int16, torch.uint8))
+    sizes = check_tensor(
+        "sample_augment_params",
+        "image_sizes",
+        image_sizes,
+        ndim=2,
+        layout="(B, 2) of (H, W)",
+        dtypes=(torch.int32, torch.int64, torch.int16, torch.uint8),
+    )
     if sizes.shape[1] != 2 or sizes.shape[0] == 0:
         raise ValueError(f"sample_augment_params: image_sizes must be (B, 2) with B >= 1, got {tuple(sizes.shape)}")
     if bool((sizes <= 0).any()):
@@ -189,8 +219,9 @@ def _random_resized_crop(sizes: Tensor, scale, ratio, u_area, u_logr, u_top, u_l
     return pick(top_try, top_fb), pick(left_try, left_fb), pick(h_try, h_fb), pick(w_try, w_fb)
 
 
-def sample_augment_params(recipe: str | Recipe | list, image_sizes: Tensor,
-                          generator: torch.Generator | None = None) -> AugmentParams:
+def sample_augment_params(
+    recipe: str | Recipe | list, image_sizes: Tensor, generator: torch.Generator | None = None
+) -> AugmentParams:
     """Draws the random choices of one view per row of ``image_sizes``.
 
     Args:
@@ -222,8 +253,9 @@ def sample_augment_params(recipe: str | Recipe | list, image_sizes: Tensor,
     else:
         box = centre_square_box(sizes)
 
-    flip_op, jit, gray, blur = (recipe.get(n) for n in ("horizontal_flip", "color_jitter", "grayscale",
-                                                        "gaussian_blur"))
+    flip_op, jit, gray, blur = (
+        recipe.get(n) for n in ("horizontal_flip", "color_jitter", "grayscale", "gaussian_blur")
+    )
     flip = u_flip < (flip_op.p if flip_op else 0.0)
     applied = u_jit < (jit.p if jit else 0.0)
     factors = []
@@ -235,5 +267,12 @@ def sample_augment_params(recipe: str | Recipe | list, image_sizes: Tensor,
     blurred = u_blur < (blur.p if blur else 0.0)
     sigma = blur.sigma_min + (blur.sigma_max - blur.sigma_min) * u_sigma if blur else torch.zeros(b)
     return AugmentParams(
-        *(t.to(torch.int32) for t in box), flip, applied, *factors, order,
-        u_gray < (gray.p if gray else 0.0), blurred, torch.where(blurred, sigma, 0.0).float())
+        *(t.to(torch.int32) for t in box),
+        flip,
+        applied,
+        *factors,
+        order,
+        u_gray < (gray.p if gray else 0.0),
+        blurred,
+        torch.where(blurred, sigma, 0.0).float(),
+    )

@@ -198,13 +198,16 @@ class Recipe:
 
     def to_spec(self) -> list[dict]:
         """The recipe as a JSON-able list of dicts, which ``get_recipe`` reads back."""
-        return [{"op": op.name, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(op).items()}}
-                for op in self.ops]
+        return [
+            {"op": op.name, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(op).items()}}
+            for op in self.ops
+        ]
 
 
 RECIPES: dict[str, Recipe] = {
-    "default": Recipe("default", (RandomResizedCropOp(), ColorJitterOp(), GrayscaleOp(), GaussianBlurOp(),
-                                  HorizontalFlipOp())),
+    "default": Recipe(
+        "default", (RandomResizedCropOp(), ColorJitterOp(), GrayscaleOp(), GaussianBlurOp(), HorizontalFlipOp())
+    ),
     "spatial": Recipe("spatial", (RandomResizedCropOp(), HorizontalFlipOp())),
     "appearance": Recipe("appearance", (ColorJitterOp(), GrayscaleOp(), GaussianBlurOp(), ResizeCenterCropOp())),
 }
@@ -255,8 +258,10 @@ def get_recipe(name_or_spec: str | Recipe | Sequence[dict | OpSpec]) -> Recipe:
         if key in RECIPES:
             return RECIPES[key]
         if ":" not in key and "," not in key and key not in OPS:
-            raise ValueError(f"unknown recipe {name_or_spec!r}; named recipes: {', '.join([*RECIPES, *ALIASES])}; "
-                             f"or give ops (valid ops: {', '.join(OPS)})")
+            raise ValueError(
+                f"unknown recipe {name_or_spec!r}; named recipes: {', '.join([*RECIPES, *ALIASES])}; "
+                f"or give ops (valid ops: {', '.join(OPS)})"
+            )
         return Recipe("custom", tuple(_op_from_dict(e) for e in parse_recipe_string(name_or_spec)))
     if isinstance(name_or_spec, Sequence):
         if len(name_or_spec) == 0:

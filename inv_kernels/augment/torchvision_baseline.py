@@ -47,8 +47,11 @@ def _op_transform(op, size: int) -> Callable:
     if op.name == "grayscale":
         return T.RandomGrayscale(p=op.p)
     if op.name == "gaussian_blur":
-        blur = (PILGaussianBlur(op.sigma_min, op.sigma_max) if op.kernel == "from_sigma"
-                else T.GaussianBlur(op.kernel, sigma=(op.sigma_min, op.sigma_max)))
+        blur = (
+            PILGaussianBlur(op.sigma_min, op.sigma_max)
+            if op.kernel == "from_sigma"
+            else T.GaussianBlur(op.kernel, sigma=(op.sigma_min, op.sigma_max))
+        )
         return T.RandomApply([blur], p=op.p)
     raise ValueError(f"no torchvision transform for op {op.name!r}")  # resize_center_crop is handled by the caller
 

@@ -16,8 +16,8 @@ from torch.utils.data import Dataset
 
 from inv_kernels.augment.params import AugmentParams, sample_augment_params
 from inv_kernels.augment.recipes import Recipe, get_recipe
-from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD, OUT_DTYPES, fused_augment_ref
 from inv_kernels.data.folders import ImageFolderIndex, UnusableImageError, load_image
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD, OUT_DTYPES, fused_augment_ref
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -46,17 +46,26 @@ class TwoViewDataset(Dataset):
     (num_workers=0) torch's intra-op threads make such small ops far slower: use torch.set_num_threads(1) there.
     """
 
-    def __init__(self, root_or_index: str | Path | ImageFolderIndex, recipe: str | Recipe | list,
-                 out_size: int | None = None, seed: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 out_dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        root_or_index: str | Path | ImageFolderIndex,
+        recipe: str | Recipe | list,
+        out_size: int | None = None,
+        seed: int = 0,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        out_dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.index = root_or_index if isinstance(root_or_index, ImageFolderIndex) else ImageFolderIndex(root_or_index)
         self.recipe = get_recipe(recipe)
         self.out_size = self.recipe.out_size(out_size)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"TwoViewDataset: seed must be a non-negative int, got {seed!r}")
         if out_dtype not in OUT_DTYPES or len(mean) != 3 or len(std) != 3 or any(v <= 0 for v in std):
-            raise ValueError(f"TwoViewDataset: need out_dtype in {OUT_DTYPES} and 3 mean / 3 positive std values, "
-                             f"got {out_dtype}, mean={mean}, std={std}")
+            raise ValueError(
+                f"TwoViewDataset: need out_dtype in {OUT_DTYPES} and 3 mean / 3 positive std values, "
+                f"got {out_dtype}, mean={mean}, std={std}"
+            )
         blur = self.recipe.get("gaussian_blur")
         self.blur_kernel = blur.kernel if blur is not None else "from_sigma"
         self.seed, self.mean, self.std, self.out_dtype = seed, tuple(mean), tuple(std), out_dtype
@@ -98,8 +107,9 @@ class TwoViewDataset(Dataset):
             self.skipped += 1
             return {"skipped": True, "index": index, "path": path, "error": error.reason, "out_size": self.out_size}
         params = self.sample_params(index, tuple(img.shape[1:]))
-        views = fused_augment_ref([img, img], params, self.out_size, self.mean, self.std, self.out_dtype,
-                                  self.blur_kernel)  # (2, 3, S, S)
+        views = fused_augment_ref(
+            [img, img], params, self.out_size, self.mean, self.std, self.out_dtype, self.blur_kernel
+        )  # (2, 3, S, S)
         return {"views": views, "params": params, "label": self.index.labels[index], "index": index}
 
 

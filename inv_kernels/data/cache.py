@@ -76,8 +76,10 @@ def check_replaceable(folder: Path) -> None:
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise FileExistsError(f"{folder} exists and is not a folder of generated data; refusing to replace it")
     if folder.exists() and not is_project_folder(folder):
-        raise FileExistsError(f"{folder} exists and was not written by inv_kernels (it holds neither {MANIFEST} nor "
-                              f"{MARKER}); refusing to replace it: move it away or choose another folder")
+        raise FileExistsError(
+            f"{folder} exists and was not written by inv_kernels (it holds neither {MANIFEST} nor "
+            f"{MARKER}); refusing to replace it: move it away or choose another folder"
+        )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -127,8 +129,12 @@ def build_atomically(final: Path, build: Callable[[Path], dict], manifest: dict)
     try:
         (partial / MARKER).write_text("a set of generated data written by inv_kernels\n")
         counts = build(partial)
-        record = {**manifest, "counts": counts, "format_version": FORMAT_VERSION,
-                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        record = {
+            **manifest,
+            "counts": counts,
+            "format_version": FORMAT_VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         atomic_write_json(record, partial / MANIFEST)
         if final.exists():
             if read_manifest(final) is not None:  # another process finished first: keep its copy

@@ -36,8 +36,15 @@ def _rows(size: int, seed: int, device: torch.device | None) -> list[tuple[str, 
 
     def strip(lat, rotation, light):
         backdrop = BACKDROP_RGB.expand(len(lat), 3)
-        return render_scenes(lat, teapot[: len(lat)], size=size, rotation=rotation, light_rgb=light,
-                             background_rgb=backdrop, device=device)[0]
+        return render_scenes(
+            lat,
+            teapot[: len(lat)],
+            size=size,
+            rotation=rotation,
+            light_rgb=light,
+            background_rgb=backdrop,
+            device=device,
+        )[0]
 
     turns = turntable_rotations(base, [30.0 * k for k in range(COLUMNS)])
     rows.append(("turntable, 30deg", strip(latents, turns, white)))

@@ -66,8 +66,10 @@ class ImageFolderIndex:
             raise ValueError(f"ImageFolderIndex: folder {str(root)!r} is empty")
         classes = sorted(e.name for e in entries if e.is_dir())
         if not classes:
-            raise ValueError(f"ImageFolderIndex: folder {str(root)!r} has no class subfolders "
-                             f"(expected root/<class>/<image>; found only files such as {entries[0].name!r})")
+            raise ValueError(
+                f"ImageFolderIndex: folder {str(root)!r} has no class subfolders "
+                f"(expected root/<class>/<image>; found only files such as {entries[0].name!r})"
+            )
         exts = tuple(x.lower() for x in self.extensions)
         paths, labels, empty = [], [], []
         for label, name in enumerate(classes):
@@ -75,7 +77,8 @@ class ImageFolderIndex:
                 os.path.join(d, f)
                 for d, subdirs, files in os.walk(root / name, followlinks=True)
                 for f in files
-                if f.lower().endswith(exts) and not f.startswith(".")
+                if f.lower().endswith(exts)
+                and not f.startswith(".")
                 and not any(part.startswith(".") for part in Path(d).relative_to(root).parts)
             )
             if not found:
@@ -83,8 +86,10 @@ class ImageFolderIndex:
             paths += found
             labels += [label] * len(found)
         if empty:
-            raise ValueError(f"ImageFolderIndex: class folder(s) with no images ({', '.join(exts)}) in "
-                             f"{str(root)!r}: {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}")
+            raise ValueError(
+                f"ImageFolderIndex: class folder(s) with no images ({', '.join(exts)}) in "
+                f"{str(root)!r}: {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}"
+            )
         object.__setattr__(self, "root", root)
         object.__setattr__(self, "classes", tuple(classes))
         object.__setattr__(self, "paths", tuple(paths))
@@ -106,8 +111,9 @@ def decode_rgb(path: str | Path) -> Tensor:
     with Image.open(path) as img:
         width, height = img.size
         if Image.MAX_IMAGE_PIXELS is not None and width * height > Image.MAX_IMAGE_PIXELS:
-            raise Image.DecompressionBombError(f"{width}x{height} pixels, over PIL's limit of "
-                                               f"{Image.MAX_IMAGE_PIXELS} (PIL.Image.MAX_IMAGE_PIXELS)")
+            raise Image.DecompressionBombError(
+                f"{width}x{height} pixels, over PIL's limit of {Image.MAX_IMAGE_PIXELS} (PIL.Image.MAX_IMAGE_PIXELS)"
+            )
         rgb = img.convert("RGB")  # loads the pixels: a truncated file raises here
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()  # (3, H, W)
 
@@ -132,9 +138,11 @@ def _content_problem(head: bytes) -> str | None:
     """Why a file starting with ``head`` (its first 16 bytes) is no image of ``FORMATS``, else None."""
     if not head:
         return "empty file"
-    if (head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*"))
-            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-            or (len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace())):
+    if (
+        head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*"))
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or (len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace())
+    ):
         return None
     return f"not a {FORMATS} file (starts with {head[:8].hex(' ')})"
 
@@ -186,6 +194,7 @@ def unusable_files(paths: Sequence[str], *, threads: int = 1) -> list[tuple[str,
     The decodes run on ``threads`` threads (PIL releases the GIL while decoding). The answer is kept for the rest
     of the process, so checking the same unchanged files again (same sizes and change times) decodes nothing.
     """
+
     def stamp(path: str) -> str:
         try:
             info = os.stat(path)
@@ -205,8 +214,9 @@ def unusable_files(paths: Sequence[str], *, threads: int = 1) -> list[tuple[str,
     return list(found)
 
 
-def skipped_among(paths: Sequence[str], kept: Iterable[int],
-                  explain: Callable[[int], str | None] | None = None) -> list[tuple[str, str]]:
+def skipped_among(
+    paths: Sequence[str], kept: Iterable[int], explain: Callable[[int], str | None] | None = None
+) -> list[tuple[str, str]]:
     """(path, reason) of each file of ``paths`` left out of ``kept`` (positions of the images used), in order,
     each file once.
 
@@ -226,7 +236,7 @@ def skipped_among(paths: Sequence[str], kept: Iterable[int],
 
 
 def describe_skipped(skipped: Sequence[tuple[str, str]], limit: int = 5) -> str:
-    """"skipped 2 unusable images: a.jpg (1x1 pixels (under 2x2)), b.jpg (cannot be decoded (...))", naming the
+    """ "skipped 2 unusable images: a.jpg (1x1 pixels (under 2x2)), b.jpg (cannot be decoded (...))", naming the
     first ``limit`` (path, reason) pairs; "" when none."""
     if not skipped:
         return ""
@@ -243,8 +253,11 @@ def skipped_record(skipped: Sequence[tuple[str, str]]) -> dict:
 def describe_records(records: dict[str, dict], limit: int = 5) -> list[str]:
     """One line "<set>: skipped n unusable images: ..." per set of ``records`` ({set: ``skipped_record``}) that
     skipped any."""
-    return [f"{name}: {describe_skipped([(f['path'], f['reason']) for f in record['files']], limit)}"
-            for name, record in records.items() if record["count"]]
+    return [
+        f"{name}: {describe_skipped([(f['path'], f['reason']) for f in record['files']], limit)}"
+        for name, record in records.items()
+        if record["count"]
+    ]
 
 
 def split_folders(root: str | Path) -> tuple[Path, Path | None]:

@@ -105,5 +105,6 @@ def generated_dataset(
     count = _check_args("generated_dataset", kind, size, count, seed)
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
     name = f"{kind}-{size}px-{set_key({'kind': kind, 'size': size, 'count': count, 'seed': seed})}"
-    return write_dataset(kind, root / "generated" / name, size=size, count=count, seed=seed, progress=progress,
-                         device=device)
+    return write_dataset(
+        kind, root / "generated" / name, size=size, count=count, seed=seed, progress=progress, device=device
+    )

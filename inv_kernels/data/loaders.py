@@ -26,8 +26,19 @@ class TorchvisionTwoViewLoader:
     kind = "torchvision"
     skipped = 0
 
-    def __init__(self, index: ImageFolderIndex, recipe: str | Recipe | list, *, out_size: int, batch_size: int,
-                 seed: int, rank: int, world_size: int, workers: int, pin_memory: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        index: ImageFolderIndex,
+        recipe: str | Recipe | list,
+        *,
+        out_size: int,
+        batch_size: int,
+        seed: int,
+        rank: int,
+        world_size: int,
+        workers: int,
+        pin_memory: bool,
+    ) -> None:
         self.dataset = TwoViewDataset(index, recipe, out_size=out_size, seed=seed)
         self.sampler = ResumableBatchSampler(len(self.dataset), batch_size, seed=seed, rank=rank, world_size=world_size)
         self.workers, self.pin_memory = workers, pin_memory
@@ -45,14 +56,31 @@ class TorchvisionTwoViewLoader:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[dict]:
-        return iter(DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=self.workers,
-                               collate_fn=collate_two_views, generator=torch.Generator(),
-                               pin_memory=self.pin_memory))  # fmt: skip
+        return iter(
+            DataLoader(
+                self.dataset,
+                batch_sampler=self.sampler,
+                num_workers=self.workers,
+                collate_fn=collate_two_views,
+                generator=torch.Generator(),
+                pin_memory=self.pin_memory,
+            )
+        )
 
 
-def two_view_loader(kind: str, index: ImageFolderIndex, recipe: str | Recipe | list, *, out_size: int,
-                    batch_size: int, seed: int, rank: int, world_size: int, workers: int,
-                    device: torch.device):  # fmt: skip
+def two_view_loader(
+    kind: str,
+    index: ImageFolderIndex,
+    recipe: str | Recipe | list,
+    *,
+    out_size: int,
+    batch_size: int,
+    seed: int,
+    rank: int,
+    world_size: int,
+    workers: int,
+    device: torch.device,
+):
     """The pretraining loader of ``kind`` over an image folder.
 
     Args:
@@ -76,8 +104,25 @@ def two_view_loader(kind: str, index: ImageFolderIndex, recipe: str | Recipe | l
     if kind == "dali":
         from inv_kernels.data.dali.two_view import DaliTwoViewLoader
 
-        return DaliTwoViewLoader(index, recipe, out_size=out_size, batch_size=batch_size, seed=seed, rank=rank,
-                                 world_size=world_size, num_threads=max(workers, 1),
-                                 device_id=device.index if device.type == "cuda" else None)  # fmt: skip
-    return TorchvisionTwoViewLoader(index, recipe, out_size=out_size, batch_size=batch_size, seed=seed, rank=rank,
-                                    world_size=world_size, workers=workers, pin_memory=device.type == "cuda")
+        return DaliTwoViewLoader(
+            index,
+            recipe,
+            out_size=out_size,
+            batch_size=batch_size,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            num_threads=max(workers, 1),
+            device_id=device.index if device.type == "cuda" else None,
+        )
+    return TorchvisionTwoViewLoader(
+        index,
+        recipe,
+        out_size=out_size,
+        batch_size=batch_size,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        workers=workers,
+        pin_memory=device.type == "cuda",
+    )

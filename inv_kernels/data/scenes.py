@@ -145,8 +145,7 @@ def _class_tensor(op: str, classes: Tensor | Sequence[int | str], count: int) ->
     bad = (classes < 0) | (classes >= len(SHAPE_NAMES))
     if bool(bad.any()):
         raise ValueError(
-            f"{op}: classes must be in [0, {len(SHAPE_NAMES)}) ({', '.join(SHAPE_NAMES)}), "
-            f"got {int(classes[bad][0])}"
+            f"{op}: classes must be in [0, {len(SHAPE_NAMES)}) ({', '.join(SHAPE_NAMES)}), got {int(classes[bad][0])}"
         )
     return classes.to("cpu", torch.long)
 
@@ -194,8 +193,10 @@ def render_scenes(
     op = "render_scenes"
     check_tensor(op, "latents", latents, ndim=2, layout="(N, 10)", dtypes=(torch.float32, torch.float64))
     if latents.shape[1] != NUM_LATENTS:
-        raise ValueError(f"{op}: latents must have {NUM_LATENTS} columns ({', '.join(LATENT_NAMES)}), "
-                         f"got shape {tuple(latents.shape)}")
+        raise ValueError(
+            f"{op}: latents must have {NUM_LATENTS} columns ({', '.join(LATENT_NAMES)}), "
+            f"got shape {tuple(latents.shape)}"
+        )
     check_finite(op, "latents", latents)
     if latents.numel() and float(latents.abs().max()) > 1.0 + 1e-6:
         raise ValueError(f"{op}: latents must lie in [-1, 1], got values up to {float(latents.abs().max()):.3g}")

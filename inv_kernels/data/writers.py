@@ -122,8 +122,9 @@ def write_classification(
     """Writes ``count`` training and ``max(1, count // 4)`` test JPEGs per shape class (ImageFolder layout)."""
     counts = {}
     for split, per_class in _split_sizes(count).items():
-        latents, classes = sample_latents(per_class * len(SHAPE_NAMES), sub_seed(seed, "classification", split),
-                                          _balanced_classes(per_class))
+        latents, classes = sample_latents(
+            per_class * len(SHAPE_NAMES), sub_seed(seed, "classification", split), _balanced_classes(per_class)
+        )
         paths = [folder / split / SHAPE_NAMES[c] / f"{i % per_class:05d}.jpg" for i, c in enumerate(classes.tolist())]
         render_to_files(paths, latents, classes, size=size, bar=bar, device=device)
         counts[split] = len(paths)
@@ -138,8 +139,9 @@ def write_latents(
     for split, per_class in _split_sizes(count).items():
         name = {"train": "trainset", "test": "testset"}[split]
         for c, shape in enumerate(SHAPE_NAMES):
-            latents, classes = sample_latents(per_class, sub_seed(seed, "latents", split, shape),
-                                              torch.full((per_class,), c, dtype=torch.long))
+            latents, classes = sample_latents(
+                per_class, sub_seed(seed, "latents", split, shape), torch.full((per_class,), c, dtype=torch.long)
+            )
             paths = [folder / name / f"images_{c}" / f"{i:06d}.png" for i in range(per_class)]
             (folder / name / f"images_{c}").mkdir(parents=True, exist_ok=True)
             render_to_files(paths, latents, classes, size=size, bar=bar, device=device)
@@ -188,9 +190,17 @@ def write_coil(
     k = len(TURNTABLE_ANGLES)
     paths = [folder / f"obj{o + 1}__{a}.png" for o in range(count) for a in TURNTABLE_ANGLES]
     rotation = torch.cat([turntable_rotations(base[o], TURNTABLE_ANGLES) for o in range(count)]) if count else None
-    render_to_files(paths, latents.repeat_interleave(k, 0), classes.repeat_interleave(k), size=size,
-                    rotation=rotation, light_rgb=_WHITE.expand(len(paths), 3),
-                    background_rgb=BACKDROP_RGB.expand(len(paths), 3), bar=bar, device=device)
+    render_to_files(
+        paths,
+        latents.repeat_interleave(k, 0),
+        classes.repeat_interleave(k),
+        size=size,
+        rotation=rotation,
+        light_rgb=_WHITE.expand(len(paths), 3),
+        background_rgb=BACKDROP_RGB.expand(len(paths), 3),
+        bar=bar,
+        device=device,
+    )
     return {"objects": count, "views_per_object": k, "images": len(paths)}
 
 
@@ -217,11 +227,24 @@ def write_aloi(
             if angle is not None:
                 lat[i, 6] = angle
         light = torch.stack([_WHITE if v[4] is None else v[4] for v in views])  # (V, 3)
-        render_to_files([v[0] for v in views], lat, classes[objects], size=size,
-                        rotation=torch.stack([v[3] for v in views]), light_rgb=light,
-                        background_rgb=BACKDROP_RGB.expand(len(views), 3), bar=bar, device=device)
-    return {"objects": count, "illumination": count * ALOI_LIGHTS, "temperature": count * len(ALOI_KELVIN),
-            "viewpoint": count * len(TURNTABLE_ANGLES), "images": len(views)}
+        render_to_files(
+            [v[0] for v in views],
+            lat,
+            classes[objects],
+            size=size,
+            rotation=torch.stack([v[3] for v in views]),
+            light_rgb=light,
+            background_rgb=BACKDROP_RGB.expand(len(views), 3),
+            bar=bar,
+            device=device,
+        )
+    return {
+        "objects": count,
+        "illumination": count * ALOI_LIGHTS,
+        "temperature": count * len(ALOI_KELVIN),
+        "viewpoint": count * len(TURNTABLE_ANGLES),
+        "images": len(views),
+    }
 
 
 WRITERS = {"classification": write_classification, "coil": write_coil, "aloi": write_aloi, "latents": write_latents}
@@ -232,4 +255,3 @@ def images_per_set(kind: str, count: int) -> int:
     c, test = len(SHAPE_NAMES), _split_sizes(count)["test"]
     per_object = {"coil": len(TURNTABLE_ANGLES), "aloi": ALOI_LIGHTS + len(ALOI_KELVIN) + len(TURNTABLE_ANGLES)}
     return count * per_object[kind] if kind in per_object else c * (count + test)
-

@@ -115,17 +115,30 @@ def _items_digest(items: tuple[TaskItem, ...]) -> str:
 
 def cache_key(model_id: str, task: DownstreamTask, out_size: int, resize_size: int) -> tuple[str, dict]:
     """(24 hex digits, the config they hash) identifying a task's features under one model and preprocessing."""
-    config = {"version": CACHE_VERSION, "model_id": model_id, "task": task.name, "root": str(task.root),
-              "mode": task.mode, "trainval": _items_digest(task.trainval), "test": _items_digest(task.test),
-              "out_size": out_size, "resize_size": resize_size}
+    config = {
+        "version": CACHE_VERSION,
+        "model_id": model_id,
+        "task": task.name,
+        "root": str(task.root),
+        "mode": task.mode,
+        "trainval": _items_digest(task.trainval),
+        "test": _items_digest(task.test),
+        "out_size": out_size,
+        "resize_size": resize_size,
+    }
     return config_key(config), config
 
 
 @torch.no_grad()
 def _extract(extractor, items, *, out_size, resize_size, batch_size, workers, desc, progress):
     dataset = CropViewDataset(items, out_size=out_size, resize_size=resize_size)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping,
-                        pin_memory=getattr(extractor, "device", torch.device("cpu")).type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_skipping,
+        pin_memory=getattr(extractor, "device", torch.device("cpu")).type == "cuda",
+    )
     feats, kept = [], []
     for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
         if batch is None:
@@ -144,9 +157,18 @@ def _targets(task: DownstreamTask, split: str, kept: Tensor) -> Tensor:
     return y[kept]
 
 
-def task_features(extractor, task: DownstreamTask, *, out_size: int | None = None, resize_size: int | None = None,
-                  batch_size: int = 64, workers: int = 0, cache_dir: str | Path | None = None, use_cache: bool = True,
-                  progress: bool = True) -> TaskFeatures:  # fmt: skip
+def task_features(
+    extractor,
+    task: DownstreamTask,
+    *,
+    out_size: int | None = None,
+    resize_size: int | None = None,
+    batch_size: int = 64,
+    workers: int = 0,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> TaskFeatures:
     """Features of every trainval and test item of ``task``, read from the cache when present.
 
     Args:
@@ -170,11 +192,16 @@ def task_features(extractor, task: DownstreamTask, *, out_size: int | None = Non
     out_size = task.out_size if out_size is None else out_size
     resize_size = (task.resize_size if out_size == task.out_size else out_size) if resize_size is None else resize_size
     out_size, resize_size = check_sizes(op, out_size, resize_size)
-    if task.kind == "regression" and any(it.box is not None for it in task.trainval) and (
-            (out_size, resize_size) != (task.out_size, task.resize_size)):
-        raise ValueError(f"{op}: task {task.name!r} has keypoint targets in the frame of out_size={task.out_size}, "
-                         f"resize_size={task.resize_size}; got out_size={out_size}, resize_size={resize_size} "
-                         f"(build the task with those sizes instead)")
+    if (
+        task.kind == "regression"
+        and any(it.box is not None for it in task.trainval)
+        and ((out_size, resize_size) != (task.out_size, task.resize_size))
+    ):
+        raise ValueError(
+            f"{op}: task {task.name!r} has keypoint targets in the frame of out_size={task.out_size}, "
+            f"resize_size={task.resize_size}; got out_size={out_size}, resize_size={resize_size} "
+            f"(build the task with those sizes instead)"
+        )
     key, config = cache_key(extractor.info.model_id, task, out_size, resize_size)
     path = None
     if use_cache:
@@ -186,11 +213,21 @@ def task_features(extractor, task: DownstreamTask, *, out_size: int | None = Non
     stored = {"config": config}
     for split in ("trainval", "test"):
         items = task.items(split)
-        x, kept = _extract(extractor, items, out_size=out_size, resize_size=resize_size, batch_size=batch_size,
-                           workers=workers, desc=f"{task.name} {split}", progress=progress)
+        x, kept = _extract(
+            extractor,
+            items,
+            out_size=out_size,
+            resize_size=resize_size,
+            batch_size=batch_size,
+            workers=workers,
+            desc=f"{task.name} {split}",
+            progress=progress,
+        )
         if x is None:
-            raise ValueError(f"{op}: task {task.name!r}: no image of the {split} split is usable "
-                             f"(first: {items[0].path!r}: {skip_reason(items[0])})")
+            raise ValueError(
+                f"{op}: task {task.name!r}: no image of the {split} split is usable "
+                f"(first: {items[0].path!r}: {skip_reason(items[0])})"
+            )
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).any(dim=1).nonzero()[0, 0])
             raise ValueError(f"{op}: the extractor gave NaN/Inf features for {items[int(kept[bad])].path!r}")
@@ -208,12 +245,19 @@ def _assemble(task: DownstreamTask, stored: dict, path: Path | None, *, from_cac
     skipped_files = {}
     for split, kept in (("trainval", kept_tv), ("test", kept_te)):
         items = task.items(split)
-        skipped_files[split] = skipped_among([it.path for it in items], kept.tolist(),
-                                             lambda i, items=items: skip_reason(items[i]))  # fmt: skip
+        skipped_files[split] = skipped_among(
+            [it.path for it in items], kept.tolist(), lambda i, items=items: skip_reason(items[i])
+        )
     return TaskFeatures(
-        X_trainval=stored["trainval"].float(), y_trainval=_targets(task, "trainval", kept_tv),
-        X_test=stored["test"].float(), y_test=_targets(task, "test", kept_te),
-        kept_trainval=kept_tv, kept_test=kept_te,
+        X_trainval=stored["trainval"].float(),
+        y_trainval=_targets(task, "trainval", kept_tv),
+        X_test=stored["test"].float(),
+        y_test=_targets(task, "test", kept_te),
+        kept_trainval=kept_tv,
+        kept_test=kept_te,
         skipped={"trainval": len(task.trainval) - len(kept_tv), "test": len(task.test) - len(kept_te)},
-        skipped_paths=skipped_paths, skipped_files=skipped_files, cache_path=path, from_cache=from_cache,
+        skipped_paths=skipped_paths,
+        skipped_files=skipped_files,
+        cache_path=path,
+        from_cache=from_cache,
     )

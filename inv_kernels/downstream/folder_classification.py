@@ -24,8 +24,14 @@ from inv_kernels.downstream.common import (
 )
 
 
-def image_folder_task(root: str | Path, *, name: str | None = None, mode: str = "paper", out_size: int = 224,
-                      resize_size: int | None = None) -> DownstreamTask:  # fmt: skip
+def image_folder_task(
+    root: str | Path,
+    *,
+    name: str | None = None,
+    mode: str = "paper",
+    out_size: int = 224,
+    resize_size: int | None = None,
+) -> DownstreamTask:
     """A classification task from ``root/train/<class>/*`` and ``root/test/<class>/*`` (or ``root/val/``).
 
     Args:
@@ -51,14 +57,25 @@ def image_folder_task(root: str | Path, *, name: str | None = None, mode: str = 
     train, test = ImageFolderIndex(train_dir), ImageFolderIndex(test_dir)
     unknown = sorted(set(test.classes) - set(train.classes))
     if unknown:
-        raise ValueError(f"{op}: class folder(s) in {str(test_dir)!r} missing from {str(train_dir)!r}: "
-                         f"{', '.join(unknown[:10])}")
+        raise ValueError(
+            f"{op}: class folder(s) in {str(test_dir)!r} missing from {str(train_dir)!r}: {', '.join(unknown[:10])}"
+        )
     lookup = {c: i for i, c in enumerate(train.classes)}
     trainval = [TaskItem(p, int(y)) for p, y in zip(train.paths, train.labels)]
     tests = [TaskItem(p, lookup[test.classes[y]]) for p, y in zip(test.paths, test.labels)]
-    return DownstreamTask(name or root.name, "classification", "accuracy", tuple(trainval), tuple(tests), str(root),
-                          mode, out_size, resize_size, classes=train.classes,
-                          notes=f"ImageFolder train/ vs {test_dir.name}/")
+    return DownstreamTask(
+        name or root.name,
+        "classification",
+        "accuracy",
+        tuple(trainval),
+        tuple(tests),
+        str(root),
+        mode,
+        out_size,
+        resize_size,
+        classes=train.classes,
+        notes=f"ImageFolder train/ vs {test_dir.name}/",
+    )
 
 
 def cifar10_task(root: str | Path, **kwargs) -> DownstreamTask:
@@ -72,8 +89,15 @@ def generated_classification_task(root: str | Path, **kwargs) -> DownstreamTask:
     return image_folder_task(root, name=kwargs.pop("name", "generated_classification"), **kwargs)
 
 
-def caltech101_task(root: str | Path, *, mode: str = "paper", per_class: int = 30, seed: int = 0, out_size: int = 224,
-                    resize_size: int | None = None) -> DownstreamTask:  # fmt: skip
+def caltech101_task(
+    root: str | Path,
+    *,
+    mode: str = "paper",
+    per_class: int = 30,
+    seed: int = 0,
+    out_size: int = 224,
+    resize_size: int | None = None,
+) -> DownstreamTask:
     """Caltech101 from ``root/101_ObjectCategories/<class>/*.jpg`` (102 classes with BACKGROUND_Google).
 
     Trainval: per class (sorted class order, one ``RandomState(seed)`` for all), ``per_class`` positions drawn with
@@ -103,10 +127,24 @@ def caltech101_task(root: str | Path, *, mode: str = "paper", per_class: int = 3
         trainval += [TaskItem(index.paths[members[p]], label) for p in picks.tolist()]
         drawn = set(picks.tolist())
         test += [TaskItem(index.paths[m], label) for j, m in enumerate(members.tolist()) if j not in drawn]
-    notes = ("30 per class drawn with replacement (reference code; repeats leak across CV folds)" if mode == "paper"
-             else "30 per class drawn without replacement")
-    return DownstreamTask("caltech101", "classification", "mean_per_class_accuracy", tuple(trainval), tuple(test),
-                          str(root), mode, out_size, resize_size, classes=index.classes, notes=notes)
+    notes = (
+        "30 per class drawn with replacement (reference code; repeats leak across CV folds)"
+        if mode == "paper"
+        else "30 per class drawn without replacement"
+    )
+    return DownstreamTask(
+        "caltech101",
+        "classification",
+        "mean_per_class_accuracy",
+        tuple(trainval),
+        tuple(test),
+        str(root),
+        mode,
+        out_size,
+        resize_size,
+        classes=index.classes,
+        notes=notes,
+    )
 
 
 def _load_mat(op: str, path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -123,8 +161,9 @@ def _load_mat(op: str, path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarra
     return {k: np.asarray(mat[k]).ravel() for k in keys}
 
 
-def flowers102_task(root: str | Path, *, mode: str = "paper", out_size: int = 224,
-                    resize_size: int | None = None) -> DownstreamTask:  # fmt: skip
+def flowers102_task(
+    root: str | Path, *, mode: str = "paper", out_size: int = 224, resize_size: int | None = None
+) -> DownstreamTask:
     """Oxford Flowers102 from ``root/jpg/image_XXXXX.jpg``, ``root/imagelabels.mat`` (``labels``, 1-based, one per
     image) and ``root/setid.mat`` (``trnid``, ``valid``, ``tstid``: 1-based image ids).
 
@@ -153,18 +192,35 @@ def flowers102_task(root: str | Path, *, mode: str = "paper", out_size: int = 22
         for key in keys:
             for row, image_id in enumerate(ids[key].astype(np.int64).tolist()):
                 if not 1 <= image_id <= len(labels):
-                    raise ValueError(f"{op}: {str(setid_path)!r} {key}[{row}] = {image_id} is outside the "
-                                     f"{len(labels)} labels of imagelabels.mat")
+                    raise ValueError(
+                        f"{op}: {str(setid_path)!r} {key}[{row}] = {image_id} is outside the "
+                        f"{len(labels)} labels of imagelabels.mat"
+                    )
                 name = f"image_{image_id:05d}.jpg"
                 if name not in present:
-                    raise ValueError(f"{op}: {str(setid_path)!r} {key}[{row}] = {image_id} names "
-                                     f"{str(image_dir / name)!r}, which is missing")
+                    raise ValueError(
+                        f"{op}: {str(setid_path)!r} {key}[{row}] = {image_id} names "
+                        f"{str(image_dir / name)!r}, which is missing"
+                    )
                 out.append(TaskItem(str(image_dir / name), lookup[int(labels[image_id - 1])]))
         return out
 
     metric = "accuracy" if mode == "paper" else "mean_per_class_accuracy"
-    notes = ("scored by plain accuracy (reference code's bug)" if mode == "paper"
-             else "scored by mean per-class accuracy (the intended metric)")
-    return DownstreamTask("flowers", "classification", metric, tuple(items(("trnid", "valid"))),
-                          tuple(items(("tstid",))), str(root), mode, out_size, resize_size,
-                          classes=tuple(str(v) for v in values), notes=notes)
+    notes = (
+        "scored by plain accuracy (reference code's bug)"
+        if mode == "paper"
+        else "scored by mean per-class accuracy (the intended metric)"
+    )
+    return DownstreamTask(
+        "flowers",
+        "classification",
+        metric,
+        tuple(items(("trnid", "valid"))),
+        tuple(items(("tstid",))),
+        str(root),
+        mode,
+        out_size,
+        resize_size,
+        classes=tuple(str(v) for v in values),
+        notes=notes,
+    )

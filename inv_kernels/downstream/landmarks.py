@@ -88,8 +88,15 @@ def read_pts(path: str | Path, expected: int | None = W300_POINTS) -> np.ndarray
     return points.reshape(-1, 2)
 
 
-def w300_task(root: str | Path, *, mode: str = "paper", seed: int = 0, margin: float = 0.1, out_size: int = 224,
-              resize_size: int | None = None) -> DownstreamTask:  # fmt: skip
+def w300_task(
+    root: str | Path,
+    *,
+    mode: str = "paper",
+    seed: int = 0,
+    margin: float = 0.1,
+    out_size: int = 224,
+    resize_size: int | None = None,
+) -> DownstreamTask:
     """300W from ``root/01_Indoor/*.{png,jpg}`` and ``root/02_Outdoor/*`` with a ``<stem>.pts`` beside each image.
 
     Split: ``random_split`` of the sorted indoor + outdoor images with fraction 0.6 (= train 30 % + valid 30 %) for
@@ -124,10 +131,24 @@ def w300_task(root: str | Path, *, mode: str = "paper", seed: int = 0, margin: f
         target = as_float_tuple(remap_points(points, box, out_size, resize_size))
         items.append(TaskItem(str(path), target, box))
     trainval, test = random_split(len(items), 0.6, seed)
-    notes = ("face box anchored at the landmarks' min corner, no margin (reference code)" if mode == "paper"
-             else f"face box centred on the landmarks with a {margin:.0%} margin per side")
-    return DownstreamTask("300w", "regression", "r2", tuple(items[i] for i in trainval), tuple(items[i] for i in test),
-                          str(root), mode, out_size, resize_size, target_names=xy_names(W300_POINTS), notes=notes)
+    notes = (
+        "face box anchored at the landmarks' min corner, no margin (reference code)"
+        if mode == "paper"
+        else f"face box centred on the landmarks with a {margin:.0%} margin per side"
+    )
+    return DownstreamTask(
+        "300w",
+        "regression",
+        "r2",
+        tuple(items[i] for i in trainval),
+        tuple(items[i] for i in test),
+        str(root),
+        mode,
+        out_size,
+        resize_size,
+        target_names=xy_names(W300_POINTS),
+        notes=notes,
+    )
 
 
 def _celeba_rows(path: Path) -> list[tuple[int, list[str]]]:
@@ -147,12 +168,20 @@ def _celeba_path(op: str, root: Path, folder: str, name: str) -> Path:
     for path in (root / folder / name, root / name):
         if path.exists():
             return path
-    raise FileNotFoundError(f"{op}: CelebA's {name} is neither at {str(root / folder / name)!r} (the authors' "
-                            f"layout) nor at {str(root / name)!r} (torchvision's)")
+    raise FileNotFoundError(
+        f"{op}: CelebA's {name} is neither at {str(root / folder / name)!r} (the authors' "
+        f"layout) nor at {str(root / name)!r} (torchvision's)"
+    )
 
 
-def celeba_task(root: str | Path, *, mode: str = "paper", image_wh: tuple[int, int] | None = None,
-                out_size: int = 224, resize_size: int | None = None) -> DownstreamTask:  # fmt: skip
+def celeba_task(
+    root: str | Path,
+    *,
+    mode: str = "paper",
+    image_wh: tuple[int, int] | None = None,
+    out_size: int = 224,
+    resize_size: int | None = None,
+) -> DownstreamTask:
     """CelebA aligned landmarks from ``img_align_celeba/*.jpg``, ``list_landmarks_align_celeba.txt`` (a count line, a
     line of 10 column names, rows ``name x1 y1 ... x5 y5``) and ``list_eval_partition.txt`` (rows ``name split``, 0
     train, 1 valid, 2 test), either in the authors' folders (``root/Img/``, ``root/Anno/``, ``root/Eval/``, with
@@ -182,8 +211,10 @@ def celeba_task(root: str | Path, *, mode: str = "paper", image_wh: tuple[int, i
     declared = int(rows[0][1][0])
     names_line, data = rows[1], rows[2:]
     if len(names_line[1]) != 2 * CELEBA_POINTS:
-        raise ValueError(f"{op}: {str(marks_path)!r} line {names_line[0]} names {len(names_line[1])} columns, "
-                         f"expected {2 * CELEBA_POINTS}")
+        raise ValueError(
+            f"{op}: {str(marks_path)!r} line {names_line[0]} names {len(names_line[1])} columns, "
+            f"expected {2 * CELEBA_POINTS}"
+        )
     if declared != len(data):
         raise ValueError(f"{op}: {str(marks_path)!r} declares {declared} rows but has {len(data)}")
     partition = {}
@@ -196,15 +227,18 @@ def celeba_task(root: str | Path, *, mode: str = "paper", image_wh: tuple[int, i
     skipped = []
     for number, fields in data:
         if len(fields) != 1 + 2 * CELEBA_POINTS:
-            raise ValueError(f"{op}: {str(marks_path)!r} line {number} has {len(fields) - 1} values, expected "
-                             f"{2 * CELEBA_POINTS}")
+            raise ValueError(
+                f"{op}: {str(marks_path)!r} line {number} has {len(fields) - 1} values, expected {2 * CELEBA_POINTS}"
+            )
         name = fields[0]
         if name not in present:
-            raise ValueError(f"{op}: {str(marks_path)!r} line {number} names image {str(image_dir / name)!r}, "
-                             f"which is missing")
+            raise ValueError(
+                f"{op}: {str(marks_path)!r} line {number} names image {str(image_dir / name)!r}, which is missing"
+            )
         if name not in partition:
-            raise ValueError(f"{op}: {str(marks_path)!r} line {number}: image {name!r} has no row in "
-                             f"{str(part_path)!r}")
+            raise ValueError(
+                f"{op}: {str(marks_path)!r} line {number}: image {name!r} has no row in {str(part_path)!r}"
+            )
         try:
             points = np.asarray([float(v) for v in fields[1:]], dtype=np.float64).reshape(CELEBA_POINTS, 2)
         except ValueError:
@@ -217,9 +251,20 @@ def celeba_task(root: str | Path, *, mode: str = "paper", image_wh: tuple[int, i
         box = centre_square_box(*wh)
         target = as_float_tuple(remap_points(points, box, out_size, resize_size))
         splits["test" if partition[name] == 2 else "trainval"].append(TaskItem(str(path), target, box))
-    return DownstreamTask("celeba", "regression", "r2", tuple(splits["trainval"]), tuple(splits["test"]), str(root),
-                          mode, out_size, resize_size, target_names=xy_names(CELEBA_POINTS), skipped=tuple(skipped),
-                          notes="central square of the aligned image; partitions 0+1 trainval, 2 test")
+    return DownstreamTask(
+        "celeba",
+        "regression",
+        "r2",
+        tuple(splits["trainval"]),
+        tuple(splits["test"]),
+        str(root),
+        mode,
+        out_size,
+        resize_size,
+        target_names=xy_names(CELEBA_POINTS),
+        skipped=tuple(skipped),
+        notes="central square of the aligned image; partitions 0+1 trainval, 2 test",
+    )
 
 
 # The two releases: joints.mat's shape names the release; the release names its images and its visibility flag.
@@ -241,8 +286,10 @@ def _read_lsp_joints(op: str, path: Path) -> tuple[str, int, np.ndarray, np.ndar
         raise ValueError(f"{op}: cannot read {str(path)!r} as a MATLAB file: {error}") from None
     release = _LSP_RELEASES.get(joints.shape[:2]) if joints.ndim == 3 else None
     if release is None:
-        raise ValueError(f"{op}: {str(path)!r} joints has shape {joints.shape}, expected (3, 14, N) (LSP) or "
-                         f"(14, 3, N) (LSP-extended)")
+        raise ValueError(
+            f"{op}: {str(path)!r} joints has shape {joints.shape}, expected (3, 14, N) (LSP) or "
+            f"(14, 3, N) (LSP-extended)"
+        )
     if release[0] == "LSP":
         xy, visible = joints[:2].transpose(2, 1, 0), joints[2].T == 0  # (N, 14, 2), (N, 14)
     else:
@@ -251,8 +298,9 @@ def _read_lsp_joints(op: str, path: Path) -> tuple[str, int, np.ndarray, np.ndar
     return release[0], release[1], xy, visible
 
 
-def _lsp_image_names(op: str, image_dir: Path, joints_path: Path, release: str, digits: int, n: int,
-                     allow_missing: bool) -> tuple[list[str | None], str]:  # fmt: skip
+def _lsp_image_names(
+    op: str, image_dir: Path, joints_path: Path, release: str, digits: int, n: int, allow_missing: bool
+) -> tuple[list[str | None], str]:
     """The image name of each of the n joints columns (None where the image is missing, with allow_missing), and a
     note on what is missing ("" when nothing is)."""
     present = {e.name for e in os.scandir(image_dir)}
@@ -262,24 +310,37 @@ def _lsp_image_names(op: str, image_dir: Path, joints_path: Path, release: str, 
         shape = next(f"({s[0]}, {s[1]}, {n})" for s, r in _LSP_RELEASES.items() if r[0] == release)
         others = [f"im{1:0{r[1]}d}.jpg ({r[0]})" for r in _LSP_RELEASES.values() if r[0] != release]
         seen = sorted(name for name in present if name.lower().endswith(IMG_EXTENSIONS))[:1]
-        raise ValueError(f"{op}: {str(joints_path)!r} has shape {shape}, the {release} release, whose images are "
-                         f"named {names[0]} ...; {str(image_dir)!r} holds none of them (found "
-                         f"{seen[0] if seen else 'no image'}; the other release names them {others[0]})")
+        raise ValueError(
+            f"{op}: {str(joints_path)!r} has shape {shape}, the {release} release, whose images are "
+            f"named {names[0]} ...; {str(image_dir)!r} holds none of them (found "
+            f"{seen[0] if seen else 'no image'}; the other release names them {others[0]})"
+        )
     if len(found) == n:
         return names, ""
     missing = [name for name in names if name not in present]
     counts = f"{str(joints_path)!r} annotates {n} images but {str(image_dir)!r} holds {len(found)} of them"
     shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
     if not allow_missing:
-        raise ValueError(f"{op}: {counts} (missing: {shown}; a partial download?); pass allow_missing=True to read "
-                         f"the {len(found)} that exist")
-    warnings.warn(f"{op}: reading {len(found)} of the {n} images annotated in {str(joints_path)!r} "
-                  f"(missing: {shown})", stacklevel=3)
+        raise ValueError(
+            f"{op}: {counts} (missing: {shown}; a partial download?); pass allow_missing=True to read "
+            f"the {len(found)} that exist"
+        )
+    warnings.warn(
+        f"{op}: reading {len(found)} of the {n} images annotated in {str(joints_path)!r} (missing: {shown})",
+        stacklevel=3,
+    )
     return [name if name in present else None for name in names], f"; {len(found)} of the {n} images present"
 
 
-def lsp_task(root: str | Path, *, mode: str = "paper", seed: int = 0, out_size: int = 224,
-             resize_size: int | None = None, allow_missing: bool = False) -> DownstreamTask:  # fmt: skip
+def lsp_task(
+    root: str | Path,
+    *,
+    mode: str = "paper",
+    seed: int = 0,
+    out_size: int = 224,
+    resize_size: int | None = None,
+    allow_missing: bool = False,
+) -> DownstreamTask:
     """Leeds Sports Pose from ``root/images/`` and ``root/joints.mat`` (variable ``joints``), as either release's
     archive unpacks.
 
@@ -329,10 +390,24 @@ def lsp_task(root: str | Path, *, mode: str = "paper", seed: int = 0, out_size: 
     else:
         tv_idx, te_idx = random_split(n, 0.6, seed)
         notes = f"{release}: random 60/40 split (seed {seed})"
-        notes += ("; visible joints only in the fit and the score (LSP-extended has no standard test split)"
-                  if mode == "corrected" else ", visibility ignored (reference code)")
+        notes += (
+            "; visible joints only in the fit and the score (LSP-extended has no standard test split)"
+            if mode == "corrected"
+            else ", visibility ignored (reference code)"
+        )
     trainval = tuple(items[k] for k in tv_idx if k in items)
     test = tuple(items[k] for k in te_idx if k in items)
-    return DownstreamTask("leeds_sports_pose", "regression", "r2", trainval, test, str(root), mode, out_size,
-                          resize_size, target_names=xy_names(LSP_JOINTS), skipped=tuple(skipped),
-                          notes=notes + missing_note)
+    return DownstreamTask(
+        "leeds_sports_pose",
+        "regression",
+        "r2",
+        trainval,
+        test,
+        str(root),
+        mode,
+        out_size,
+        resize_size,
+        target_names=xy_names(LSP_JOINTS),
+        skipped=tuple(skipped),
+        notes=notes + missing_note,
+    )

@@ -25,8 +25,11 @@ PAPER_TRAINVAL = 20480
 def _read_split(op: str, folder: Path) -> tuple[list[str], list[int], np.ndarray]:
     """Paths, class indices and (n, 10) latents of one split folder."""
     require_dir(op, folder, "Causal3DIdent split")
-    classes = sorted((int(m.group(1)), e.name) for e in os.scandir(folder)
-                     if e.is_dir() and (m := re.fullmatch(r"images_(\d+)", e.name)))
+    classes = sorted(
+        (int(m.group(1)), e.name)
+        for e in os.scandir(folder)
+        if e.is_dir() and (m := re.fullmatch(r"images_(\d+)", e.name))
+    )
     if not classes:
         raise ValueError(f"{op}: {str(folder)!r} holds no images_<c>/ folders")
     paths, labels, latents = [], [], []
@@ -42,8 +45,9 @@ def _read_split(op: str, folder: Path) -> tuple[list[str], list[int], np.ndarray
         if lat.ndim != 2 or lat.shape[1] != len(LATENT_NAMES):
             raise ValueError(f"{op}: {str(lat_path)!r} has shape {lat.shape}, expected (N, {len(LATENT_NAMES)})")
         if lat.shape[0] != len(files):
-            raise ValueError(f"{op}: {str(lat_path)!r} has {lat.shape[0]} rows but {str(folder / name)!r} holds "
-                             f"{len(files)} images")
+            raise ValueError(
+                f"{op}: {str(lat_path)!r} has {lat.shape[0]} rows but {str(folder / name)!r} holds {len(files)} images"
+            )
         if not np.all(np.isfinite(lat)):
             row = int(np.argwhere(~np.isfinite(lat))[0, 0])
             raise ValueError(f"{op}: {str(lat_path)!r} holds NaN or Inf (first in row {row})")
@@ -53,9 +57,17 @@ def _read_split(op: str, folder: Path) -> tuple[list[str], list[int], np.ndarray
     return paths, labels, np.concatenate(latents)
 
 
-def causal3dident_task(root: str | Path, *, target: int | str | list[int] = "all", mode: str = "paper",
-                       max_trainval: int | None = PAPER_TRAINVAL, seed: int = 0, name: str = "causal3dident",
-                       out_size: int = 224, resize_size: int | None = None) -> DownstreamTask:  # fmt: skip
+def causal3dident_task(
+    root: str | Path,
+    *,
+    target: int | str | list[int] = "all",
+    mode: str = "paper",
+    max_trainval: int | None = PAPER_TRAINVAL,
+    seed: int = 0,
+    name: str = "causal3dident",
+    out_size: int = 224,
+    resize_size: int | None = None,
+) -> DownstreamTask:
     """A task on a Causal3DIdent-layout folder.
 
     Args:
@@ -80,8 +92,11 @@ def causal3dident_task(root: str | Path, *, target: int | str | list[int] = "all
         cols = list(range(len(LATENT_NAMES)))
     else:
         cols = [target] if isinstance(target, int) and not isinstance(target, bool) else target
-        if (not isinstance(cols, (list, tuple)) or not cols
-                or not all(isinstance(c, int) and 0 <= c < len(LATENT_NAMES) for c in cols)):
+        if (
+            not isinstance(cols, (list, tuple))
+            or not cols
+            or not all(isinstance(c, int) and 0 <= c < len(LATENT_NAMES) for c in cols)
+        ):
             raise ValueError(f"{op}: target must be 'class', 'all', or latent indices in 0..9, got {target!r}")
         cols = list(cols)
     splits = {}
@@ -97,12 +112,32 @@ def causal3dident_task(root: str | Path, *, target: int | str | list[int] = "all
         splits["trainval"] = [splits["trainval"][i] for i in chosen.tolist()]
     if cols is None:
         n_cls = 1 + max(it.target for it in splits["trainval"] + splits["test"])
-        return DownstreamTask(name, "classification", "accuracy", tuple(splits["trainval"]), tuple(splits["test"]),
-                              str(root), mode, out_size, resize_size, classes=tuple(str(c) for c in range(n_cls)),
-                              notes="target: object class")
-    return DownstreamTask(name, "regression", "r2", tuple(splits["trainval"]), tuple(splits["test"]), str(root), mode,
-                          out_size, resize_size, target_names=tuple(LATENT_NAMES[c] for c in cols),
-                          notes=f"target: latents {cols}; trainval {len(splits['trainval'])} drawn with seed {seed}")
+        return DownstreamTask(
+            name,
+            "classification",
+            "accuracy",
+            tuple(splits["trainval"]),
+            tuple(splits["test"]),
+            str(root),
+            mode,
+            out_size,
+            resize_size,
+            classes=tuple(str(c) for c in range(n_cls)),
+            notes="target: object class",
+        )
+    return DownstreamTask(
+        name,
+        "regression",
+        "r2",
+        tuple(splits["trainval"]),
+        tuple(splits["test"]),
+        str(root),
+        mode,
+        out_size,
+        resize_size,
+        target_names=tuple(LATENT_NAMES[c] for c in cols),
+        notes=f"target: latents {cols}; trainval {len(splits['trainval'])} drawn with seed {seed}",
+    )
 
 
 def generated_latents_task(root: str | Path, **kwargs) -> DownstreamTask:

@@ -40,7 +40,7 @@ FP16_MAX_CONDITION = 1e4
 
 
 def auto_storage(condition_number: float) -> str:
-    """"float16" for statistics with condition number <= FP16_MAX_CONDITION, else "float32"."""
+    """ "float16" for statistics with condition number <= FP16_MAX_CONDITION, else "float32"."""
     return "float16" if condition_number <= FP16_MAX_CONDITION else "float32"
 
 
@@ -61,8 +61,9 @@ class MeasureCache:
         read, written: the names of the entries read from / written to disk by this run, in order.
     """
 
-    def __init__(self, folder: str | Path | None, base: dict, ctx: DistContext, *, verbose: bool = True,
-                 storage: str = "float16"):  # fmt: skip
+    def __init__(
+        self, folder: str | Path | None, base: dict, ctx: DistContext, *, verbose: bool = True, storage: str = "float16"
+    ):
         self.folder = None if folder is None else Path(folder)
         if self.folder is not None and ctx.is_main:
             open_cache_folder(self.folder)
@@ -125,5 +126,9 @@ class MeasureCache:
 
     def summary(self) -> dict:
         """For the results: the folder (None when disabled) and the entries read and written."""
-        return {"dir": None if self.folder is None else str(self.folder), "storage": self.storage, "read": self.read,
-                "written": self.written}  # fmt: skip
+        return {
+            "dir": None if self.folder is None else str(self.folder),
+            "storage": self.storage,
+            "read": self.read,
+            "written": self.written,
+        }

@@ -81,15 +81,18 @@ class MeasureConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise ValueError(f"{name} must be an integer >= {low} (or None for the default), got {value!r}")
         if self.out_size and self.resize_size and self.resize_size < self.out_size:
-            raise ValueError(f"resize_size must be >= out_size {self.out_size} (the crop is taken from the resized "
-                             f"image), got {self.resize_size}")  # fmt: skip
+            raise ValueError(
+                f"resize_size must be >= out_size {self.out_size} (the crop is taken from the resized "
+                f"image), got {self.resize_size}"
+            )
         for name, low in (("batch_size", 1), ("workers", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         ridge = self.shrinkage
-        if ridge not in ("none", "ledoit_wolf") and (isinstance(ridge, bool) or not isinstance(ridge, (int, float))
-                                                     or not math.isfinite(ridge) or ridge < 0):  # fmt: skip
+        if ridge not in ("none", "ledoit_wolf") and (
+            isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not math.isfinite(ridge) or ridge < 0
+        ):
             raise ValueError(f"shrinkage must be none, ledoit_wolf or a finite ridge >= 0, got {ridge!r}")
         if self.backend != "auto" and self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; expected auto or one of {', '.join(BACKENDS)}")
@@ -107,8 +110,10 @@ def resolve_families(names) -> list[str]:
     for name in names:
         for family in groups.get(name, [name]):
             if family not in FAMILIES:
-                raise ValueError(f"unknown transform family {family!r}; expected all, spatial, appearance or one of "
-                                 f"{', '.join(FAMILIES)}")  # fmt: skip
+                raise ValueError(
+                    f"unknown transform family {family!r}; expected all, spatial, appearance or one of "
+                    f"{', '.join(FAMILIES)}"
+                )
             if family not in chosen:
                 chosen.append(family)
     return chosen
@@ -119,8 +124,11 @@ def _default_groups(size: int, progress: bool) -> list[tuple[str, str]]:
 
     coil = generated_dataset("coil", size=size, progress=progress)
     aloi = generated_dataset("aloi", size=size, progress=progress)
-    return [(str(coil), "coil"), (str(aloi / "illumination"), "aloi_illumination"),
-            (str(aloi / "temperature"), "aloi_temperature")]  # fmt: skip
+    return [
+        (str(coil), "coil"),
+        (str(aloi / "illumination"), "aloi_illumination"),
+        (str(aloi / "temperature"), "aloi_temperature"),
+    ]
 
 
 def _parse_group_spec(spec: str) -> tuple[str, str]:
@@ -146,15 +154,19 @@ class Measurement:
             check_output_dir(config.cache_dir, "feature cache folder")
         self.ctx = DistContext.from_environment(config.device)
         self.device = self.ctx.device
-        self.extractor = load_extractor(config.model, device=self.device, arch=config.arch, seed=config.seed,
-                                        trust=config.trust_checkpoint)  # fmt: skip
+        self.extractor = load_extractor(
+            config.model, device=self.device, arch=config.arch, seed=config.seed, trust=config.trust_checkpoint
+        )
         trained = self.extractor.info.image_size
         self.out_size = config.out_size or trained or 224
         self.resize_size = config.resize_size or round(self.out_size * 256 / 224)
         self.saved_stats = None
         if config.stats_file and Path(config.stats_file).is_file():
-            self.saved_stats = FeatureStats.load(config.stats_file, expected_model_id=self.extractor.info.model_id,
-                                                 expected_dim=self.extractor.info.feature_dim)  # fmt: skip
+            self.saved_stats = FeatureStats.load(
+                config.stats_file,
+                expected_model_id=self.extractor.info.model_id,
+                expected_dim=self.extractor.info.feature_dim,
+            )
         builtin = config.data is None
         if builtin:
             from inv_kernels.data import generated_dataset
@@ -171,8 +183,12 @@ class Measurement:
             specs = _default_groups(max(16, self.out_size), config.progress)
         self.group_sets = self._find_group_sets(specs)
         folder = (config.cache_dir or default_cache_dir()) if config.use_cache else None
-        base = {"model_id": self.extractor.info.model_id, "out_size": self.out_size, "resize_size": self.resize_size,
-                "precision": "bf16-autocast" if self.extractor.amp else "float32"}  # fmt: skip
+        base = {
+            "model_id": self.extractor.info.model_id,
+            "out_size": self.out_size,
+            "resize_size": self.resize_size,
+            "precision": "bf16-autocast" if self.extractor.amp else "float32",
+        }
         storage = "float16" if config.cache_precision == "auto" else config.cache_precision
         self.cache = MeasureCache(folder, base, self.ctx, verbose=config.progress, storage=storage)
         self.progress = config.progress and self.ctx.is_main
@@ -200,14 +216,22 @@ class Measurement:
 
         def compute():
             moments, skipped = folder_moments(
-                self.extractor, paths, out_size=self.out_size, resize_size=self.resize_size,
-                batch_size=cfg.batch_size, workers=cfg.workers, progress=self.progress, ctx=self.ctx,
-            )  # fmt: skip
+                self.extractor,
+                paths,
+                out_size=self.out_size,
+                resize_size=self.resize_size,
+                batch_size=cfg.batch_size,
+                workers=cfg.workers,
+                progress=self.progress,
+                ctx=self.ctx,
+            )
             if not self.ctx.is_main:
                 return None
             if moments.count < 2:
-                raise ValueError(f"only {moments.count} of the {len(paths)} statistics images of "
-                                 f"{self.stats_index.root} could be decoded; the covariance needs at least 2")
+                raise ValueError(
+                    f"only {moments.count} of the {len(paths)} statistics images of "
+                    f"{self.stats_index.root} could be decoded; the covariance needs at least 2"
+                )
             state = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in moments.state_dict().items()}
             return {"moments": state, "undecodable": len(skipped), "skipped": [list(pair) for pair in skipped]}
 
@@ -232,10 +256,13 @@ class Measurement:
         if cfg.cache_precision == "auto":
             self.cache.storage = broadcast_object(self.ctx, auto_storage(stats.condition_number) if stats else None)
             if self.cache.storage == "float32" and self.cache.folder is not None:
-                self.cache.say(f"statistics condition number {stats.condition_number:.3g}: caching features in float32 "
-                               f"(whitening would amplify fp16 rounding)")  # fmt: skip
-        chosen, sampling = sample_images(len(self.index), self.num_images, mode=cfg.mode, seed=cfg.seed,
-                                         same_images=cfg.same_images)  # fmt: skip
+                self.cache.say(
+                    f"statistics condition number {stats.condition_number:.3g}: caching features in float32 "
+                    f"(whitening would amplify fp16 rounding)"
+                )
+        chosen, sampling = sample_images(
+            len(self.index), self.num_images, mode=cfg.mode, seed=cfg.seed, same_images=cfg.same_images
+        )
         paths = [self.index.paths[i] for i in chosen]
         block = shard(self.ctx, len(paths))  # one image at a time: a family's views are batched image by image
         images, _ = load_images([paths[i] for i in block])
@@ -251,9 +278,20 @@ class Measurement:
         for family in tqdm(self.families, desc="transform families", unit="family", disable=not self.progress):
             grid = get_family(family).grid(cfg.mode, out_size=self.out_size, resize_size=self.resize_size)
             key = {**images_key, "family": family, "mode": cfg.mode, "grid": digest_tensors(grid)}
-            views = self._features(f"measure-{family}", key, lambda f=family: family_features(
-                self.extractor, images, f, mode=cfg.mode, out_size=self.out_size, resize_size=self.resize_size,
-                batch_size=cfg.batch_size, progress=self.progress))  # fmt: skip
+            views = self._features(
+                f"measure-{family}",
+                key,
+                lambda f=family: family_features(
+                    self.extractor,
+                    images,
+                    f,
+                    mode=cfg.mode,
+                    out_size=self.out_size,
+                    resize_size=self.resize_size,
+                    batch_size=cfg.batch_size,
+                    progress=self.progress,
+                ),
+            )
             if self.ctx.is_main:
                 synthetic.append(score_family(clean, views, stats, family, mode=cfg.mode, backend=cfg.backend))
         realworld = [self._measure_groups(path, layout, groups, stats) for path, layout, groups in self.group_sets]
@@ -261,10 +299,17 @@ class Measurement:
         if self.ctx.is_main:
             results = {
                 "model": asdict(self.extractor.info),
-                "settings": {"mode": cfg.mode, "out_size": self.out_size, "resize_size": self.resize_size,
-                             "num_images": clean.shape[0], "families": self.families, "data": str(self.index.root),
-                             "backend": cfg.backend, "device": str(self.device),
-                             "world_size": self.ctx.world_size},  # fmt: skip
+                "settings": {
+                    "mode": cfg.mode,
+                    "out_size": self.out_size,
+                    "resize_size": self.resize_size,
+                    "num_images": clean.shape[0],
+                    "families": self.families,
+                    "data": str(self.index.root),
+                    "backend": cfg.backend,
+                    "device": str(self.device),
+                    "world_size": self.ctx.world_size,
+                },
                 "sampling": sampling,
                 "statistics": stats.summary(),
                 "synthetic": [r.to_dict() for r in synthetic],
@@ -283,10 +328,16 @@ class Measurement:
 
         def compute():
             found = path_features(
-                self.extractor, paths, out_size=self.out_size, resize_size=self.resize_size,
-                batch_size=self.config.batch_size, workers=self.config.workers, desc=desc, progress=self.progress,
+                self.extractor,
+                paths,
+                out_size=self.out_size,
+                resize_size=self.resize_size,
+                batch_size=self.config.batch_size,
+                workers=self.config.workers,
+                desc=desc,
+                progress=self.progress,
                 ctx=self.ctx,
-            )  # fmt: skip
+            )
             return None if found is None else {"features": found[0], "positions": found[1]}
 
         return self.cache.get(name, key, compute)
@@ -312,8 +363,9 @@ class Measurement:
         if entry is None:
             return None
         self.skipped[f"groups {name}"] = skipped_record(skipped_among(paths, entry["positions"].tolist()))
-        return score_groups(entry["features"].float(), entry["positions"], groups, stats, backend=self.config.backend,
-                            name=name)  # fmt: skip
+        return score_groups(
+            entry["features"].float(), entry["positions"], groups, stats, backend=self.config.backend, name=name
+        )
 
 
 def measure(config: MeasureConfig) -> dict:

@@ -27,8 +27,18 @@ def sample_indices(num_items: int, count: int | None, *, seed: int, with_replace
 
 
 @torch.no_grad()
-def stream_features(extractor, paths, labels=None, *, out_size: int, resize_size: int, batch_size: int = 256,
-                    workers: int = 0, desc: str = "features", progress: bool = True):  # fmt: skip
+def stream_features(
+    extractor,
+    paths,
+    labels=None,
+    *,
+    out_size: int,
+    resize_size: int,
+    batch_size: int = 256,
+    workers: int = 0,
+    desc: str = "features",
+    progress: bool = True,
+):
     """Yields (features (B, D) float32 on the extractor's device, labels (B,), positions (B,)) batch by batch;
     unusable images are left out (their positions are missing)."""
     labels = labels if labels is not None else [0] * len(paths)
@@ -41,8 +51,18 @@ def stream_features(extractor, paths, labels=None, *, out_size: int, resize_size
         yield extractor(views), batch_labels, positions
 
 
-def path_features(extractor, paths, *, out_size: int, resize_size: int, batch_size: int = 256, workers: int = 0,
-                  desc: str = "features", progress: bool = True, ctx=None) -> tuple[Tensor, Tensor] | None:  # fmt: skip
+def path_features(
+    extractor,
+    paths,
+    *,
+    out_size: int,
+    resize_size: int,
+    batch_size: int = 256,
+    workers: int = 0,
+    desc: str = "features",
+    progress: bool = True,
+    ctx=None,
+) -> tuple[Tensor, Tensor] | None:
     """Clean-view features of image files; under torchrun each process computes a contiguous block of ``paths`` (whole
     batches, so the batches are those of one process) and the main process gathers them in order.
 
@@ -60,9 +80,15 @@ def path_features(extractor, paths, *, out_size: int, resize_size: int, batch_si
     block = range(len(paths)) if ctx is None else shard(ctx, len(paths), batch_size)
     feats, kept = [torch.empty(0, extractor.info.feature_dim)], [torch.empty(0, dtype=torch.int64)]
     for batch, _, positions in stream_features(
-        extractor, [paths[i] for i in block], out_size=out_size, resize_size=resize_size, batch_size=batch_size,
-        workers=workers, desc=desc, progress=progress,
-    ):  # fmt: skip
+        extractor,
+        [paths[i] for i in block],
+        out_size=out_size,
+        resize_size=resize_size,
+        batch_size=batch_size,
+        workers=workers,
+        desc=desc,
+        progress=progress,
+    ):
         feats.append(batch.float().cpu())
         kept.append(positions)
     features, positions = torch.cat(feats), torch.cat(kept)
@@ -73,8 +99,17 @@ def path_features(extractor, paths, *, out_size: int, resize_size: int, batch_si
     return None if gathered is None else (gathered, positions)
 
 
-def folder_moments(extractor, paths, *, out_size: int, resize_size: int, batch_size: int = 256, workers: int = 0,
-                   progress: bool = True, ctx=None) -> tuple[RunningMoments, list[tuple[str, str]]]:  # fmt: skip
+def folder_moments(
+    extractor,
+    paths,
+    *,
+    out_size: int,
+    resize_size: int,
+    batch_size: int = 256,
+    workers: int = 0,
+    progress: bool = True,
+    ctx=None,
+) -> tuple[RunningMoments, list[tuple[str, str]]]:
     """Float64 streaming moments of the clean-view features of image files, over one or several processes.
 
     Under torchrun each process streams a contiguous block of ``paths`` (whole batches) and the blocks' moments are
@@ -95,9 +130,15 @@ def folder_moments(extractor, paths, *, out_size: int, resize_size: int, batch_s
     mine = [paths[i] for i in block]
     moments, kept = RunningMoments(extractor.info.feature_dim), []
     for features, _, positions in stream_features(
-        extractor, mine, out_size=out_size, resize_size=resize_size, batch_size=batch_size, workers=workers,
-        desc="statistics", progress=progress,
-    ):  # fmt: skip
+        extractor,
+        mine,
+        out_size=out_size,
+        resize_size=resize_size,
+        batch_size=batch_size,
+        workers=workers,
+        desc="statistics",
+        progress=progress,
+    ):
         moments.update(features)
         kept += positions.tolist()
     skipped = skipped_among(mine, kept)
@@ -107,10 +148,20 @@ def folder_moments(extractor, paths, *, out_size: int, resize_size: int, batch_s
     return moments, skipped
 
 
-def folder_statistics(extractor, index: ImageFolderIndex, *, out_size: int, resize_size: int,
-                      max_images: int | None = None, seed: int = 0, shrinkage="none", batch_size: int = 256,
-                      workers: int = 0, progress: bool = True,
-                      ctx=None) -> tuple[FeatureStats, list[tuple[str, str]]]:  # fmt: skip
+def folder_statistics(
+    extractor,
+    index: ImageFolderIndex,
+    *,
+    out_size: int,
+    resize_size: int,
+    max_images: int | None = None,
+    seed: int = 0,
+    shrinkage="none",
+    batch_size: int = 256,
+    workers: int = 0,
+    progress: bool = True,
+    ctx=None,
+) -> tuple[FeatureStats, list[tuple[str, str]]]:
     """Feature mean and covariance of a folder's clean views (docs/METHOD.md section 4), streamed in float64
     (``folder_moments``; ``ctx`` as there).
 
@@ -119,9 +170,15 @@ def folder_statistics(extractor, index: ImageFolderIndex, *, out_size: int, resi
     """
     chosen = sample_indices(len(index), max_images, seed=seed, with_replacement=False)
     moments, skipped = folder_moments(
-        extractor, [index.paths[i] for i in chosen], out_size=out_size, resize_size=resize_size,
-        batch_size=batch_size, workers=workers, progress=progress, ctx=ctx,
-    )  # fmt: skip
+        extractor,
+        [index.paths[i] for i in chosen],
+        out_size=out_size,
+        resize_size=resize_size,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        ctx=ctx,
+    )
     return FeatureStats.from_moments(moments, shrinkage, model_id=extractor.info.model_id), skipped
 
 

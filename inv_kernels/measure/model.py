@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 from inv_kernels.models.backbones import build_backbone
 from inv_kernels.models.checkpoint import load_backbone
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 
 
 def file_digest(path: Path, chunk: int = 1 << 22) -> str:
@@ -56,8 +56,9 @@ class FeatureExtractor:
             return self.module(x).float()  # (B, D)
 
 
-def load_extractor(spec: str, *, device: torch.device, arch: str | None = None, seed: int = 0,
-                   amp: bool = True, trust: bool = False) -> FeatureExtractor:  # fmt: skip
+def load_extractor(
+    spec: str, *, device: torch.device, arch: str | None = None, seed: int = 0, amp: bool = True, trust: bool = False
+) -> FeatureExtractor:
     """A feature extractor from a checkpoint path, or from ``random:<arch>`` (a seeded random initialisation; the
     paper's floor, docs/METHOD.md section 2).
 
@@ -77,6 +78,7 @@ def load_extractor(spec: str, *, device: torch.device, arch: str | None = None, 
         return FeatureExtractor(backbone.module, info, device, amp=amp)
     path = Path(spec)
     loaded = load_backbone(path, arch=arch, trust=trust)
-    info = ModelInfo(f"{path.name}@{file_digest(path)}", loaded.arch, loaded.feature_dim, loaded.image_size,
-                     loaded.recipe)  # fmt: skip
+    info = ModelInfo(
+        f"{path.name}@{file_digest(path)}", loaded.arch, loaded.feature_dim, loaded.image_size, loaded.recipe
+    )
     return FeatureExtractor(loaded.module, info, device, amp=amp)

@@ -28,8 +28,7 @@ from inv_kernels.measure.realworld_layouts import (
     paper_alot_light,
 )
 
-__all__ = ["ALOT_LIGHTS", "LAYOUTS", "FoundGroups", "ViewGroup", "describe_groups", "find_groups",
-           "paper_alot_light"]
+__all__ = ["ALOT_LIGHTS", "LAYOUTS", "FoundGroups", "ViewGroup", "describe_groups", "find_groups", "paper_alot_light"]
 
 MODES = ("corrected", "paper")
 ON_SMALL = ("error", "skip")
@@ -65,8 +64,18 @@ class FoundGroups(list):
         skipped: {key: size} of the groups smaller than min_size dropped by ``on_small="skip"``.
     """
 
-    def __init__(self, groups: Sequence[ViewGroup], *, root: str, layout: str, mode: str, ignored: int,
-                 ignored_examples: tuple[str, ...], unused: int, skipped: dict[str, int]):
+    def __init__(
+        self,
+        groups: Sequence[ViewGroup],
+        *,
+        root: str,
+        layout: str,
+        mode: str,
+        ignored: int,
+        ignored_examples: tuple[str, ...],
+        unused: int,
+        skipped: dict[str, int],
+    ):
         super().__init__(groups)
         self.root, self.layout, self.mode = root, layout, mode
         self.ignored, self.ignored_examples, self.unused, self.skipped = ignored, ignored_examples, unused, skipped
@@ -102,19 +111,31 @@ def _detect(root: str, files: list[Parts], stems: list[str], mode: str, info: Sc
     if len(matched) == 1:
         return matched[0], parsed[matched[0]]
     if not matched:
-        raise ValueError(f"find_groups: could not detect the layout of {root!r}: none of its {len(files)} image "
-                         f"names (e.g. {'/'.join(files[0])!r}) matches a supported layout. Supported layouts: "
-                         f"{_supported()}")
+        raise ValueError(
+            f"find_groups: could not detect the layout of {root!r}: none of its {len(files)} image "
+            f"names (e.g. {'/'.join(files[0])!r}) matches a supported layout. Supported layouts: "
+            f"{_supported()}"
+        )
     if set(matched) == set(ALOT_FAMILY):
-        raise ValueError(f"find_groups: {root!r} holds ALOT names ({hits[matched[0]]} files), which serve three "
-                         f"factors: pass layout='alot_viewpoint', 'alot_illumination' or 'alot_temperature'")
+        raise ValueError(
+            f"find_groups: {root!r} holds ALOT names ({hits[matched[0]]} files), which serve three "
+            f"factors: pass layout='alot_viewpoint', 'alot_illumination' or 'alot_temperature'"
+        )
     found = ", ".join(f"{name} ({hits[name]} files)" for name in matched)
-    raise ValueError(f"find_groups: the names in {root!r} match several layouts: {found}; pass layout= one of "
-                     f"them, or point root at the subfolder of one layout")
+    raise ValueError(
+        f"find_groups: the names in {root!r} match several layouts: {found}; pass layout= one of "
+        f"them, or point root at the subfolder of one layout"
+    )
 
 
-def find_groups(root: str | os.PathLike, layout: str = "auto", *, mode: str = "corrected", min_size: int = 2,
-                on_small: str = "error") -> FoundGroups:
+def find_groups(
+    root: str | os.PathLike,
+    layout: str = "auto",
+    *,
+    mode: str = "corrected",
+    min_size: int = 2,
+    on_small: str = "error",
+) -> FoundGroups:
     """The view groups of a real-world multi-view dataset folder, parsed from its file names in one sorted scan.
 
     Args:
@@ -144,8 +165,11 @@ def find_groups(root: str | os.PathLike, layout: str = "auto", *, mode: str = "c
     op = "find_groups"
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"{op}: root must be a str or path, got {type(root).__name__}")
-    for name, value, allowed in (("layout", layout, ("auto", *LAYOUTS)), ("mode", mode, MODES),
-                                 ("on_small", on_small, ON_SMALL)):
+    for name, value, allowed in (
+        ("layout", layout, ("auto", *LAYOUTS)),
+        ("mode", mode, MODES),
+        ("on_small", on_small, ON_SMALL),
+    ):
         if not isinstance(value, str):
             raise TypeError(f"{op}: {name} must be a str, got {type(value).__name__}")
         if value not in allowed:
@@ -183,8 +207,10 @@ def find_groups(root: str | os.PathLike, layout: str = "auto", *, mode: str = "c
         else:
             unused += 1
     if not members:
-        raise ValueError(f"{op}: no file in {root!r} matches layout {layout!r} ({spec.description}); expected names "
-                         f"such as {spec.example}, found e.g. {'/'.join(files[0])!r} ({len(files)} image files)")
+        raise ValueError(
+            f"{op}: no file in {root!r} matches layout {layout!r} ({spec.description}); expected names "
+            f"such as {spec.example}, found e.g. {'/'.join(files[0])!r} ({len(files)} image files)"
+        )
     if spec.keep is not None:
         for key in [k for k, parts in members.items() if not spec.keep(parts)]:
             unused += len(members.pop(key))
@@ -193,21 +219,38 @@ def find_groups(root: str | os.PathLike, layout: str = "auto", *, mode: str = "c
 
     small = {key: len(members[key]) for key in sorted(members) if len(members[key]) < min_size}
     if small and on_small == "error":
-        shown = ", ".join(f"{key!r} ({size} image{'s' if size != 1 else ''})" for key, size in
-                          list(small.items())[:_SHOW])
+        shown = ", ".join(
+            f"{key!r} ({size} image{'s' if size != 1 else ''})" for key, size in list(small.items())[:_SHOW]
+        )
         more = f" and {len(small) - _SHOW} more" if len(small) > _SHOW else ""
-        raise ValueError(f"{op}: {len(small)} group(s) of layout {layout!r} in {root!r} have fewer than "
-                         f"min_size={min_size} images: {shown}{more} (missing files or partners?); on_small='skip' "
-                         f"drops them")
+        raise ValueError(
+            f"{op}: {len(small)} group(s) of layout {layout!r} in {root!r} have fewer than "
+            f"min_size={min_size} images: {shown}{more} (missing files or partners?); on_small='skip' "
+            f"drops them"
+        )
     if small:
-        warnings.warn(f"{op}: skipped {len(small)} group(s) of layout {layout!r} with fewer than {min_size} images "
-                      f"in {root!r} (e.g. {next(iter(small))!r})", stacklevel=2)
+        warnings.warn(
+            f"{op}: skipped {len(small)} group(s) of layout {layout!r} with fewer than {min_size} images "
+            f"in {root!r} (e.g. {next(iter(small))!r})",
+            stacklevel=2,
+        )
         if len(small) == len(members):
             raise ValueError(f"{op}: every group of layout {layout!r} in {root!r} has fewer than {min_size} images")
-    groups = [ViewGroup(key, tuple(sorted(os.path.join(root, *p) for p in members[key])))
-              for key in sorted(members) if key not in small]
-    return FoundGroups(groups, root=root, layout=layout, mode=mode, ignored=len(ignored),
-                       ignored_examples=tuple(ignored[:_SHOW]), unused=unused, skipped=small)
+    groups = [
+        ViewGroup(key, tuple(sorted(os.path.join(root, *p) for p in members[key])))
+        for key in sorted(members)
+        if key not in small
+    ]
+    return FoundGroups(
+        groups,
+        root=root,
+        layout=layout,
+        mode=mode,
+        ignored=len(ignored),
+        ignored_examples=tuple(ignored[:_SHOW]),
+        unused=unused,
+        skipped=small,
+    )
 
 
 def describe_groups(groups: Sequence[ViewGroup]) -> dict:
@@ -229,9 +272,19 @@ def describe_groups(groups: Sequence[ViewGroup]) -> dict:
         if not isinstance(g, ViewGroup):
             raise TypeError(f"describe_groups: groups must hold ViewGroup objects, got {type(g).__name__}")
     sizes = [len(g.paths) for g in groups]
-    summary = {"groups": len(sizes), "images": sum(sizes), "size_min": min(sizes),
-               "size_median": statistics.median(sizes), "size_max": max(sizes)}
+    summary = {
+        "groups": len(sizes),
+        "images": sum(sizes),
+        "size_min": min(sizes),
+        "size_median": statistics.median(sizes),
+        "size_max": max(sizes),
+    }
     if isinstance(groups, FoundGroups):
-        summary.update(layout=groups.layout, mode=groups.mode, ignored=groups.ignored, unused=groups.unused,
-                       skipped=len(groups.skipped))
+        summary.update(
+            layout=groups.layout,
+            mode=groups.mode,
+            ignored=groups.ignored,
+            unused=groups.unused,
+            skipped=len(groups.skipped),
+        )
     return summary

@@ -146,28 +146,70 @@ def _dali(parts: Parts, stem: str, mode: str, info: ScanInfo) -> Parsed:
 
 _ALOT_EXAMPLE = "1/1_c1l1.png, 1/1_c1l1r60.png, 1/1_c1i.png"
 _SPECS: tuple[Layout, ...] = (
-    Layout("coil", "viewpoint (turntable); group = object: obj<N>__<angle>.png anywhere under root (COIL-100; "
-           "COIL-20's obj<N>__<i>.png too)", "obj1__0.png", _coil),
+    Layout(
+        "coil",
+        "viewpoint (turntable); group = object: obj<N>__<angle>.png anywhere under root (COIL-100; "
+        "COIL-20's obj<N>__<i>.png too)",
+        "obj1__0.png",
+        _coil,
+    ),
     Layout("aloi_viewpoint", "viewpoint; group = object: <obj>/<obj>_r<angle>.png", "1/1_r0.png", _aloi_viewpoint),
-    Layout("aloi_illumination", "illumination direction; group = (object, camera): <obj>/<obj>_l<l>c<c>.png",
-           "1/1_l1c1.png", _aloi_illumination),
-    Layout("aloi_temperature", "illumination colour temperature; group = object: <obj>/<obj>_i<code>.png",
-           "1/1_i110.png", _aloi_temperature),
-    Layout("alot_viewpoint", "viewpoint, 4 cameras x 4 rotations; group = (material, light): "
-           "<mat>/<mat>_c<c>l<l>[r<60|120|180>].png", _ALOT_EXAMPLE, _alot_viewpoint),
-    Layout("alot_illumination", "light direction l1-l5, l8; group = (material, camera, rotation): same names",
-           _ALOT_EXAMPLE, _alot_illumination),
-    Layout("alot_temperature", "illumination colour, l8 vs reddish i; group = (material, camera): same names",
-           _ALOT_EXAMPLE, _alot_temperature),
-    Layout("flickr1024", "stereo viewpoint; group = pair: <name>_L.png + <name>_R.png anywhere under root",
-           "Train/0001_L.png + Train/0001_R.png", _flickr1024),
-    Layout("realblur", "camera-motion blur; group = (scene, n): <scene>/gt/gt_<n>.png + <scene>/blur/blur_<n>.png",
-           "scene001/gt/gt_1.png + scene001/blur/blur_1.png", _realblur),
-    Layout("exposure_errors", "exposure; group = id, the reference plus its renderings: GT_IMAGES/<id>-*.jpg (in "
-           "testing/: expert_c_testing_set/<id>-*.jpg) + INPUT_IMAGES/<id>-*.JPG",
-           "GT_IMAGES/a0001-jmac_DSC1459.jpg + INPUT_IMAGES/a0001-jmac_DSC1459_0.JPG", _exposure_errors, _has_gt),
-    Layout("dali", "daylight illumination; group = scene folder: input/png/<scene>/*.png or <scene>/*.png",
-           "input/png/1/<any>.png", _dali),
+    Layout(
+        "aloi_illumination",
+        "illumination direction; group = (object, camera): <obj>/<obj>_l<l>c<c>.png",
+        "1/1_l1c1.png",
+        _aloi_illumination,
+    ),
+    Layout(
+        "aloi_temperature",
+        "illumination colour temperature; group = object: <obj>/<obj>_i<code>.png",
+        "1/1_i110.png",
+        _aloi_temperature,
+    ),
+    Layout(
+        "alot_viewpoint",
+        "viewpoint, 4 cameras x 4 rotations; group = (material, light): <mat>/<mat>_c<c>l<l>[r<60|120|180>].png",
+        _ALOT_EXAMPLE,
+        _alot_viewpoint,
+    ),
+    Layout(
+        "alot_illumination",
+        "light direction l1-l5, l8; group = (material, camera, rotation): same names",
+        _ALOT_EXAMPLE,
+        _alot_illumination,
+    ),
+    Layout(
+        "alot_temperature",
+        "illumination colour, l8 vs reddish i; group = (material, camera): same names",
+        _ALOT_EXAMPLE,
+        _alot_temperature,
+    ),
+    Layout(
+        "flickr1024",
+        "stereo viewpoint; group = pair: <name>_L.png + <name>_R.png anywhere under root",
+        "Train/0001_L.png + Train/0001_R.png",
+        _flickr1024,
+    ),
+    Layout(
+        "realblur",
+        "camera-motion blur; group = (scene, n): <scene>/gt/gt_<n>.png + <scene>/blur/blur_<n>.png",
+        "scene001/gt/gt_1.png + scene001/blur/blur_1.png",
+        _realblur,
+    ),
+    Layout(
+        "exposure_errors",
+        "exposure; group = id, the reference plus its renderings: GT_IMAGES/<id>-*.jpg (in "
+        "testing/: expert_c_testing_set/<id>-*.jpg) + INPUT_IMAGES/<id>-*.JPG",
+        "GT_IMAGES/a0001-jmac_DSC1459.jpg + INPUT_IMAGES/a0001-jmac_DSC1459_0.JPG",
+        _exposure_errors,
+        _has_gt,
+    ),
+    Layout(
+        "dali",
+        "daylight illumination; group = scene folder: input/png/<scene>/*.png or <scene>/*.png",
+        "input/png/1/<any>.png",
+        _dali,
+    ),
 )
 SPECS: dict[str, Layout] = {spec.name: spec for spec in _SPECS}
 LAYOUTS: dict[str, str] = {spec.name: spec.description for spec in _SPECS}

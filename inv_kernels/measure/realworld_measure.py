@@ -14,8 +14,9 @@ def group_paths(groups) -> list[str]:
     return [path for group in groups for path in group.paths]
 
 
-def score_groups(features: Tensor, positions: Tensor, groups, stats, *, backend: str = "auto",
-                 name: str = "groups") -> dict:  # fmt: skip
+def score_groups(
+    features: Tensor, positions: Tensor, groups, stats, *, backend: str = "auto", name: str = "groups"
+) -> dict:
     """Scores view groups from their images' features.
 
     Args:
@@ -37,12 +38,21 @@ def score_groups(features: Tensor, positions: Tensor, groups, stats, *, backend:
     result = group_invariance(feats[usable.to(device)], group_ids[usable].to(device), stats, backend=backend)
     keys = {g: group.key for g, group in enumerate(groups)}
     rows = [
-        {"key": keys[int(g)], "size": int(s), "cosine_with_diagonal": float(cw), "cosine_off_diagonal": float(co),
-         "distance": float(d)}
-        for g, s, cw, co, d in zip(result.group_ids.tolist(), result.sizes.tolist(),
-                                   result.cosine_with_diagonal.tolist(), result.cosine_off_diagonal.tolist(),
-                                   result.distance.tolist())
-    ]  # fmt: skip
+        {
+            "key": keys[int(g)],
+            "size": int(s),
+            "cosine_with_diagonal": float(cw),
+            "cosine_off_diagonal": float(co),
+            "distance": float(d),
+        }
+        for g, s, cw, co, d in zip(
+            result.group_ids.tolist(),
+            result.sizes.tolist(),
+            result.cosine_with_diagonal.tolist(),
+            result.cosine_off_diagonal.tolist(),
+            result.distance.tolist(),
+        )
+    ]
     return {
         "name": name,
         "num_groups": len(rows),
@@ -56,12 +66,29 @@ def score_groups(features: Tensor, positions: Tensor, groups, stats, *, backend:
     }
 
 
-def measure_groups(extractor, groups, stats, *, out_size: int, resize_size: int, batch_size: int = 256,
-                   workers: int = 0, backend: str = "auto", progress: bool = True, name: str = "groups") -> dict:  # fmt: skip
+def measure_groups(
+    extractor,
+    groups,
+    stats,
+    *,
+    out_size: int,
+    resize_size: int,
+    batch_size: int = 256,
+    workers: int = 0,
+    backend: str = "auto",
+    progress: bool = True,
+    name: str = "groups",
+) -> dict:
     """Scores a list of ViewGroup (from ``realworld.find_groups``) in one process: ``path_features`` of
     ``group_paths(groups)``, then ``score_groups`` (see there for the returned dict)."""
     features, positions = path_features(
-        extractor, group_paths(groups), out_size=out_size, resize_size=resize_size, batch_size=batch_size,
-        workers=workers, desc=f"groups {name}", progress=progress,
-    )  # fmt: skip
+        extractor,
+        group_paths(groups),
+        out_size=out_size,
+        resize_size=resize_size,
+        batch_size=batch_size,
+        workers=workers,
+        desc=f"groups {name}",
+        progress=progress,
+    )
     return score_groups(features, positions, groups, stats, backend=backend, name=name)

@@ -15,8 +15,10 @@ def plot_synthetic(rows: list[dict], path: Path, title: str) -> Path:
     names = [r["family"] for r in ordered]
     colours = ["tab:blue" if r["kind"] == "spatial" else "tab:orange" for r in ordered]
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.55 * len(names) * 2), 4.2))
-    for ax, key, label in ((axes[0], "cosine_mean", "whitened cosine (higher: more invariant)"),
-                           (axes[1], "distance_mean", "Mahalanobis distance (lower: more invariant)")):  # fmt: skip
+    for ax, key, label in (
+        (axes[0], "cosine_mean", "whitened cosine (higher: more invariant)"),
+        (axes[1], "distance_mean", "Mahalanobis distance (lower: more invariant)"),
+    ):
         ax.bar(range(len(names)), [r[key] for r in ordered], color=colours)
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
         ax.set_title(label, fontsize=10)
@@ -34,7 +36,9 @@ def write_results(results: dict, out: Path) -> dict[str, Path]:
     synthetic = results.get("synthetic", [])
     if synthetic:
         written["synthetic_csv"] = write_csv(synthetic, out / "synthetic.csv")
-        title = f"{results['model']['model_id']} ({results['settings']['mode']} mode, {synthetic[0]['num_images']} images)"
+        title = (
+            f"{results['model']['model_id']} ({results['settings']['mode']} mode, {synthetic[0]['num_images']} images)"
+        )
         written["synthetic_png"] = plot_synthetic(synthetic, out / "synthetic.png", title)
     if results.get("realworld"):
         written["realworld_csv"] = write_csv(results["realworld"], out / "realworld.csv")

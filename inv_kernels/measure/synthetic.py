@@ -29,8 +29,9 @@ class FamilyResult:
         return asdict(self)
 
 
-def sample_images(num_items: int, count: int, *, mode: str, seed: int, same_images: bool = False
-                  ) -> tuple[list[int], dict]:  # fmt: skip
+def sample_images(
+    num_items: int, count: int, *, mode: str, seed: int, same_images: bool = False
+) -> tuple[list[int], dict]:
     """The images a synthetic measurement uses (docs/METHOD.md 4.1), and a record of how they were drawn.
 
     ``paper`` mode draws as the reference code does: ``np.random.seed(seed); np.random.choice(num_items, count)``,
@@ -50,8 +51,14 @@ def sample_images(num_items: int, count: int, *, mode: str, seed: int, same_imag
         raise ValueError(f"sample_images: mode must be one of {', '.join(MODES)}, got {mode!r}")
     with_replacement = mode == "paper" and not same_images
     chosen = sample_indices(num_items, count, seed=seed, with_replacement=with_replacement)
-    record = {"mode": "with_replacement" if with_replacement else "without_replacement", "seed": seed,
-              "same_images": bool(same_images), "requested": count, "drawn": len(chosen), "unique": len(set(chosen))}
+    record = {
+        "mode": "with_replacement" if with_replacement else "without_replacement",
+        "seed": seed,
+        "same_images": bool(same_images),
+        "requested": count,
+        "drawn": len(chosen),
+        "unique": len(set(chosen)),
+    }
     return chosen, record
 
 
@@ -74,8 +81,17 @@ def clean_features(extractor, images: list[Tensor], *, out_size: int, resize_siz
 
 
 @torch.no_grad()
-def family_features(extractor, images: list[Tensor], family: str, *, mode: str = "paper", out_size: int = 224,
-                    resize_size: int = 256, batch_size: int = 256, progress: bool = True) -> Tensor:  # fmt: skip
+def family_features(
+    extractor,
+    images: list[Tensor],
+    family: str,
+    *,
+    mode: str = "paper",
+    out_size: int = 224,
+    resize_size: int = 256,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> Tensor:
     """Features of every transformed view of a family.
 
     Args:
@@ -91,8 +107,9 @@ def family_features(extractor, images: list[Tensor], family: str, *, mode: str =
     if not images:
         return out
     bar = tqdm(total=len(images) * k, desc=f"{family} ({mode})", unit="view", disable=not progress, leave=False)
-    for i, rows, views in iter_views(family, images, mode=mode, chunk=batch_size, out_size=out_size,
-                                     resize_size=resize_size):  # fmt: skip
+    for i, rows, views in iter_views(
+        family, images, mode=mode, chunk=batch_size, out_size=out_size, resize_size=resize_size
+    ):
         out[i, rows] = extractor(views).float().cpu()
         bar.update(rows.numel())
     bar.close()
@@ -100,8 +117,16 @@ def family_features(extractor, images: list[Tensor], family: str, *, mode: str =
 
 
 @torch.no_grad()
-def score_family(clean: Tensor, views: Tensor, stats, family: str, *, mode: str = "paper",
-                 images_per_score: int = 16, backend: str = "auto") -> FamilyResult:  # fmt: skip
+def score_family(
+    clean: Tensor,
+    views: Tensor,
+    stats,
+    family: str,
+    *,
+    mode: str = "paper",
+    images_per_score: int = 16,
+    backend: str = "auto",
+) -> FamilyResult:
     """A family's invariance from features: per (image, value) scores, nanmean over images, mean over values.
 
     Args:
@@ -113,28 +138,53 @@ def score_family(clean: Tensor, views: Tensor, stats, family: str, *, mode: str 
     fam = get_family(family)
     n, k, _ = views.shape
     if clean.shape[0] != n or k != fam.k:
-        raise ValueError(f"score_family: expected clean (n, D) and views (n, {fam.k}, D) for {family!r}, got "
-                         f"{tuple(clean.shape)} and {tuple(views.shape)}")  # fmt: skip
+        raise ValueError(
+            f"score_family: expected clean (n, D) and views (n, {fam.k}, D) for {family!r}, got "
+            f"{tuple(clean.shape)} and {tuple(views.shape)}"
+        )
     cosine = torch.empty(n, k, dtype=torch.float64)
     distance = torch.empty(n, k, dtype=torch.float64)
     device = stats.device
     for first in range(0, n, images_per_score):
         last = min(first + images_per_score, n)
-        result = invariance_scores(clean[first:last].to(device, torch.float32),
-                                   views[first:last].to(device, torch.float32), stats, backend=backend)  # fmt: skip
+        result = invariance_scores(
+            clean[first:last].to(device, torch.float32),
+            views[first:last].to(device, torch.float32),
+            stats,
+            backend=backend,
+        )
         cosine[first:last] = result.cosine.double().cpu()
         distance[first:last] = result.distance.double().cpu()
     per_value_cos = torch.nanmean(cosine, dim=0)  # (k,)
     per_value_dist = torch.nanmean(distance, dim=0)
     return FamilyResult(
-        family, fam.kind, mode, k, n, float(per_value_cos.mean()), float(per_value_dist.mean()),
-        per_value_cos.tolist(), per_value_dist.tolist(),
-    )  # fmt: skip
+        family,
+        fam.kind,
+        mode,
+        k,
+        n,
+        float(per_value_cos.mean()),
+        float(per_value_dist.mean()),
+        per_value_cos.tolist(),
+        per_value_dist.tolist(),
+    )
 
 
-def measure_family(extractor, images: list[Tensor], clean: Tensor, stats, family: str, *, mode: str = "paper",
-                   out_size: int = 224, resize_size: int = 256, batch_size: int = 256, images_per_score: int = 16,
-                   backend: str = "auto", progress: bool = True) -> FamilyResult:  # fmt: skip
+def measure_family(
+    extractor,
+    images: list[Tensor],
+    clean: Tensor,
+    stats,
+    family: str,
+    *,
+    mode: str = "paper",
+    out_size: int = 224,
+    resize_size: int = 256,
+    batch_size: int = 256,
+    images_per_score: int = 16,
+    backend: str = "auto",
+    progress: bool = True,
+) -> FamilyResult:
     """One family's invariance: ``family_features`` then ``score_family``.
 
     Args:
@@ -144,18 +194,47 @@ def measure_family(extractor, images: list[Tensor], clean: Tensor, stats, family
         stats: FeatureStats of the model on a statistics set.
         family: a name of inv_kernels.transforms.FAMILIES.
     """
-    views = family_features(extractor, images, family, mode=mode, out_size=out_size, resize_size=resize_size,
-                            batch_size=batch_size, progress=progress)  # fmt: skip
+    views = family_features(
+        extractor,
+        images,
+        family,
+        mode=mode,
+        out_size=out_size,
+        resize_size=resize_size,
+        batch_size=batch_size,
+        progress=progress,
+    )
     return score_family(clean, views, stats, family, mode=mode, images_per_score=images_per_score, backend=backend)
 
 
-def measure_synthetic(extractor, images: list[Tensor], stats, families, *, mode: str = "paper",
-                      out_size: int = 224, resize_size: int = 256, batch_size: int = 256, backend: str = "auto",
-                      progress: bool = True) -> list[FamilyResult]:  # fmt: skip
+def measure_synthetic(
+    extractor,
+    images: list[Tensor],
+    stats,
+    families,
+    *,
+    mode: str = "paper",
+    out_size: int = 224,
+    resize_size: int = 256,
+    batch_size: int = 256,
+    backend: str = "auto",
+    progress: bool = True,
+) -> list[FamilyResult]:
     """measure_family for each of ``families`` on the same images (clean features computed once)."""
     clean = clean_features(extractor, images, out_size=out_size, resize_size=resize_size, batch_size=batch_size)
     return [
-        measure_family(extractor, images, clean, stats, name, mode=mode, out_size=out_size, resize_size=resize_size,
-                       batch_size=batch_size, backend=backend, progress=progress)  # fmt: skip
+        measure_family(
+            extractor,
+            images,
+            clean,
+            stats,
+            name,
+            mode=mode,
+            out_size=out_size,
+            resize_size=resize_size,
+            batch_size=batch_size,
+            backend=backend,
+            progress=progress,
+        )
         for name in tqdm(families, desc="transform families", unit="family", disable=not progress)
     ]

@@ -30,8 +30,10 @@ from inv_kernels.models.backbones import build_backbone
 LAST = "checkpoint_last.pth.tar"
 PREFIX_Q = "module.encoder_q."
 TRUST_FLAG = "--trust-checkpoint"
-TRUST_HELP = ("read a checkpoint that only full unpickling reads (a pickled module, or one written by an older version "
-              "of inv_kernels): loading it could run code from the file, so give this only for a file you trust")
+TRUST_HELP = (
+    "read a checkpoint that only full unpickling reads (a pickled module, or one written by an older version "
+    "of inv_kernels): loading it could run code from the file, so give this only for a file you trust"
+)
 
 
 class UntrustedCheckpointError(ValueError):
@@ -64,8 +66,9 @@ def _untrusted(path: Path, objects: list[str]) -> UntrustedCheckpointError:
         )
     shown = ", ".join(objects[:4]) + (", ..." if len(objects) > 4 else "")
     what = f"objects other than tensors ({shown})" if objects else "a pickle that is not a torch checkpoint"
-    return UntrustedCheckpointError(f"checkpoint {path} holds {what}; only full unpickling reads it, and {risk}: "
-                                    f"{opt_in}")  # fmt: skip
+    return UntrustedCheckpointError(
+        f"checkpoint {path} holds {what}; only full unpickling reads it, and {risk}: {opt_in}"
+    )
 
 
 def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict:
@@ -116,8 +119,13 @@ def rng_state() -> dict:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
-        "numpy": {"algorithm": str(algorithm), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},  # fmt: skip
+        "numpy": {
+            "algorithm": str(algorithm),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
     }
 
 
@@ -132,8 +140,13 @@ def restore_rng_state(state: dict) -> None:
         python = (python["version"], tuple(python["state"].tolist()), python["gauss"])
     random.setstate(python)
     if isinstance(numpy_state, dict):
-        numpy_state = (numpy_state["algorithm"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
-                       numpy_state["has_gauss"], numpy_state["cached_gaussian"])  # fmt: skip
+        numpy_state = (
+            numpy_state["algorithm"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
     np.random.set_state(numpy_state)
 
 
@@ -176,9 +189,7 @@ def _backbone_weights(state: dict, path: Path) -> tuple[dict, str]:
     if "state_dict" in state:
         weights = state["state_dict"]
         if any(key.startswith(PREFIX_Q) or key.startswith("encoder_q.") for key in weights):
-            encoder = {
-                key.split("encoder_q.", 1)[1]: value for key, value in weights.items() if "encoder_q." in key
-            }
+            encoder = {key.split("encoder_q.", 1)[1]: value for key, value in weights.items() if "encoder_q." in key}
             return {k: v for k, v in encoder.items() if not k.startswith("fc.")}, "pretraining"
         return strip_module_prefix(weights), "torchvision"
     if all(isinstance(v, torch.Tensor) for v in state.values()) and "conv1.weight" in state:
@@ -225,10 +236,15 @@ def load_backbone(path: str | Path, *, arch: str | None = None, trust: bool = Fa
     extra = state.get("inv_kernels") if isinstance(state.get("inv_kernels"), dict) else {}
     config = extra.get("config") if isinstance(extra.get("config"), dict) else {}
     return LoadedBackbone(
-        backbone.module, backbone.feature_dim, arch, cifar_stem, source,
-        image_size=extra.get("image_size") or state.get("image_size"), recipe=config.get("recipe") or state.get("recipe"),
+        backbone.module,
+        backbone.feature_dim,
+        arch,
+        cifar_stem,
+        source,
+        image_size=extra.get("image_size") or state.get("image_size"),
+        recipe=config.get("recipe") or state.get("recipe"),
         epoch=state.get("epoch"),
-    )  # fmt: skip
+    )
 
 
 def export_backbone(checkpoint: str | Path, out: str | Path, *, trust: bool = False) -> Path:

@@ -173,15 +173,25 @@ def _save_official_queue(model: MoCo, state: dict, prefix: str, local_metadata: 
     state.update({prefix + "queue": queue, prefix + "queue_ptr": ptr, **rest})
 
 
-def _load_official_queue(model: MoCo, state: dict, prefix: str, local_metadata: dict, strict: bool,
-                         missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:  # fmt: skip
+def _load_official_queue(
+    model: MoCo,
+    state: dict,
+    prefix: str,
+    local_metadata: dict,
+    strict: bool,
+    missing_keys: list,
+    unexpected_keys: list,
+    error_msgs: list,
+) -> None:
     """load_state_dict pre-hook: ``queue`` (dim, K) and ``queue_ptr`` of the official layout into the key queue."""
     if prefix + "queue" in state:
         queue = state.pop(prefix + "queue")  # (dim, K)
         expected = tuple(model.key_queue.tensor.t().shape)
         if tuple(queue.shape) != expected:
-            error_msgs.append(f"size mismatch for {prefix}queue: copying a param with shape {queue.shape} from "
-                              f"checkpoint, the shape in current model is {torch.Size(expected)} (dim, K)")  # fmt: skip
+            error_msgs.append(
+                f"size mismatch for {prefix}queue: copying a param with shape {queue.shape} from "
+                f"checkpoint, the shape in current model is {torch.Size(expected)} (dim, K)"
+            )
             queue = model.key_queue.tensor.t()  # left as it is
         state[prefix + _OFFICIAL_NAMES["queue"]] = queue.t()  # (K, dim)
     if prefix + "queue_ptr" in state:

@@ -29,9 +29,15 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         running_var = self.running_var.repeat(s)
         # (N, C, H, W) -> (N / s, s * C, H, W): split b (samples b, b + s, b + 2s, ...) becomes its own channels.
         out = F.batch_norm(
-            x.view(-1, c * s, h, w), running_mean, running_var, self.weight.repeat(s), self.bias.repeat(s),
-            True, self.momentum, self.eps,
-        ).view(n, c, h, w)  # fmt: skip
+            x.view(-1, c * s, h, w),
+            running_mean,
+            running_var,
+            self.weight.repeat(s),
+            self.bias.repeat(s),
+            True,
+            self.momentum,
+            self.eps,
+        ).view(n, c, h, w)
         with torch.no_grad():
             self.running_mean.copy_(running_mean.view(s, c).mean(dim=0))
             self.running_var.copy_(running_var.view(s, c).mean(dim=0))

@@ -128,12 +128,9 @@ if triton is not None:
         t = _clamp01((sxf + one_minus_s) * v)
         p = _clamp01(one_minus_s * v)
         # sector 0..5 -> (r, g, b) = (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q)
-        r2 = tl.where((sector == 0) | (sector == 5), v,
-                      tl.where(sector == 1, q, tl.where(sector == 4, t, p)))  # fmt: skip
-        g2 = tl.where((sector == 1) | (sector == 2), v,
-                      tl.where(sector == 0, t, tl.where(sector == 3, q, p)))  # fmt: skip
-        b2 = tl.where((sector == 3) | (sector == 4), v,
-                      tl.where(sector == 2, t, tl.where(sector == 5, q, p)))  # fmt: skip
+        r2 = tl.where((sector == 0) | (sector == 5), v, tl.where(sector == 1, q, tl.where(sector == 4, t, p)))
+        g2 = tl.where((sector == 1) | (sector == 2), v, tl.where(sector == 0, t, tl.where(sector == 3, q, p)))
+        b2 = tl.where((sector == 3) | (sector == 4), v, tl.where(sector == 2, t, tl.where(sector == 5, q, p)))
         return r2, g2, b2
 
     @triton.jit
@@ -183,8 +180,19 @@ if triton is not None:
             cols = (tile % n_tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
             img_ptr = src_ptr + tl.load(ip).to(tl.int64) * s_b
             # the flip is left out: it does not change the mean
-            r, g, b = _resize_tile(img_ptr, s_c, s_h, s_w, tl.load(ip + 1), tl.load(ip + 2), tl.load(ip + 3),
-                                   tl.load(ip + 4), rows, cols, S)  # fmt: skip
+            r, g, b = _resize_tile(
+                img_ptr,
+                s_c,
+                s_h,
+                s_w,
+                tl.load(ip + 1),
+                tl.load(ip + 2),
+                tl.load(ip + 3),
+                tl.load(ip + 4),
+                rows,
+                cols,
+                S,
+            )
             brightness = tl.load(fp)
             saturation = tl.load(fp + 2)
             hue = tl.load(fp + 3)
@@ -226,8 +234,19 @@ if triton is not None:
         cols = (tile % n_tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
         resized_cols = tl.where(tl.load(ip + 5) != 0, S - 1 - cols, cols)
         img_ptr = src_ptr + tl.load(ip).to(tl.int64) * s_b
-        r, g, b = _resize_tile(img_ptr, s_c, s_h, s_w, tl.load(ip + 1), tl.load(ip + 2), tl.load(ip + 3),
-                               tl.load(ip + 4), rows, resized_cols, S)  # fmt: skip
+        r, g, b = _resize_tile(
+            img_ptr,
+            s_c,
+            s_h,
+            s_w,
+            tl.load(ip + 1),
+            tl.load(ip + 2),
+            tl.load(ip + 3),
+            tl.load(ip + 4),
+            rows,
+            resized_cols,
+            S,
+        )
         if tl.load(ip + 6) != 0:
             brightness = tl.load(fp)
             contrast = tl.load(fp + 1)
@@ -256,10 +275,12 @@ if triton is not None:
         else:
             dtype = out_ptr.dtype.element_ty
             tl.store(out_ptr + offs, ((r - tl.load(norm_ptr)) / tl.load(norm_ptr + 3)).to(dtype), mask=inside)
-            tl.store(out_ptr + offs + plane, ((g - tl.load(norm_ptr + 1)) / tl.load(norm_ptr + 4)).to(dtype),
-                     mask=inside)  # fmt: skip
-            tl.store(out_ptr + offs + 2 * plane, ((b - tl.load(norm_ptr + 2)) / tl.load(norm_ptr + 5)).to(dtype),
-                     mask=inside)  # fmt: skip
+            tl.store(
+                out_ptr + offs + plane, ((g - tl.load(norm_ptr + 1)) / tl.load(norm_ptr + 4)).to(dtype), mask=inside
+            )
+            tl.store(
+                out_ptr + offs + 2 * plane, ((b - tl.load(norm_ptr + 2)) / tl.load(norm_ptr + 5)).to(dtype), mask=inside
+            )
 
     @triton.jit
     def _fused_augment_blur_kernel(
@@ -332,8 +353,16 @@ def _blocks(size: int) -> tuple[int, int]:
     return min(side, 16), min(side, 32)
 
 
-def fused_augment_triton(batch: Tensor, sizes32: Tensor, iparams: Tensor, fparams: Tensor, norm: Tensor, out: Tensor,
-                         *, block: tuple[int, int] | None = None) -> None:  # fmt: skip
+def fused_augment_triton(
+    batch: Tensor,
+    sizes32: Tensor,
+    iparams: Tensor,
+    fparams: Tensor,
+    norm: Tensor,
+    out: Tensor,
+    *,
+    block: tuple[int, int] | None = None,
+) -> None:
     """Writes the V augmented, normalised views into ``out`` (packed layout: csrc/augment/fused_augment.h).
 
     Args:
@@ -360,11 +389,61 @@ def fused_augment_triton(batch: Tensor, sizes32: Tensor, iparams: Tensor, fparam
     ws = torch.empty((2, n_views, 3, size, size), dtype=torch.float32, device=device)  # pre-blur, row-blurred
     grid = (n_views * n_tiles,)  # a view's tiles side by side: neighbours share source rows in cache
     strides = batch.stride()
-    _fused_augment_mean_kernel[grid](batch, *strides, iparams, fparams, partial, size, n_tiles_w, n_tiles,
-                                     BLOCK_H=block_h, BLOCK_W=block_w, num_warps=4)  # fmt: skip
-    _fused_augment_fwd_kernel[grid](batch, *strides, iparams, fparams, norm, partial, ws[0], out, size, n_tiles_w,
-                                    n_tiles, BLOCK_H=block_h, BLOCK_W=block_w, BLOCK_T=64, num_warps=4)  # fmt: skip
-    _fused_augment_blur_kernel[grid](ws[0], ws[1], iparams, fparams, norm, size, n_tiles_w, n_tiles, BLOCK_H=block_h,
-                                     BLOCK_W=block_w, VERTICAL=False, num_warps=4)  # fmt: skip
-    _fused_augment_blur_kernel[grid](ws[1], out, iparams, fparams, norm, size, n_tiles_w, n_tiles, BLOCK_H=block_h,
-                                     BLOCK_W=block_w, VERTICAL=True, num_warps=4)  # fmt: skip
+    _fused_augment_mean_kernel[grid](
+        batch,
+        *strides,
+        iparams,
+        fparams,
+        partial,
+        size,
+        n_tiles_w,
+        n_tiles,
+        BLOCK_H=block_h,
+        BLOCK_W=block_w,
+        num_warps=4,
+    )
+    _fused_augment_fwd_kernel[grid](
+        batch,
+        *strides,
+        iparams,
+        fparams,
+        norm,
+        partial,
+        ws[0],
+        out,
+        size,
+        n_tiles_w,
+        n_tiles,
+        BLOCK_H=block_h,
+        BLOCK_W=block_w,
+        BLOCK_T=64,
+        num_warps=4,
+    )
+    _fused_augment_blur_kernel[grid](
+        ws[0],
+        ws[1],
+        iparams,
+        fparams,
+        norm,
+        size,
+        n_tiles_w,
+        n_tiles,
+        BLOCK_H=block_h,
+        BLOCK_W=block_w,
+        VERTICAL=False,
+        num_warps=4,
+    )
+    _fused_augment_blur_kernel[grid](
+        ws[1],
+        out,
+        iparams,
+        fparams,
+        norm,
+        size,
+        n_tiles_w,
+        n_tiles,
+        BLOCK_H=block_h,
+        BLOCK_W=block_w,
+        VERTICAL=True,
+        num_warps=4,
+    )

@@ -265,8 +265,9 @@ def _fwd_triton(x, k, c, kk: int, half: int, sym: bool, loss, lse, correct, inv_
             x, k, c, pos, part_m, part_l, m, kk, d, half, split_len, LOG2E * inv_t, SYM=sym, **cfg
         )
         block = min(1024, max(16, triton.next_power_of_2(m)))
-        _infonce_combine_kernel[(triton.cdiv(m, block),)](pos, part_m, part_l, loss, lse, correct, m, splits,
-                                                          BLOCK=block)  # fmt: skip
+        _infonce_combine_kernel[(triton.cdiv(m, block),)](
+            pos, part_m, part_l, loss, lse, correct, m, splits, BLOCK=block
+        )
 
 
 def _bwd_triton(grad, x, k, c, kk: int, half: int, sym: bool, lse, gx, gk, inv_t: float) -> None:

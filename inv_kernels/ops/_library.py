@@ -35,9 +35,12 @@ def unit_column_stride(t: Tensor) -> Tensor:
 
 def _custom_op(op: str, direction: str, backend: str, impl: Callable, schema: str, fake: Callable):
     custom = torch.library.custom_op(
-        f"inv_kernels::{op}_{direction}_{backend}", impl, mutates_args=(), device_types=DEVICE_TYPES[backend],
+        f"inv_kernels::{op}_{direction}_{backend}",
+        impl,
+        mutates_args=(),
+        device_types=DEVICE_TYPES[backend],
         schema=schema,
-    )  # fmt: skip
+    )
     custom.register_fake(fake)
     return custom
 

@@ -20,8 +20,9 @@ from inv_kernels.ops.infonce import OP_INFONCE, OP_NTXENT, _check_reduction, inf
 class _ContrastiveLoss(nn.Module):
     """The settings both loss modules share, checked once (``op`` names the loss in messages)."""
 
-    def __init__(self, op: str, temperature: float, normalize: bool, reduction: str, return_accuracy: bool,
-                 backend: str):  # fmt: skip
+    def __init__(
+        self, op: str, temperature: float, normalize: bool, reduction: str, return_accuracy: bool, backend: str
+    ):
         super().__init__()
         check_positive(op, "temperature", temperature)
         _check_reduction(op, reduction)
@@ -32,8 +33,12 @@ class _ContrastiveLoss(nn.Module):
         self.backend = backend
 
     def _options(self) -> dict:
-        return {"normalize": self.normalize, "reduction": self.reduction, "return_accuracy": self.return_accuracy,
-                "backend": self.backend}  # fmt: skip
+        return {
+            "normalize": self.normalize,
+            "reduction": self.reduction,
+            "return_accuracy": self.return_accuracy,
+            "backend": self.backend,
+        }
 
 
 class InfoNCELoss(_ContrastiveLoss):

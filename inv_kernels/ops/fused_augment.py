@@ -24,7 +24,11 @@ import torch
 from torch import Tensor
 
 from inv_kernels import _ext
+from inv_kernels._validate import check_tensor
 from inv_kernels.augment.params import AugmentParams
+from inv_kernels.backend import resolve_backend
+from inv_kernels.ops._fused_augment_triton import fused_augment_triton
+from inv_kernels.ops._library import device_guard, register_backends
 from inv_kernels.ops.fused_augment_ref import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -34,10 +38,6 @@ from inv_kernels.ops.fused_augment_ref import (
     image_list_sizes,
     padded_sizes,
 )
-from inv_kernels._validate import check_tensor
-from inv_kernels.backend import resolve_backend
-from inv_kernels.ops._fused_augment_triton import fused_augment_triton
-from inv_kernels.ops._library import device_guard, register_backends
 
 OP = "fused_augment"
 INT_PARAMS = 13  # columns of iparams (csrc/augment/fused_augment.h)
@@ -45,8 +45,9 @@ FLOAT_PARAMS = 5  # columns of fparams
 LAYOUTS = ("NCHW", "NHWC")
 
 
-def pack_params(params: AugmentParams, source_index: Tensor, out_size: int, blur_kernel: str | int,
-                device: torch.device) -> tuple[Tensor, Tensor]:
+def pack_params(
+    params: AugmentParams, source_index: Tensor, out_size: int, blur_kernel: str | int, device: torch.device
+) -> tuple[Tensor, Tensor]:
     """The packed per-view parameters of the compiled backends.
 
     Args:
@@ -61,12 +62,25 @@ def pack_params(params: AugmentParams, source_index: Tensor, out_size: int, blur
     """
     p = params.to("cpu")
     sigma = p.blur_sigma.tolist()
-    ksize = [blur_kernel_size(s, blur_kernel, out_size) if applied else 0
-             for s, applied in zip(sigma, p.blur_applied.tolist())]
+    ksize = [
+        blur_kernel_size(s, blur_kernel, out_size) if applied else 0
+        for s, applied in zip(sigma, p.blur_applied.tolist())
+    ]
     ints = torch.stack(
-        [source_index.to("cpu", torch.int32), p.crop_top, p.crop_left, p.crop_height, p.crop_width,
-         p.flip.to(torch.int32), p.jitter_applied.to(torch.int32), *p.jitter_order.to(torch.int32).unbind(1),
-         p.grayscale.to(torch.int32), torch.tensor(ksize, dtype=torch.int32)], dim=1)  # (V, 13)
+        [
+            source_index.to("cpu", torch.int32),
+            p.crop_top,
+            p.crop_left,
+            p.crop_height,
+            p.crop_width,
+            p.flip.to(torch.int32),
+            p.jitter_applied.to(torch.int32),
+            *p.jitter_order.to(torch.int32).unbind(1),
+            p.grayscale.to(torch.int32),
+            torch.tensor(ksize, dtype=torch.int32),
+        ],
+        dim=1,
+    )  # (V, 13)
     floats = torch.stack([p.brightness, p.contrast, p.saturation, p.hue, p.blur_sigma], dim=1)  # (V, 5)
     return ints.contiguous().to(device), floats.contiguous().to(device)
 
@@ -76,8 +90,14 @@ def _as_padded(images: Sequence[Tensor] | Tensor, sizes: Tensor | None, layout: 
     if layout not in LAYOUTS:
         raise ValueError(f"{OP}: layout must be one of {LAYOUTS}, got {layout!r}")
     if isinstance(images, Tensor):
-        check_tensor(OP, "images", images, ndim=4, layout="(B, 3, Hmax, Wmax)" if layout == "NCHW"
-                     else "(B, Hmax, Wmax, 3)", dtypes=(torch.uint8,))
+        check_tensor(
+            OP,
+            "images",
+            images,
+            ndim=4,
+            layout="(B, 3, Hmax, Wmax)" if layout == "NCHW" else "(B, Hmax, Wmax, 3)",
+            dtypes=(torch.uint8,),
+        )
         batch = images if layout == "NCHW" else images.permute(0, 3, 1, 2)  # (B, 3, Hmax, Wmax) view
         if batch.shape[1] != 3:
             raise ValueError(f"{OP}: images must have 3 channels in layout {layout}, got shape {tuple(images.shape)}")
@@ -89,8 +109,10 @@ def _as_padded(images: Sequence[Tensor] | Tensor, sizes: Tensor | None, layout: 
     if layout != "NCHW":
         raise ValueError(f"{OP}: a list of images must hold (3, H, W) tensors (layout 'NCHW')")
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence) or len(images) == 0:
-        raise TypeError(f"{OP}: images must be a non-empty list of (3, H, W) uint8 tensors or a padded uint8 batch, "
-                        f"got {type(images).__name__}")
+        raise TypeError(
+            f"{OP}: images must be a non-empty list of (3, H, W) uint8 tensors or a padded uint8 batch, "
+            f"got {type(images).__name__}"
+        )
     sizes = image_list_sizes(OP, images)  # (B, 2)
     h_max, w_max = int(sizes[:, 0].max()), int(sizes[:, 1].max())
     batch = images[0].new_zeros((len(images), 3, h_max, w_max))
@@ -102,8 +124,10 @@ def _as_padded(images: Sequence[Tensor] | Tensor, sizes: Tensor | None, layout: 
 def _check_source_index(source_index: Tensor | None, n_views: int, n_sources: int) -> Tensor:
     if source_index is None:
         if n_views != n_sources:
-            raise ValueError(f"{OP}: params holds {n_views} views but images holds {n_sources}; pass source_index "
-                             f"to make several views of one image")
+            raise ValueError(
+                f"{OP}: params holds {n_views} views but images holds {n_sources}; pass source_index "
+                f"to make several views of one image"
+            )
         return torch.arange(n_sources)
     check_tensor(OP, "source_index", source_index, ndim=1, layout="(V,)", dtypes=(torch.int32, torch.int64))
     index = source_index.to("cpu", torch.int64)
@@ -116,18 +140,38 @@ def _check_source_index(source_index: Tensor | None, n_views: int, n_sources: in
 
 def _launch_cpu(batch, sizes32, iparams, fparams, norm, out) -> None:
     _ext.C.cpu.fused_augment(
-        batch.data_ptr(), *batch.stride(), sizes32.data_ptr(), batch.shape[0], iparams.data_ptr(),
-        fparams.data_ptr(), norm.data_ptr(), out.data_ptr(), out.shape[0], out.shape[-1], _ext.dtype_code(out.dtype),
-    )  # fmt: skip
+        batch.data_ptr(),
+        *batch.stride(),
+        sizes32.data_ptr(),
+        batch.shape[0],
+        iparams.data_ptr(),
+        fparams.data_ptr(),
+        norm.data_ptr(),
+        out.data_ptr(),
+        out.shape[0],
+        out.shape[-1],
+        _ext.dtype_code(out.dtype),
+    )
 
 
 def _launch_cuda(batch, sizes32, iparams, fparams, norm, out) -> None:
     workspace = torch.empty(out.shape[0], dtype=torch.float32, device=out.device)  # (V,) contrast means
     _ext.C.cuda.fused_augment(
-        batch.data_ptr(), *batch.stride(), sizes32.data_ptr(), batch.shape[0], iparams.data_ptr(),
-        fparams.data_ptr(), norm.data_ptr(), out.data_ptr(), workspace.data_ptr(), out.shape[0], out.shape[-1],
-        _ext.dtype_code(out.dtype), out.device.index, _ext.cuda_stream_handle(out.device),
-    )  # fmt: skip
+        batch.data_ptr(),
+        *batch.stride(),
+        sizes32.data_ptr(),
+        batch.shape[0],
+        iparams.data_ptr(),
+        fparams.data_ptr(),
+        norm.data_ptr(),
+        out.data_ptr(),
+        workspace.data_ptr(),
+        out.shape[0],
+        out.shape[-1],
+        _ext.dtype_code(out.dtype),
+        out.device.index,
+        _ext.cuda_stream_handle(out.device),
+    )
 
 
 def _launch_triton(batch, sizes32, iparams, fparams, norm, out) -> None:

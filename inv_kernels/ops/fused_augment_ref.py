@@ -90,8 +90,10 @@ def _as_views(images: Sequence[Tensor] | Tensor, sizes: Tensor | None) -> tuple[
     if sizes is not None:
         raise ValueError(f"{_OP}: sizes is only for a padded (B, 3, Hmax, Wmax) tensor, not a list of images")
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
-        raise TypeError(f"{_OP}: images must be a list of (3, H, W) uint8 tensors or a (B, 3, H, W) uint8 tensor, "
-                        f"got {type(images).__name__}")
+        raise TypeError(
+            f"{_OP}: images must be a list of (3, H, W) uint8 tensors or a (B, 3, H, W) uint8 tensor, "
+            f"got {type(images).__name__}"
+        )
     return list(images), image_list_sizes(_OP, images)
 
 
@@ -128,14 +130,18 @@ def check_normalisation(op: str, mean: object, std: object, out_dtype: torch.dty
     stds = _channel_values(op, "std", std)
     for c, s in enumerate(stds):
         if not s >= MIN_STD:
-            raise ValueError(f"{op}: std[{c}] must be finite and at least {MIN_STD:g} (std > 0; a tinier std "
-                             f"overflows the normalised values), got {s}")
+            raise ValueError(
+                f"{op}: std[{c}] must be finite and at least {MIN_STD:g} (std > 0; a tinier std "
+                f"overflows the normalised values), got {s}"
+            )
     limit = torch.finfo(out_dtype).max
     for c, (m, s) in enumerate(zip(means, stds)):
         reach = max(abs(m), abs(1.0 - m)) / s  # the largest |(x - m) / s| for x in [0, 1]
         if not reach <= limit:
-            raise ValueError(f"{op}: mean[{c}] = {m} and std[{c}] = {s} normalise pixels to magnitudes up to "
-                             f"{reach:.3g}, beyond the range of {out_dtype} ({limit:.5g})")
+            raise ValueError(
+                f"{op}: mean[{c}] = {m} and std[{c}] = {s} normalise pixels to magnitudes up to "
+                f"{reach:.3g}, beyond the range of {out_dtype} ({limit:.5g})"
+            )
 
 
 def _check_view_params(op: str, p: AugmentParams, sizes: Tensor) -> None:
@@ -144,34 +150,55 @@ def _check_view_params(op: str, p: AugmentParams, sizes: Tensor) -> None:
     bad = (top < 0) | (left < 0) | (h < 1) | (w < 1) | (top + h > sizes[:, 0]) | (left + w > sizes[:, 1])
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
-        raise ValueError(f"{op}: params: crop box of view {i} (top {int(top[i])}, left {int(left[i])}, "
-                         f"height {int(h[i])}, width {int(w[i])}) does not fit its image of size "
-                         f"{tuple(sizes[i].tolist())}")
+        raise ValueError(
+            f"{op}: params: crop box of view {i} (top {int(top[i])}, left {int(left[i])}, "
+            f"height {int(h[i])}, width {int(w[i])}) does not fit its image of size "
+            f"{tuple(sizes[i].tolist())}"
+        )
     order_ok = (p.jitter_order.sort(dim=1).values == torch.arange(4)).all(dim=1)  # (V,)
     if not bool(order_ok.all()):
         i = int((~order_ok).nonzero()[0])
-        raise ValueError(f"{op}: params.jitter_order of view {i} must be a permutation of 0, 1, 2, 3, "
-                         f"got {p.jitter_order[i].tolist()}")
+        raise ValueError(
+            f"{op}: params.jitter_order of view {i} must be a permutation of 0, 1, 2, 3, "
+            f"got {p.jitter_order[i].tolist()}"
+        )
     applied = p.jitter_applied
     for name in ("brightness", "contrast", "saturation"):
         value = getattr(p, name)
-        _first_bad(op, name, applied & ~((value >= 0) & torch.isfinite(value)), value,
-                   ">= 0 where jitter_applied (and finite)")
+        _first_bad(
+            op, name, applied & ~((value >= 0) & torch.isfinite(value)), value, ">= 0 where jitter_applied (and finite)"
+        )
     _first_bad(op, "hue", applied & ~((p.hue >= -0.5) & (p.hue <= 0.5)), p.hue, "in [-0.5, 0.5] where jitter_applied")
     sigma = p.blur_sigma
-    _first_bad(op, "blur_sigma", p.blur_applied & ~((sigma > 0) & torch.isfinite(sigma)), sigma,
-               "> 0 where blur_applied (and finite)")
+    _first_bad(
+        op,
+        "blur_sigma",
+        p.blur_applied & ~((sigma > 0) & torch.isfinite(sigma)),
+        sigma,
+        "> 0 where blur_applied (and finite)",
+    )
 
 
 def _first_bad(op: str, name: str, bad: Tensor, value: Tensor, expected: str) -> None:
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
-        raise ValueError(f"{op}: params.{name} must be {expected}; view {i} has {float(value[i])} "
-                         f"({int(bad.sum())} such view(s))")
+        raise ValueError(
+            f"{op}: params.{name} must be {expected}; view {i} has {float(value[i])} ({int(bad.sum())} such view(s))"
+        )
 
 
-def _check_args(op: str, params: AugmentParams, n: int, sizes: Tensor, out_size: int, mean, std, out_dtype,
-                blur_kernel: str | int, device: torch.device) -> None:
+def _check_args(
+    op: str,
+    params: AugmentParams,
+    n: int,
+    sizes: Tensor,
+    out_size: int,
+    mean,
+    std,
+    out_dtype,
+    blur_kernel: str | int,
+    device: torch.device,
+) -> None:
     """Every argument of a fused augmentation of n views onto ``device``, checked once before any backend runs (the
     backends share these checks, so each rejects the same input with the same message)."""
     if not isinstance(params, AugmentParams):
@@ -186,13 +213,18 @@ def _check_args(op: str, params: AugmentParams, n: int, sizes: Tensor, out_size:
         raise ValueError(f"{op}: out_size must be a positive int, got {out_size!r}")
     if out_dtype not in OUT_DTYPES:
         raise TypeError(f"{op}: out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
-    check_fits(op, f"out_size = {out_size} makes an output of {n} x 3 x {out_size} x {out_size} "
-               f"{str(out_dtype).removeprefix('torch.')} values", n * 3 * out_size**2 * out_dtype.itemsize, device,
-               advice="use a smaller out_size or fewer views per call")
+    check_fits(
+        op,
+        f"out_size = {out_size} makes an output of {n} x 3 x {out_size} x {out_size} "
+        f"{str(out_dtype).removeprefix('torch.')} values",
+        n * 3 * out_size**2 * out_dtype.itemsize,
+        device,
+        advice="use a smaller out_size or fewer views per call",
+    )
     check_normalisation(op, mean, std, out_dtype)
     if not (isinstance(blur_kernel, str) and blur_kernel == "from_sigma") and (
-            isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int) or blur_kernel < 1
-            or blur_kernel % 2 == 0):
+        isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int) or blur_kernel < 1 or blur_kernel % 2 == 0
+    ):
         raise ValueError(f"{op}: blur_kernel must be 'from_sigma' or an odd positive int, got {blur_kernel!r}")
     if params.crop_top.is_meta:
         raise ValueError(f"{op}: params are on the meta device, which holds no values")
@@ -235,8 +267,18 @@ def fused_augment_ref(
             [-0.5, 0.5], a blur_sigma not finite and > 0.
     """
     views, sizes = _as_views(images, sizes)
-    _check_args(_OP, params, len(views), sizes, out_size, mean, std, out_dtype, blur_kernel,
-                views[0].device if views else torch.device("cpu"))
+    _check_args(
+        _OP,
+        params,
+        len(views),
+        sizes,
+        out_size,
+        mean,
+        std,
+        out_dtype,
+        blur_kernel,
+        views[0].device if views else torch.device("cpu"),
+    )
     p = params.as_dict()  # python scalars: one host sync for the whole batch
     out = []
     for i, img in enumerate(views):

@@ -74,9 +74,15 @@ class GroupInvariance:
     @classmethod
     def from_groups(cls, group_ids: Tensor, sizes: Tensor, with_diag: Tensor, off_diag: Tensor, distance: Tensor):
         return cls(
-            group_ids, sizes, with_diag, off_diag, distance,
-            float(with_diag.mean()), float(off_diag.mean()), float(distance.mean()),
-        )  # fmt: skip
+            group_ids,
+            sizes,
+            with_diag,
+            off_diag,
+            distance,
+            float(with_diag.mean()),
+            float(off_diag.mean()),
+            float(distance.mean()),
+        )
 
     def to_dict(self, include_groups: bool = True) -> dict[str, Any]:
         """Plain-Python (JSON-ready) summary; the per-group values too unless ``include_groups`` is False."""
@@ -289,9 +295,17 @@ def _groups_fwd_cuda(z: Tensor, offsets: Tensor, eps: float) -> Tensor:
     z, offsets = z.contiguous(), offsets.contiguous()
     n, d = z.shape
     _ext.C.cuda.group_invariance_fwd(
-        z.data_ptr(), offsets.data_ptr(), out.data_ptr(), n, out.shape[0], d, _ext.dtype_code(z.dtype), eps,
-        z.device.index, _ext.cuda_stream_handle(z.device),
-    )  # fmt: skip
+        z.data_ptr(),
+        offsets.data_ptr(),
+        out.data_ptr(),
+        n,
+        out.shape[0],
+        d,
+        _ext.dtype_code(z.dtype),
+        eps,
+        z.device.index,
+        _ext.cuda_stream_handle(z.device),
+    )
     return out
 
 

@@ -146,17 +146,36 @@ def _ntxent_rows(z1: Tensor, z2: Tensor, temperature: float) -> tuple[Tensor, Te
 def _infonce_fwd_cpu(q, k, queue, loss, lse, correct, inv_t: float) -> None:
     m, d = q.shape
     _ext.C.cpu.infonce_fwd(
-        q.data_ptr(), k.data_ptr(), queue.data_ptr() if queue.numel() else 0, loss.data_ptr(), lse.data_ptr(),
-        correct.data_ptr(), m, queue.shape[0], d, _ext.dtype_code(q.dtype), inv_t,
-    )  # fmt: skip
+        q.data_ptr(),
+        k.data_ptr(),
+        queue.data_ptr() if queue.numel() else 0,
+        loss.data_ptr(),
+        lse.data_ptr(),
+        correct.data_ptr(),
+        m,
+        queue.shape[0],
+        d,
+        _ext.dtype_code(q.dtype),
+        inv_t,
+    )
 
 
 def _infonce_bwd_cpu(grad, q, k, queue, lse, gq, gk, inv_t: float) -> None:
     m, d = q.shape
     _ext.C.cpu.infonce_bwd(
-        grad.data_ptr(), q.data_ptr(), k.data_ptr(), queue.data_ptr() if queue.numel() else 0, lse.data_ptr(),
-        gq.data_ptr(), gk.data_ptr(), m, queue.shape[0], d, _ext.dtype_code(q.dtype), inv_t,
-    )  # fmt: skip
+        grad.data_ptr(),
+        q.data_ptr(),
+        k.data_ptr(),
+        queue.data_ptr() if queue.numel() else 0,
+        lse.data_ptr(),
+        gq.data_ptr(),
+        gk.data_ptr(),
+        m,
+        queue.shape[0],
+        d,
+        _ext.dtype_code(q.dtype),
+        inv_t,
+    )
 
 
 def _ntxent_fwd_cpu(z, loss, lse, correct, inv_t: float) -> None:
@@ -176,35 +195,72 @@ def _ntxent_bwd_cpu(grad, z, lse, gz, inv_t: float) -> None:
 def _infonce_fwd_cuda(q, k, queue, loss, lse, correct, inv_t: float) -> None:
     m, d = q.shape
     _ext.C.cuda.infonce_fwd(
-        q.data_ptr(), k.data_ptr(), queue.data_ptr() if queue.numel() else 0, loss.data_ptr(), lse.data_ptr(),
-        correct.data_ptr(), m, queue.shape[0], d, _ext.dtype_code(q.dtype), inv_t,
-        q.device.index, _ext.cuda_stream_handle(q.device),
-    )  # fmt: skip
+        q.data_ptr(),
+        k.data_ptr(),
+        queue.data_ptr() if queue.numel() else 0,
+        loss.data_ptr(),
+        lse.data_ptr(),
+        correct.data_ptr(),
+        m,
+        queue.shape[0],
+        d,
+        _ext.dtype_code(q.dtype),
+        inv_t,
+        q.device.index,
+        _ext.cuda_stream_handle(q.device),
+    )
 
 
 def _infonce_bwd_cuda(grad, q, k, queue, lse, gq, gk, inv_t: float) -> None:
     m, d = q.shape
     _ext.C.cuda.infonce_bwd(
-        grad.data_ptr(), q.data_ptr(), k.data_ptr(), queue.data_ptr() if queue.numel() else 0, lse.data_ptr(),
-        gq.data_ptr(), gk.data_ptr(), m, queue.shape[0], d, _ext.dtype_code(q.dtype), inv_t,
-        q.device.index, _ext.cuda_stream_handle(q.device),
-    )  # fmt: skip
+        grad.data_ptr(),
+        q.data_ptr(),
+        k.data_ptr(),
+        queue.data_ptr() if queue.numel() else 0,
+        lse.data_ptr(),
+        gq.data_ptr(),
+        gk.data_ptr(),
+        m,
+        queue.shape[0],
+        d,
+        _ext.dtype_code(q.dtype),
+        inv_t,
+        q.device.index,
+        _ext.cuda_stream_handle(q.device),
+    )
 
 
 def _ntxent_fwd_cuda(z, loss, lse, correct, inv_t: float) -> None:
     m, d = z.shape
     _ext.C.cuda.ntxent_fwd(
-        z.data_ptr(), loss.data_ptr(), lse.data_ptr(), correct.data_ptr(), m, d, _ext.dtype_code(z.dtype), inv_t,
-        z.device.index, _ext.cuda_stream_handle(z.device),
-    )  # fmt: skip
+        z.data_ptr(),
+        loss.data_ptr(),
+        lse.data_ptr(),
+        correct.data_ptr(),
+        m,
+        d,
+        _ext.dtype_code(z.dtype),
+        inv_t,
+        z.device.index,
+        _ext.cuda_stream_handle(z.device),
+    )
 
 
 def _ntxent_bwd_cuda(grad, z, lse, gz, inv_t: float) -> None:
     m, d = z.shape
     _ext.C.cuda.ntxent_bwd(
-        grad.data_ptr(), z.data_ptr(), lse.data_ptr(), gz.data_ptr(), m, d, _ext.dtype_code(z.dtype), inv_t,
-        z.device.index, _ext.cuda_stream_handle(z.device),
-    )  # fmt: skip
+        grad.data_ptr(),
+        z.data_ptr(),
+        lse.data_ptr(),
+        gz.data_ptr(),
+        m,
+        d,
+        _ext.dtype_code(z.dtype),
+        inv_t,
+        z.device.index,
+        _ext.cuda_stream_handle(z.device),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

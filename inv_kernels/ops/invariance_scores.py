@@ -244,9 +244,7 @@ if triton is not None:
         for k0 in range(0, D, BLOCK_K):
             ks = k0 + tl.arange(0, BLOCK_K)
             k_mask = ks < D
-            v = tl.load(
-                views_ptr + row_off[:, None] + ks[None, :], mask=row_mask[:, None] & k_mask[None, :], other=0.0
-            )
+            v = tl.load(views_ptr + row_off[:, None] + ks[None, :], mask=row_mask[:, None] & k_mask[None, :], other=0.0)
             a = tl.load(
                 w_ptr + ks.to(tl.int64)[:, None] * D + cols[None, :],
                 mask=k_mask[:, None] & col_mask[None, :],
@@ -304,9 +302,20 @@ def _scores_fwd_cpu(views: Tensor, zc: Tensor, mean: Tensor, whitening: Tensor, 
     zc, mean = zc.contiguous(), mean.contiguous()
     w = whitening.to(zc.dtype).contiguous()  # half inputs: A rounded to their dtype, multiplied in float32
     _ext.C.cpu.invariance_scores_fwd(
-        views.data_ptr(), views.stride(0), views.stride(1), zc.data_ptr(), mean.data_ptr(), w.data_ptr(),
-        cosine.data_ptr(), distance.data_ptr(), c, k, d, _ext.dtype_code(views.dtype), eps,
-    )  # fmt: skip
+        views.data_ptr(),
+        views.stride(0),
+        views.stride(1),
+        zc.data_ptr(),
+        mean.data_ptr(),
+        w.data_ptr(),
+        cosine.data_ptr(),
+        distance.data_ptr(),
+        c,
+        k,
+        d,
+        _ext.dtype_code(views.dtype),
+        eps,
+    )
     return cosine, distance
 
 
@@ -317,10 +326,21 @@ def _scores_fwd_cuda(views: Tensor, zc: Tensor, mean: Tensor, whitening: Tensor,
     w = whitening.to(zc.dtype).contiguous()
     partials = torch.empty((c * k, nb, 3), dtype=zc.dtype, device=zc.device)  # (c k, NB, 3)
     _ext.C.cuda.invariance_scores_fwd(
-        views.data_ptr(), views.stride(0), views.stride(1), zc.data_ptr(), mean.data_ptr(), w.data_ptr(),
-        partials.data_ptr(), nb, c, k, d, _ext.dtype_code(views.dtype), views.device.index,
+        views.data_ptr(),
+        views.stride(0),
+        views.stride(1),
+        zc.data_ptr(),
+        mean.data_ptr(),
+        w.data_ptr(),
+        partials.data_ptr(),
+        nb,
+        c,
+        k,
+        d,
+        _ext.dtype_code(views.dtype),
+        views.device.index,
         _ext.cuda_stream_handle(views.device),
-    )  # fmt: skip
+    )
     return _finish_partials(partials, zc, k, eps)
 
 
@@ -343,9 +363,23 @@ def _scores_fwd_triton(views: Tensor, zc: Tensor, mean: Tensor, whitening: Tenso
             partials = torch.empty((m, nb, 3), dtype=acc, device=views.device)
             grid = (triton.cdiv(m, block_m) * nb,)
             _invariance_scores_fwd_kernel[grid](
-                views, w, mua, zc, partials, m, k, d, views.stride(0), views.stride(1), nb,
-                INPUT_PRECISION=precision, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=8,
-            )  # fmt: skip
+                views,
+                w,
+                mua,
+                zc,
+                partials,
+                m,
+                k,
+                d,
+                views.stride(0),
+                views.stride(1),
+                nb,
+                INPUT_PRECISION=precision,
+                BLOCK_M=block_m,
+                BLOCK_N=block_n,
+                BLOCK_K=block_k,
+                GROUP_M=8,
+            )
         else:
             fp64 = views.dtype == torch.float64
             block_n = TRITON_BLOCK_N_FP64 if fp64 else TRITON_BLOCK_N
@@ -357,9 +391,20 @@ def _scores_fwd_triton(views: Tensor, zc: Tensor, mean: Tensor, whitening: Tenso
                 return (triton.cdiv(m, meta["BLOCK_M"]) * nb,)
 
             kernel[grid](
-                views, w, mua, zc, partials, m, k, d, views.stride(0), views.stride(1), nb,
-                INPUT_PRECISION=precision, BLOCK_N=block_n,
-            )  # fmt: skip
+                views,
+                w,
+                mua,
+                zc,
+                partials,
+                m,
+                k,
+                d,
+                views.stride(0),
+                views.stride(1),
+                nb,
+                INPUT_PRECISION=precision,
+                BLOCK_N=block_n,
+            )
     return _finish_partials(partials, zc, k, eps)
 
 

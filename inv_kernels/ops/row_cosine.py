@@ -167,34 +167,75 @@ def _triton_blocks(m: int, d: int) -> tuple[int, int]:
 def _row_cosine_fwd_cpu(x: Tensor, y: Tensor, out: Tensor, stats: Tensor, eps: float) -> None:
     m, d = x.shape
     _ext.C.cpu.row_cosine_fwd(
-        x.data_ptr(), x.stride(0), y.data_ptr(), y.stride(0), out.data_ptr(), stats.data_ptr(),
-        m, d, _ext.dtype_code(x.dtype), eps,
-    )  # fmt: skip
+        x.data_ptr(),
+        x.stride(0),
+        y.data_ptr(),
+        y.stride(0),
+        out.data_ptr(),
+        stats.data_ptr(),
+        m,
+        d,
+        _ext.dtype_code(x.dtype),
+        eps,
+    )
 
 
 def _row_cosine_bwd_cpu(grad, x, y, stats, gx, gy, eps: float) -> None:
     m, d = x.shape
     _ext.C.cpu.row_cosine_bwd(
-        grad.data_ptr(), grad.stride(0), x.data_ptr(), x.stride(0), y.data_ptr(), y.stride(0), stats.data_ptr(),
-        gx.data_ptr(), gy.data_ptr(), m, d, _ext.dtype_code(x.dtype), eps,
-    )  # fmt: skip
+        grad.data_ptr(),
+        grad.stride(0),
+        x.data_ptr(),
+        x.stride(0),
+        y.data_ptr(),
+        y.stride(0),
+        stats.data_ptr(),
+        gx.data_ptr(),
+        gy.data_ptr(),
+        m,
+        d,
+        _ext.dtype_code(x.dtype),
+        eps,
+    )
 
 
 def _row_cosine_fwd_cuda(x: Tensor, y: Tensor, out: Tensor, stats: Tensor, eps: float) -> None:
     m, d = x.shape
     _ext.C.cuda.row_cosine_fwd(
-        x.data_ptr(), x.stride(0), y.data_ptr(), y.stride(0), out.data_ptr(), stats.data_ptr(),
-        m, d, _ext.dtype_code(x.dtype), eps, x.device.index, _ext.cuda_stream_handle(x.device),
-    )  # fmt: skip
+        x.data_ptr(),
+        x.stride(0),
+        y.data_ptr(),
+        y.stride(0),
+        out.data_ptr(),
+        stats.data_ptr(),
+        m,
+        d,
+        _ext.dtype_code(x.dtype),
+        eps,
+        x.device.index,
+        _ext.cuda_stream_handle(x.device),
+    )
 
 
 def _row_cosine_bwd_cuda(grad, x, y, stats, gx, gy, eps: float) -> None:
     m, d = x.shape
     _ext.C.cuda.row_cosine_bwd(
-        grad.data_ptr(), grad.stride(0), x.data_ptr(), x.stride(0), y.data_ptr(), y.stride(0), stats.data_ptr(),
-        gx.data_ptr(), gy.data_ptr(), m, d, _ext.dtype_code(x.dtype), eps,
-        x.device.index, _ext.cuda_stream_handle(x.device),
-    )  # fmt: skip
+        grad.data_ptr(),
+        grad.stride(0),
+        x.data_ptr(),
+        x.stride(0),
+        y.data_ptr(),
+        y.stride(0),
+        stats.data_ptr(),
+        gx.data_ptr(),
+        gy.data_ptr(),
+        m,
+        d,
+        _ext.dtype_code(x.dtype),
+        eps,
+        x.device.index,
+        _ext.cuda_stream_handle(x.device),
+    )
 
 
 def _row_cosine_fwd_triton(x: Tensor, y: Tensor, out: Tensor, stats: Tensor, eps: float) -> None:
@@ -211,9 +252,21 @@ def _row_cosine_bwd_triton(grad, x, y, stats, gx, gy, eps: float) -> None:
     block_m, block_d = _triton_blocks(m, d)
     with device_guard(x):
         _row_cosine_bwd_kernel[(triton.cdiv(m, block_m),)](
-            grad, x, y, stats, gx, gy, m, d, grad.stride(0), x.stride(0), y.stride(0), eps,
-            BLOCK_M=block_m, BLOCK_D=block_d,
-        )  # fmt: skip
+            grad,
+            x,
+            y,
+            stats,
+            gx,
+            gy,
+            m,
+            d,
+            grad.stride(0),
+            x.stride(0),
+            y.stride(0),
+            eps,
+            BLOCK_M=block_m,
+            BLOCK_D=block_d,
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------

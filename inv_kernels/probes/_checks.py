@@ -72,8 +72,9 @@ def check_targets(op: str, name: str, Y, n_rows: int, features: str, *, source: 
     return Y2
 
 
-def check_test_features(op: str, X: torch.Tensor, X_test, y_test, y_name: str, *,
-                        source: str | None = None) -> torch.Tensor | None:  # fmt: skip
+def check_test_features(
+    op: str, X: torch.Tensor, X_test, y_test, y_name: str, *, source: str | None = None
+) -> torch.Tensor | None:
     """The optional test features: given together with their labels or targets (named ``y_name``) or not at all, with
     as many columns as X (D); returned checked as (M, D), or None."""
     if X_test is None and y_test is None:
@@ -86,8 +87,9 @@ def check_test_features(op: str, X: torch.Tensor, X_test, y_test, y_name: str, *
     return X_test
 
 
-def check_regression_test_set(op: str, X: torch.Tensor, Y2: torch.Tensor, X_test, Y_test, *,
-                              source: str | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
+def check_regression_test_set(
+    op: str, X: torch.Tensor, Y2: torch.Tensor, X_test, Y_test, *, source: str | None = None
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The optional test set of a regression probe: both or neither given, as many columns as X (D) and outputs as
     Y2 (T); returned checked as (X_test (M, D), Y_test (M, T)), or (None, None)."""
     X_test = check_test_features(op, X, X_test, Y_test, "Y_test", source=source)
@@ -129,4 +131,3 @@ def default_dtype(device: torch.device, dtype: torch.dtype | None) -> torch.dtyp
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         return dtype
     return torch.float64 if device.type == "cpu" else torch.float32
-

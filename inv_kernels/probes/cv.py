@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def cross_validate(pairs: Sequence[tuple[np.ndarray, np.ndarray]],
-                   score_fold: Callable[[int, np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:  # fmt: skip
+def cross_validate(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], score_fold: Callable[[int, np.ndarray, np.ndarray], np.ndarray]
+) -> np.ndarray:
     """The scores of every fold, ``score_fold(fold, train_idx, val_idx)`` for each pair in order.
 
     Args:

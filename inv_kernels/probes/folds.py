@@ -117,7 +117,9 @@ def resolve_folds(
             raise ValueError(f"{op}: fold {f} must have non-empty 1-D train and validation indices")
         for name, idx in (("train", tr), ("validation", va)):
             if idx.min() < 0 or idx.max() >= n_samples:
-                raise ValueError(f"{op}: fold {f} {name} indices must lie in [0, {n_samples}), got {idx.min()}..{idx.max()}")
+                raise ValueError(
+                    f"{op}: fold {f} {name} indices must lie in [0, {n_samples}), got {idx.min()}..{idx.max()}"
+                )
         if np.intersect1d(tr, va).size:
             raise ValueError(f"{op}: fold {f} has samples in both its train and validation indices")
     return pairs

@@ -85,7 +85,6 @@ def fit_kernel_ridge_cv(
     alphas_t = torch.as_tensor(a_np, dtype=dt, device=device)
     A, B = len(a_np), len(g_np)
 
-
     def score_fold(f: int, tr: np.ndarray, va: np.ndarray) -> np.ndarray:
         """(A, B): the fold's validation R^2 over alpha x gamma."""
         tr_t, va_t = torch.as_tensor(tr, device=device), torch.as_tensor(va, device=device)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 
 
-def class_scores(pred: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, num_classes: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def class_scores(
+    pred: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Accuracy and mean per-class accuracy (recall averaged over the classes present in y).
 
     Args:

@@ -183,9 +183,11 @@ def _visible_pairs(pairs, rows: np.ndarray, N: int, outputs: list[int]) -> list[
         parts = [p[p >= 0] for p in parts]
         for part, name in zip(parts, ("training", "validation")):
             if len(part) < 2:
-                raise ValueError(f"{OP}: output {outputs[0]} of Y is visible in only {len(part)} "
-                                 f"row{'s' if len(part) != 1 else ''} of fold {f}'s {name} set (at least 2 needed); "
-                                 f"use fewer folds or check the mask")
+                raise ValueError(
+                    f"{OP}: output {outputs[0]} of Y is visible in only {len(part)} "
+                    f"row{'s' if len(part) != 1 else ''} of fold {f}'s {name} set (at least 2 needed); "
+                    f"use fewer folds or check the mask"
+                )
         restricted.append((parts[0], parts[1]))
     return restricted
 
@@ -310,8 +312,10 @@ def _test_scores(Yt: torch.Tensor, pred: torch.Tensor, mask: np.ndarray | None) 
     for t in range(Yt.shape[1]):
         rows = torch.as_tensor(np.flatnonzero(mask[:, t]), device=Yt.device)
         if len(rows) < 2:
-            raise ValueError(f"{OP}: output {t} of Y_test is visible in only {len(rows)} row"
-                             f"{'s' if len(rows) != 1 else ''} (at least 2 needed for its R^2)")
+            raise ValueError(
+                f"{OP}: output {t} of Y_test is visible in only {len(rows)} row"
+                f"{'s' if len(rows) != 1 else ''} (at least 2 needed for its R^2)"
+            )
         yt, pt = Yt[rows, t : t + 1], pred[rows, t : t + 1]
         r2.append(float(r2_per_output(yt, pt)[0]))
         mse.append(float(((pt - yt) ** 2).mean()))

@@ -18,9 +18,14 @@ def seed_stats(per_seed: dict[int, float]) -> dict:
     values = [float(v) for v in per_seed.values() if v is not None and math.isfinite(float(v))]
     mean = float(np.mean(values)) if values else None
     std = float(np.std(values, ddof=1)) if len(values) >= 2 else None
-    return {"mean": mean, "std": std, "n": len(values),
-            "per_seed": {str(s): (float(v) if v is not None and math.isfinite(float(v)) else None)
-                         for s, v in per_seed.items()}}  # fmt: skip
+    return {
+        "mean": mean,
+        "std": std,
+        "n": len(values),
+        "per_seed": {
+            str(s): (float(v) if v is not None and math.isfinite(float(v)) else None) for s, v in per_seed.items()
+        },
+    }
 
 
 def synthetic_table(measured: dict, models, seeds) -> dict:
@@ -29,11 +34,14 @@ def synthetic_table(measured: dict, models, seeds) -> dict:
     for model in models:
         rows = {seed: {r["family"]: r for r in measured[(model, seed)]["synthetic"]} for seed in seeds}
         table[model] = {
-            family: {"kind": FAMILIES[family].kind,
-                     "cosine": seed_stats({s: rows[s][family]["cosine_mean"] for s in seeds}),
-                     "distance": seed_stats({s: rows[s][family]["distance_mean"] for s in seeds})}
-            for family in FAMILIES if all(family in rows[s] for s in seeds)
-        }  # fmt: skip
+            family: {
+                "kind": FAMILIES[family].kind,
+                "cosine": seed_stats({s: rows[s][family]["cosine_mean"] for s in seeds}),
+                "distance": seed_stats({s: rows[s][family]["distance_mean"] for s in seeds}),
+            }
+            for family in FAMILIES
+            if all(family in rows[s] for s in seeds)
+        }
     return table
 
 
@@ -48,8 +56,13 @@ def family_average(measured: dict, model: str, seeds, families) -> dict:
 
 def kind_summary(measured: dict, models, seeds) -> dict:
     """model -> {"spatial": stats, "appearance": stats}: mean cosine over all spatial / appearance families."""
-    return {m: {"spatial": family_average(measured, m, seeds, SPATIAL_FAMILIES),
-                "appearance": family_average(measured, m, seeds, APPEARANCE_FAMILIES)} for m in models}  # fmt: skip
+    return {
+        m: {
+            "spatial": family_average(measured, m, seeds, SPATIAL_FAMILIES),
+            "appearance": family_average(measured, m, seeds, APPEARANCE_FAMILIES),
+        }
+        for m in models
+    }
 
 
 def realworld_table(measured: dict, models, seeds) -> dict:
@@ -62,11 +75,16 @@ def realworld_table(measured: dict, models, seeds) -> dict:
                 sets.setdefault(entry["set"], {"factor": entry["factor"], "groups": entry["num_groups"], "runs": {}})
                 sets[entry["set"]]["runs"][seed] = entry
         table[model] = {
-            name: {"factor": s["factor"], "groups": s["groups"],
-                   **{key: seed_stats({seed: e[key] for seed, e in s["runs"].items()})
-                      for key in ("cosine_off_diagonal", "cosine_with_diagonal", "distance")}}
+            name: {
+                "factor": s["factor"],
+                "groups": s["groups"],
+                **{
+                    key: seed_stats({seed: e[key] for seed, e in s["runs"].items()})
+                    for key in ("cosine_off_diagonal", "cosine_with_diagonal", "distance")
+                },
+            }
             for name, s in sets.items()
-        }  # fmt: skip
+        }
     return table
 
 
@@ -99,8 +117,9 @@ def at_grid_edge(row: dict, mode: str, wide_members: tuple[str, ...] = ()) -> bo
     return bool(np.isclose(value, grid.min(), rtol=1e-9) or np.isclose(value, grid.max(), rtol=1e-9))
 
 
-def transfer_table(transfer: dict, task_names, seeds, *, mode: str = "paper",
-                   wide_members: tuple[str, ...] = ()) -> dict:  # fmt: skip
+def transfer_table(
+    transfer: dict, task_names, seeds, *, mode: str = "paper", wide_members: tuple[str, ...] = ()
+) -> dict:
     """task -> {"kind", "metric", "entries": {model or fusion -> stats of the test score, "grid_edge_seeds": seeds
     whose probe chose an end of its regularisation grid}} (entries in row order). ``wide_members``: model names whose
     grid is the paper's "w3" one."""
@@ -115,9 +134,13 @@ def transfer_table(transfer: dict, task_names, seeds, *, mode: str = "paper",
                 scores[seed] = match[0]["test_score"] if match else None
                 if match and at_grid_edge(match[0], mode, wide_members):
                     edge.append(seed)
-            entries[row["model"]] = {"fusion": row["fusion"], "members": row["members"],
-                                     "feature_dim": row["feature_dim"], "grid_edge_seeds": edge,
-                                     **seed_stats(scores)}  # fmt: skip
+            entries[row["model"]] = {
+                "fusion": row["fusion"],
+                "members": row["members"],
+                "feature_dim": row["feature_dim"],
+                "grid_edge_seeds": edge,
+                **seed_stats(scores),
+            }
         table[task] = {"kind": first[0]["kind"], "metric": first[0]["metric"], "entries": entries}
     return table
 
@@ -133,6 +156,8 @@ def correlation_inputs(measured: dict, transfer: dict, models, seeds, task_names
             row = {r["family"]: r["cosine_mean"] for r in results["synthetic"]}
             row.update({f"real:{r['set']}": r["cosine_off_diagonal"] for r in results["realworld"]})
             invariance[key] = row
-            scores[key] = {task: next(r["test_score"] for r in transfer[(task, seed)]["results"] if r["model"] == model)
-                           for task in task_names}  # fmt: skip
+            scores[key] = {
+                task: next(r["test_score"] for r in transfer[(task, seed)]["results"] if r["model"] == model)
+                for task in task_names
+            }
     return invariance, scores

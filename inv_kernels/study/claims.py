@@ -26,9 +26,12 @@ def compare(a: dict, b: dict) -> dict:
     """{"margin", "spread", "beats", "within_noise"} of seed_stats a against b (spread None with one seed)."""
     margin = a["mean"] - b["mean"]
     spread = math.sqrt(a["std"] ** 2 + b["std"] ** 2) if a["std"] is not None and b["std"] is not None else None
-    return {"margin": margin, "spread": spread,
-            "beats": None if spread is None else margin > spread,
-            "within_noise": None if spread is None else margin >= -spread}  # fmt: skip
+    return {
+        "margin": margin,
+        "spread": spread,
+        "beats": None if spread is None else margin > spread,
+        "within_noise": None if spread is None else margin >= -spread,
+    }
 
 
 def _verdict(flags: list, need_all: bool) -> str:
@@ -56,33 +59,58 @@ def invariance_claims(synthetic: dict) -> list[dict]:
         rows = []
         for family in families:
             c = compare(synthetic[winner][family]["cosine"], synthetic[loser][family]["cosine"])
-            rows.append({"family": family, winner: synthetic[winner][family]["cosine"]["mean"],
-                         loser: synthetic[loser][family]["cosine"]["mean"], **c})  # fmt: skip
+            rows.append(
+                {
+                    "family": family,
+                    winner: synthetic[winner][family]["cosine"]["mean"],
+                    loser: synthetic[loser][family]["cosine"]["mean"],
+                    **c,
+                }
+            )
         verdict = _verdict([r["beats"] for r in rows], need_all=True)
         ahead = sum(r["margin"] > 0 for r in rows)
         beyond = sum(bool(r["beats"]) for r in rows)
-        summary = (f"the {winner} model is more invariant than the {loser} model on {ahead} of {len(rows)} {kind} "
-                   f"families, by more than the seed spread on {beyond} of {len(rows)}")  # fmt: skip
-        claims.append(_claim(
-            cid, f"[A] models become invariant to their training augmentations: {winner} > {loser} on {kind} "
-            f"transforms ({', '.join(families)})", "whitened-cosine invariance, margin > seed spread on every family",
-            verdict, summary, rows))  # fmt: skip
+        summary = (
+            f"the {winner} model is more invariant than the {loser} model on {ahead} of {len(rows)} {kind} "
+            f"families, by more than the seed spread on {beyond} of {len(rows)}"
+        )
+        claims.append(
+            _claim(
+                cid,
+                f"[A] models become invariant to their training augmentations: {winner} > {loser} on {kind} "
+                f"transforms ({', '.join(families)})",
+                "whitened-cosine invariance, margin > seed spread on every family",
+                verdict,
+                summary,
+                rows,
+            )
+        )
     return claims
 
 
 def default_claim(measured: dict, seeds) -> dict:
     """Claim 1c: the default model is high on both kinds (at least as invariant as the model not trained on a kind)."""
     rows = []
-    for kind, families, other in (("spatial", SPATIAL_CLAIM_FAMILIES, "appearance"),
-                                  ("appearance", APPEARANCE_CLAIM_FAMILIES, "spatial")):  # fmt: skip
+    for kind, families, other in (
+        ("spatial", SPATIAL_CLAIM_FAMILIES, "appearance"),
+        ("appearance", APPEARANCE_CLAIM_FAMILIES, "spatial"),
+    ):
         d, o = family_average(measured, "default", seeds, families), family_average(measured, other, seeds, families)
         rows.append({"kind": kind, "default": d["mean"], other: o["mean"], **compare(d, o)})
     verdict = _verdict([r["within_noise"] for r in rows], need_all=True)
-    summary = "; ".join(f"{r['kind']} families: default minus {'appearance' if r['kind'] == 'spatial' else 'spatial'} "
-                        f"{_fmt(r)}" for r in rows)  # fmt: skip
-    return _claim("1c", "[A] (docs/METHOD.md 11, claim 1) the default model is high on both kinds of transform",
-                  "default's mean invariance over each kind's claim families >= that of the model not trained on "
-                  "that kind, within noise", verdict, summary, rows)  # fmt: skip
+    summary = "; ".join(
+        f"{r['kind']} families: default minus {'appearance' if r['kind'] == 'spatial' else 'spatial'} {_fmt(r)}"
+        for r in rows
+    )
+    return _claim(
+        "1c",
+        "[A] (docs/METHOD.md 11, claim 1) the default model is high on both kinds of transform",
+        "default's mean invariance over each kind's claim families >= that of the model not trained on "
+        "that kind, within noise",
+        verdict,
+        summary,
+        rows,
+    )
 
 
 def realworld_claim(realworld: dict) -> dict:
@@ -96,29 +124,58 @@ def realworld_claim(realworld: dict) -> dict:
         rows.append({"set": name, "factor": entry["factor"], "expected_winner": winner, **c})
     verdict = _verdict([r["beats"] for r in rows], need_all=True)
     summary = "; ".join(f"{r['set']}: {r['expected_winner']} minus other {_fmt(r)}" for r in rows)
-    return _claim("2", "[A] learned invariance carries over to real changes of pose and lighting ([D] spatial > "
-                  "appearance on viewpoint groups, appearance > spatial on lighting groups)",
-                  "off-diagonal group cosine, margin > seed spread on every group set", verdict, summary, rows)  # fmt: skip
+    return _claim(
+        "2",
+        "[A] learned invariance carries over to real changes of pose and lighting ([D] spatial > "
+        "appearance on viewpoint groups, appearance > spatial on lighting groups)",
+        "off-diagonal group cosine, margin > seed spread on every group set",
+        verdict,
+        summary,
+        rows,
+    )
 
 
 def latent_claim(latents: dict, seeds) -> dict:
     """Claim 4 (extrinsic): hue latents are less recoverable from the appearance model, pose latents from the
     spatial model (not more recoverable, at least)."""
     rows = []
-    hue = compare(latent_group_average(latents, "spatial", seeds, HUE_LATENTS),
-                  latent_group_average(latents, "appearance", seeds, HUE_LATENTS))
-    rows.append({"latents": "hues (7-9)", "expected": "R2 appearance < spatial", "test": "spatial beats appearance",
-                 **hue, "holds": hue["beats"]})  # fmt: skip
-    pose = compare(latent_group_average(latents, "spatial", seeds, POSE_LATENTS),
-                   latent_group_average(latents, "appearance", seeds, POSE_LATENTS))
-    rows.append({"latents": "position, rotation, spotlight (0-6)", "expected": "R2 spatial <= appearance",
-                 "test": "spatial minus appearance <= spread", **pose,
-                 "holds": None if pose["spread"] is None else pose["margin"] <= pose["spread"]})  # fmt: skip
+    hue = compare(
+        latent_group_average(latents, "spatial", seeds, HUE_LATENTS),
+        latent_group_average(latents, "appearance", seeds, HUE_LATENTS),
+    )
+    rows.append(
+        {
+            "latents": "hues (7-9)",
+            "expected": "R2 appearance < spatial",
+            "test": "spatial beats appearance",
+            **hue,
+            "holds": hue["beats"],
+        }
+    )
+    pose = compare(
+        latent_group_average(latents, "spatial", seeds, POSE_LATENTS),
+        latent_group_average(latents, "appearance", seeds, POSE_LATENTS),
+    )
+    rows.append(
+        {
+            "latents": "position, rotation, spotlight (0-6)",
+            "expected": "R2 spatial <= appearance",
+            "test": "spatial minus appearance <= spread",
+            **pose,
+            "holds": None if pose["spread"] is None else pose["margin"] <= pose["spread"],
+        }
+    )
     verdict = _verdict([r["holds"] for r in rows], need_all=True)
     summary = "; ".join(f"{r['latents']}: R2 spatial minus appearance {_fmt(r)}" for r in rows)
-    return _claim("4", "[D] extrinsic invariance: hue latents less recoverable (lower kernel-ridge R2) from the "
-                  "appearance model, pose latents not more recoverable from the spatial model",
-                  "test R2 of RBF kernel ridge on the generated latents", verdict, summary, rows)  # fmt: skip
+    return _claim(
+        "4",
+        "[D] extrinsic invariance: hue latents less recoverable (lower kernel-ridge R2) from the "
+        "appearance model, pose latents not more recoverable from the spatial model",
+        "test R2 of RBF kernel ridge on the generated latents",
+        verdict,
+        summary,
+        rows,
+    )
 
 
 def opposite_claim(transfer: dict) -> dict:
@@ -132,11 +189,19 @@ def opposite_claim(transfer: dict) -> dict:
     appearance_wins = [r["task"] for r in rows if r["spread"] is not None and -r["margin"] > r["spread"]]
     assessable = rows and all(r["spread"] is not None for r in rows)
     verdict = UNASSESSABLE if not assessable else AGREES if spatial_wins and appearance_wins else DISAGREES
-    summary = (f"spatial beats appearance beyond the spread on: {', '.join(spatial_wins) or 'no task'}; appearance "
-               f"beats spatial on: {', '.join(appearance_wins) or 'no task'}")  # fmt: skip
-    return _claim("5", "[A] different downstream tasks benefit from opposite invariances",
-                  "some task where the spatial model beats the appearance model and another where the reverse holds, "
-                  "each beyond the seed spread", verdict, summary, rows)  # fmt: skip
+    summary = (
+        f"spatial beats appearance beyond the spread on: {', '.join(spatial_wins) or 'no task'}; appearance "
+        f"beats spatial on: {', '.join(appearance_wins) or 'no task'}"
+    )
+    return _claim(
+        "5",
+        "[A] different downstream tasks benefit from opposite invariances",
+        "some task where the spatial model beats the appearance model and another where the reverse holds, "
+        "each beyond the seed spread",
+        verdict,
+        summary,
+        rows,
+    )
 
 
 def specialised_claim(transfer: dict) -> dict:
@@ -148,10 +213,15 @@ def specialised_claim(transfer: dict) -> dict:
                 rows.append({"task": task, "model": model, **compare(t["entries"][model], t["entries"]["default"])})
     winners = [f"{r['model']} on {r['task']} ({_fmt(r)})" for r in rows if r["beats"]]
     verdict = _verdict([r["beats"] for r in rows], need_all=False)
-    summary = ("specialised models beating the default beyond the spread: " + ("; ".join(winners) or "none"))
-    return _claim("6", "[A] the default augmentations lose performance on some task relative to a specialised model",
-                  "spatial or appearance model minus default > seed spread on at least one task", verdict, summary,
-                  rows)  # fmt: skip
+    summary = "specialised models beating the default beyond the spread: " + ("; ".join(winners) or "none")
+    return _claim(
+        "6",
+        "[A] the default augmentations lose performance on some task relative to a specialised model",
+        "spatial or appearance model minus default > seed spread on at least one task",
+        verdict,
+        summary,
+        rows,
+    )
 
 
 def fusion_claim(transfer: dict, against: str | None = None) -> dict:
@@ -167,24 +237,48 @@ def fusion_claim(transfer: dict, against: str | None = None) -> dict:
         else:
             best = against
         c = compare(entries[FUSION3], entries[best])
-        rows.append({"task": task, "metric": t["metric"], "fusion": entries[FUSION3]["mean"], "best_single": best,
-                     "best_score": entries[best]["mean"], **c})  # fmt: skip
+        rows.append(
+            {
+                "task": task,
+                "metric": t["metric"],
+                "fusion": entries[FUSION3]["mean"],
+                "best_single": best,
+                "best_score": entries[best]["mean"],
+                **c,
+            }
+        )
     verdict = _verdict([r["within_noise"] for r in rows], need_all=True) if rows else UNASSESSABLE
     summary = "; ".join(f"{r['task']}: fusion minus {r['best_single']} {_fmt(r)}" for r in rows)
     if against is None:
-        return _claim("7", "[A] fusing complementary representations transfers well to all tasks ([D] the 3-model "
-                      "fusion is at least about as good as the best single model on every task)",
-                      "default+spatial+appearance minus the best single model >= -seed spread on every task",
-                      verdict, summary, rows)  # fmt: skip
-    return _claim("7b", "[D] the 3-model fusion matches or beats the capacity-matched wide default",
-                  f"default+spatial+appearance minus {against} >= -seed spread on every task", verdict, summary, rows)
+        return _claim(
+            "7",
+            "[A] fusing complementary representations transfers well to all tasks ([D] the 3-model "
+            "fusion is at least about as good as the best single model on every task)",
+            "default+spatial+appearance minus the best single model >= -seed spread on every task",
+            verdict,
+            summary,
+            rows,
+        )
+    return _claim(
+        "7b",
+        "[D] the 3-model fusion matches or beats the capacity-matched wide default",
+        f"default+spatial+appearance minus {against} >= -seed spread on every task",
+        verdict,
+        summary,
+        rows,
+    )
 
 
 def all_claims(synthetic, realworld, latents_per_seed, measured, transfer, seeds, has_wide: bool) -> list[dict]:
     """Every claim check, in the order of docs/METHOD.md section 11."""
-    claims = invariance_claims(synthetic) + [default_claim(measured, seeds), realworld_claim(realworld),
-                                             latent_claim(latents_per_seed, seeds), opposite_claim(transfer),
-                                             specialised_claim(transfer), fusion_claim(transfer)]  # fmt: skip
+    claims = invariance_claims(synthetic) + [
+        default_claim(measured, seeds),
+        realworld_claim(realworld),
+        latent_claim(latents_per_seed, seeds),
+        opposite_claim(transfer),
+        specialised_claim(transfer),
+        fusion_claim(transfer),
+    ]
     if has_wide:
         claims.append(fusion_claim(transfer, against="wide"))
     return claims

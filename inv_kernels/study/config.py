@@ -22,7 +22,7 @@ RANDOM = "random"  # the floor: a randomly initialised network, no training
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """"0,1" -> (0, 1).
+    """ "0,1" -> (0, 1).
 
     Raises:
         ValueError: an empty list, a non-integer, a negative or a repeated seed (the message quotes the input).
@@ -35,8 +35,9 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         try:
             seed = int(part)
         except ValueError:
-            raise ValueError(f"--seeds expects comma-separated integers such as '0,1', got {text!r} "
-                             f"({part!r} is not an integer)") from None  # fmt: skip
+            raise ValueError(
+                f"--seeds expects comma-separated integers such as '0,1', got {text!r} ({part!r} is not an integer)"
+            ) from None
         if seed < 0:
             raise ValueError(f"--seeds: seeds must be >= 0, got {seed} in {text!r}")
         if seed in seeds:
@@ -53,8 +54,10 @@ def _check_decodable(index, what: str) -> None:
     for path in index.paths:
         if unusable_reason(path) is None:
             return
-    raise ValueError(f"{what}: none of its {len(index.paths)} image files is usable (e.g. {index.paths[0]!r}: "
-                     f"{unusable_reason(index.paths[0])})")
+    raise ValueError(
+        f"{what}: none of its {len(index.paths)} image files is usable (e.g. {index.paths[0]!r}: "
+        f"{unusable_reason(index.paths[0])})"
+    )
 
 
 @dataclass
@@ -146,10 +149,19 @@ class StudyConfig:
         for name in ("arch", "wide_arch"):
             arch = getattr(self, name)
             if arch is not None and arch not in ARCHS and not arch.startswith("timm:"):
-                raise ValueError(f"{name}: unknown architecture {arch!r}; expected one of {', '.join(ARCHS)} or "
-                                 "timm:<name>")  # fmt: skip
-        positive = ("epochs", "batch_size", "queue_size", "train_count", "transfer_count", "group_objects",
-                    "num_images", "eval_batch_size")  # fmt: skip
+                raise ValueError(
+                    f"{name}: unknown architecture {arch!r}; expected one of {', '.join(ARCHS)} or timm:<name>"
+                )
+        positive = (
+            "epochs",
+            "batch_size",
+            "queue_size",
+            "train_count",
+            "transfer_count",
+            "group_objects",
+            "num_images",
+            "eval_batch_size",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -204,8 +216,10 @@ class StudyConfig:
                 raise NotADirectoryError(f"--data {str(root)!r} is not a folder")
             held_out = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
             if not (root / "train").is_dir() or held_out is None:
-                raise ValueError(f"--data folder {str(root)!r} must hold train/ and test/ (or val/) class folders "
-                                 "(train/ is pretrained on and measured; both feed the classification transfer task)")  # fmt: skip
+                raise ValueError(
+                    f"--data folder {str(root)!r} must hold train/ and test/ (or val/) class folders "
+                    "(train/ is pretrained on and measured; both feed the classification transfer task)"
+                )
             from inv_kernels.data.folders import ImageFolderIndex
 
             for split in (root / "train", held_out):

@@ -16,8 +16,13 @@ import numpy as np
 from inv_kernels.reporting import pyplot, write_png
 from inv_kernels.transforms import APPEARANCE_FAMILIES, SPATIAL_FAMILIES
 
-COLOURS = {"default": "tab:blue", "spatial": "tab:orange", "appearance": "tab:purple", "wide": "tab:cyan",
-           "random": "tab:gray"}  # fmt: skip
+COLOURS = {
+    "default": "tab:blue",
+    "spatial": "tab:orange",
+    "appearance": "tab:purple",
+    "wide": "tab:cyan",
+    "random": "tab:gray",
+}
 
 
 def invariance_heatmap(synthetic: dict, path: Path, title: str) -> Path:
@@ -30,8 +35,15 @@ def invariance_heatmap(synthetic: dict, path: Path, title: str) -> Path:
     image = ax.imshow(grid, cmap="viridis", vmin=min(0.0, float(np.nanmin(grid))), vmax=1.0, aspect="auto")
     for i in range(len(models)):
         for j in range(len(families)):
-            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if grid[i, j] < 0.6 else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{grid[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if grid[i, j] < 0.6 else "black",
+            )
     split = sum(f in SPATIAL_FAMILIES for f in families) - 0.5
     ax.axvline(split, color="white", linewidth=2)
     ax.set_xticks(range(len(families)), families, rotation=55, ha="right", fontsize=8)
@@ -48,8 +60,16 @@ def kind_scatter(summary: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     for model, row in summary.items():
         x, y = row["spatial"], row["appearance"]
-        ax.errorbar(x["mean"], y["mean"], xerr=x["std"] or 0.0, yerr=y["std"] or 0.0, fmt="o", capsize=3,
-                    color=COLOURS.get(model, "black"), label=model)  # fmt: skip
+        ax.errorbar(
+            x["mean"],
+            y["mean"],
+            xerr=x["std"] or 0.0,
+            yerr=y["std"] or 0.0,
+            fmt="o",
+            capsize=3,
+            color=COLOURS.get(model, "black"),
+            label=model,
+        )
     ax.set_xlabel("mean invariance, spatial families")
     ax.set_ylabel("mean invariance, appearance families")
     ax.set_title("spatial vs appearance invariance (mean ± std over seeds)", fontsize=10)
@@ -65,8 +85,12 @@ def transfer_bars(transfer: dict, path: Path) -> Path:
     tasks = list(transfer)
     cols = min(len(tasks), 3)
     rows = -(-len(tasks) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 0.5 + 0.32 * max(len(t["entries"]) for t in
-                             transfer.values()) * rows + 0.8 * rows), squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(4.4 * cols, 0.5 + 0.32 * max(len(t["entries"]) for t in transfer.values()) * rows + 0.8 * rows),
+        squeeze=False,
+    )
     for ax, task in zip(axes.flat, tasks):
         entries = transfer[task]["entries"]
         names = list(entries)
@@ -78,7 +102,7 @@ def transfer_bars(transfer: dict, path: Path) -> Path:
         ax.invert_yaxis()
         ax.set_title(f"{task} ({transfer[task]['metric']})", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-    for ax in list(axes.flat)[len(tasks):]:
+    for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     fig.tight_layout()
     return write_png(fig, path)

@@ -16,8 +16,15 @@ PROBE_SCENE_SEED = 1  # scenes of the transfer and latent sets: never seen in pr
 # The factor a multi-view layout varies (docs/METHOD.md 4.3): viewpoint groups probe spatial invariance, the others
 # appearance invariance.
 VIEWPOINT_LAYOUTS = ("coil", "aloi_viewpoint", "alot_viewpoint", "flickr1024")
-APPEARANCE_LAYOUTS = ("aloi_illumination", "aloi_temperature", "alot_illumination", "alot_temperature",
-                      "exposure_errors", "dali", "realblur")  # fmt: skip
+APPEARANCE_LAYOUTS = (
+    "aloi_illumination",
+    "aloi_temperature",
+    "alot_illumination",
+    "alot_temperature",
+    "exposure_errors",
+    "dali",
+    "realblur",
+)
 
 # Regression targets of the built-in transfer tasks on the generated latent set (inv_kernels.data.LATENT_NAMES).
 LATENT_TASKS: dict[str, list[int]] = {"position": [0, 1, 2], "rotation": [3, 4, 5], "hue": [7, 8, 9]}
@@ -75,8 +82,9 @@ def resolve_inputs(cfg: StudyConfig) -> StudyInputs:
 
     size, progress = cfg.size, cfg.progress
     if cfg.builtin:
-        train_root = generated_dataset("classification", size=size, count=cfg.train_count, seed=PRETRAIN_SCENE_SEED,
-                                       progress=progress)  # fmt: skip
+        train_root = generated_dataset(
+            "classification", size=size, count=cfg.train_count, seed=PRETRAIN_SCENE_SEED, progress=progress
+        )
     else:
         train_root = Path(cfg.data).resolve()
     coil = generated_dataset("coil", size=size, count=cfg.group_objects, seed=PRETRAIN_SCENE_SEED, progress=progress)
@@ -86,15 +94,19 @@ def resolve_inputs(cfg: StudyConfig) -> StudyInputs:
         GroupSet("generated turntable (ALOI-style)", f"{aloi / 'viewpoint'}:aloi_viewpoint", "viewpoint"),
         GroupSet("generated light direction (ALOI-style)", f"{aloi / 'illumination'}:aloi_illumination", "appearance"),
         GroupSet("generated light colour (ALOI-style)", f"{aloi / 'temperature'}:aloi_temperature", "appearance"),
-    ] + _user_group_sets(cfg.groups)  # fmt: skip
-    probe_cls = generated_dataset("classification", size=size, count=cfg.transfer_count, seed=PROBE_SCENE_SEED,
-                                  progress=progress)  # fmt: skip
-    latents = generated_dataset("latents", size=size, count=cfg.transfer_count, seed=PROBE_SCENE_SEED,
-                                progress=progress)  # fmt: skip
+    ] + _user_group_sets(cfg.groups)
+    probe_cls = generated_dataset(
+        "classification", size=size, count=cfg.transfer_count, seed=PROBE_SCENE_SEED, progress=progress
+    )
+    latents = generated_dataset(
+        "latents", size=size, count=cfg.transfer_count, seed=PROBE_SCENE_SEED, progress=progress
+    )
     sizes = {"mode": cfg.mode, "out_size": size, "resize_size": size}
     tasks = [image_folder_task(probe_cls, name="shape", **sizes)]
-    tasks += [causal3dident_task(latents, target=cols, name=name, max_trainval=None, **sizes)
-              for name, cols in LATENT_TASKS.items()]  # fmt: skip
+    tasks += [
+        causal3dident_task(latents, target=cols, name=name, max_trainval=None, **sizes)
+        for name, cols in LATENT_TASKS.items()
+    ]
     if not cfg.builtin:
         tasks.insert(0, image_folder_task(train_root, name=train_root.name, **sizes))
     for spec in cfg.tasks:
@@ -103,15 +115,28 @@ def resolve_inputs(cfg: StudyConfig) -> StudyInputs:
     names = [t.name for t in tasks]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"two transfer tasks are named {', '.join(duplicates)}: rename the folder given to --data "
-                         "or --task")  # fmt: skip
-    identity = {"train_root": str(train_root), "latents_root": str(latents), "size": size,
-                "groups": [g.spec for g in group_sets]}  # fmt: skip
+        raise ValueError(
+            f"two transfer tasks are named {', '.join(duplicates)}: rename the folder given to --data or --task"
+        )
+    identity = {
+        "train_root": str(train_root),
+        "latents_root": str(latents),
+        "size": size,
+        "groups": [g.spec for g in group_sets],
+    }
     return StudyInputs(Path(train_root), group_sets, Path(latents), tasks, identity)
 
 
 def task_identity(task) -> dict:
     """What a transfer stage's settings record about its task."""
-    return {"name": task.name, "root": task.root, "kind": task.kind, "metric": task.metric, "mode": task.mode,
-            "trainval": len(task.trainval), "test": len(task.test), "targets": list(task.target_names),
-            "out_size": task.out_size}  # fmt: skip
+    return {
+        "name": task.name,
+        "root": task.root,
+        "kind": task.kind,
+        "metric": task.metric,
+        "mode": task.mode,
+        "trainval": len(task.trainval),
+        "test": len(task.test),
+        "targets": list(task.target_names),
+        "out_size": task.out_size,
+    }

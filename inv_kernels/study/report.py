@@ -18,8 +18,17 @@ from inv_kernels.study.config import RANDOM, StudyConfig
 from inv_kernels.transforms import APPEARANCE_FAMILIES, SPATIAL_FAMILIES
 
 
-def build_report(cfg: StudyConfig, inputs, pretrained: dict, measured: dict, latents: dict, transfer: dict, *,
-                 records: list[dict], seconds: float) -> dict:  # fmt: skip
+def build_report(
+    cfg: StudyConfig,
+    inputs,
+    pretrained: dict,
+    measured: dict,
+    latents: dict,
+    transfer: dict,
+    *,
+    records: list[dict],
+    seconds: float,
+) -> dict:
     """Every table, claim and timing of the study as one JSON-serialisable dict (see the module docstring)."""
     from inv_kernels.correlation import correlate
 
@@ -32,30 +41,49 @@ def build_report(cfg: StudyConfig, inputs, pretrained: dict, measured: dict, lat
     summary = aggregate.kind_summary(measured, models, seeds)
     for model in models:
         summary[model]["spatial_claim_families"] = aggregate.family_average(
-            measured, model, seeds, claims.SPATIAL_CLAIM_FAMILIES)  # fmt: skip
+            measured, model, seeds, claims.SPATIAL_CLAIM_FAMILIES
+        )
         summary[model]["appearance_claim_families"] = aggregate.family_average(
-            measured, model, seeds, claims.APPEARANCE_CLAIM_FAMILIES)  # fmt: skip
+            measured, model, seeds, claims.APPEARANCE_CLAIM_FAMILIES
+        )
     invariance, scores = aggregate.correlation_inputs(measured, transfer, models, seeds, tasks)
     pretraining = {
-        model: {str(seed): {"steps": e["summary"]["steps"], "epochs": e["summary"]["epochs_done"],
-                            "final_loss": next((h.get("loss") for h in reversed(e["summary"]["history"])
-                                                if h.get("loss") is not None), None),
-                            "knn_top1": e["summary"]["final_knn_top1"], "seconds": e["summary"]["time_s"]["total"],
-                            "images_per_s": e["summary"]["images_per_s"], "model_id": e["model_id"]}
-                for (m, seed), e in pretrained.items() if m == model}
+        model: {
+            str(seed): {
+                "steps": e["summary"]["steps"],
+                "epochs": e["summary"]["epochs_done"],
+                "final_loss": next(
+                    (h.get("loss") for h in reversed(e["summary"]["history"]) if h.get("loss") is not None), None
+                ),
+                "knn_top1": e["summary"]["final_knn_top1"],
+                "seconds": e["summary"]["time_s"]["total"],
+                "images_per_s": e["summary"]["images_per_s"],
+                "model_id": e["model_id"],
+            }
+            for (m, seed), e in pretrained.items()
+            if m == model
+        }
         for model in cfg.trained_models
-    }  # fmt: skip
+    }
     return {
         "title": "Invariance study (Ericsson, Gouk, Hospedales, BMVC 2022)",
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "config": cfg.to_dict(),
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "machine": platform.machine(), "cpus": torch.get_num_threads(),
-                        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},  # fmt: skip
-        "inputs": {**inputs.identity, "group_sets": [{"name": g.name, "factor": g.factor, "spec": g.spec}
-                                                     for g in inputs.group_sets],
-                   "tasks": [{"name": t.name, "kind": t.kind, "metric": t.metric, "trainval": len(t.trainval),
-                              "test": len(t.test)} for t in inputs.tasks]},  # fmt: skip
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "cpus": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "inputs": {
+            **inputs.identity,
+            "group_sets": [{"name": g.name, "factor": g.factor, "spec": g.spec} for g in inputs.group_sets],
+            "tasks": [
+                {"name": t.name, "kind": t.kind, "metric": t.metric, "trainval": len(t.trainval), "test": len(t.test)}
+                for t in inputs.tasks
+            ],
+        },
         "models": models,
         "seeds": seeds,
         "families": {"spatial": list(SPATIAL_FAMILIES), "appearance": list(APPEARANCE_FAMILIES)},
@@ -66,8 +94,7 @@ def build_report(cfg: StudyConfig, inputs, pretrained: dict, measured: dict, lat
         "latents": latent_table,
         "transfer": transfer_table,
         "correlation": correlate(invariance, scores),
-        "claims": claims.all_claims(synthetic, realworld, latents, measured, transfer_table, seeds,
-                                    has_wide=cfg.wide),  # fmt: skip
+        "claims": claims.all_claims(synthetic, realworld, latents, measured, transfer_table, seeds, has_wide=cfg.wide),
         "stages": records,
         "time_s": seconds,
     }
@@ -75,7 +102,7 @@ def build_report(cfg: StudyConfig, inputs, pretrained: dict, measured: dict, lat
 
 # ------------------------------------------------------------------------------------------------ Markdown
 def pm(stats: dict | None, spec: str = ".3f") -> str:
-    """"0.812 ± 0.013" (or "0.812" with one seed, "-" when missing)."""
+    """ "0.812 ± 0.013" (or "0.812" with one seed, "-" when missing)."""
     if not stats or stats.get("mean") is None:
         return "-"
     if stats.get("std") is None:
@@ -101,8 +128,9 @@ def _training_check(report: dict) -> list[str]:
     """A warning when no pretrained model beats the random network on any classification task beyond the seed
     spread: the verdicts then compare models that have hardly learned, and test little of the paper."""
     trained = [m for m in report["models"] if m != RANDOM]
-    tasks = {name: t for name, t in report["transfer"].items()
-             if t["kind"] == "classification" and RANDOM in t["entries"]}  # fmt: skip
+    tasks = {
+        name: t for name, t in report["transfer"].items() if t["kind"] == "classification" and RANDOM in t["entries"]
+    }
     if not tasks or not trained:
         return []
     for task in tasks.values():
@@ -112,17 +140,23 @@ def _training_check(report: dict) -> list[str]:
             if entry and entry["mean"] - floor["mean"] > math.hypot(entry["std"] or 0.0, floor["std"] or 0.0):
                 return []
     names = ", ".join(tasks)
-    return ["**Training check: no pretrained model beats the random network on classification "
-            f"({names}) by more than the seed spread.** The pretraining was too short (or the data too hard) for the "
-            "models to learn much, so the verdicts below compare barely trained networks and test little of the "
-            "paper; train longer (`--epochs`) before reading them as evidence.", ""]
+    return [
+        "**Training check: no pretrained model beats the random network on classification "
+        f"({names}) by more than the seed spread.** The pretraining was too short (or the data too hard) for the "
+        "models to learn much, so the verdicts below compare barely trained networks and test little of the "
+        "paper; train longer (`--epochs`) before reading them as evidence.",
+        "",
+    ]
 
 
 def _claims_section(report: dict) -> list[str]:
-    lines = ["## Verdicts on the paper's claims", "",
-             "A beats B when mean(A) - mean(B) exceeds the seed spread sqrt(std(A)^2 + std(B)^2) (std over seeds, "
-             "ddof 1); within noise when the difference is at least minus that spread. Tags as docs/METHOD.md section 11.",
-             ""]  # fmt: skip
+    lines = [
+        "## Verdicts on the paper's claims",
+        "",
+        "A beats B when mean(A) - mean(B) exceeds the seed spread sqrt(std(A)^2 + std(B)^2) (std over seeds, "
+        "ddof 1); within noise when the difference is at least minus that spread. Tags as docs/METHOD.md section 11.",
+        "",
+    ]
     lines += _training_check(report)
     rows = [[c["id"], c["paper"], c["test"], c["summary"], verdict_text(c["verdict"])] for c in report["claims"]]
     lines.append(markdown_table(["claim", "the paper says", "test", "this study", "verdict"], rows))
@@ -138,38 +172,78 @@ def _claims_section(report: dict) -> list[str]:
 
 def _invariance_sections(report: dict) -> list[str]:
     models, synthetic = report["models"], report["synthetic"]
-    lines = ["## Synthetic invariance (18 transform families)", "",
-             "Whitened cosine between a clean view and its transformed views (higher: more invariant), mean ± std "
-             "over seeds (docs/METHOD.md 4.1).", "", "![invariance heat map](figures/invariance_heatmap.png)", ""]  # fmt: skip
-    rows = [[f, synthetic[models[0]][f]["kind"]] + [pm(synthetic[m][f]["cosine"]) for m in models]
-            for f in synthetic[models[0]]]  # fmt: skip
+    lines = [
+        "## Synthetic invariance (18 transform families)",
+        "",
+        "Whitened cosine between a clean view and its transformed views (higher: more invariant), mean ± std "
+        "over seeds (docs/METHOD.md 4.1).",
+        "",
+        "![invariance heat map](figures/invariance_heatmap.png)",
+        "",
+    ]
+    rows = [
+        [f, synthetic[models[0]][f]["kind"]] + [pm(synthetic[m][f]["cosine"]) for m in models]
+        for f in synthetic[models[0]]
+    ]
     lines += [markdown_table(["family", "kind", *models], rows), ""]
     lines += ["## Spatial vs appearance invariance", "", "![spatial vs appearance](figures/kind_scatter.png)", ""]
     summary = report["kind_summary"]
-    rows = [[m, pm(summary[m]["spatial"]), pm(summary[m]["appearance"]), pm(summary[m]["spatial_claim_families"]),
-             pm(summary[m]["appearance_claim_families"])] for m in models]  # fmt: skip
-    header = ["model", "all spatial families", "all appearance families", "resized crop, translation, scale, flip",
-              "brightness, contrast, saturation, hue, grayscale, blur"]  # fmt: skip
+    rows = [
+        [
+            m,
+            pm(summary[m]["spatial"]),
+            pm(summary[m]["appearance"]),
+            pm(summary[m]["spatial_claim_families"]),
+            pm(summary[m]["appearance_claim_families"]),
+        ]
+        for m in models
+    ]
+    header = [
+        "model",
+        "all spatial families",
+        "all appearance families",
+        "resized crop, translation, scale, flip",
+        "brightness, contrast, saturation, hue, grayscale, blur",
+    ]
     lines += [markdown_table(header, rows), ""]
     for claim in (c for c in report["claims"] if c["id"] in ("1a", "1b")):
         winner, loser = ("spatial", "appearance") if claim["id"] == "1a" else ("appearance", "spatial")
-        rows = [[r["family"], format(r[winner], ".3f"), format(r[loser], ".3f"), _num(r["margin"]),
-                 _num(r["spread"], ".3f"), "yes" if r["beats"] else ("n/a" if r["beats"] is None else "no")]
-                for r in claim["rows"]]  # fmt: skip
+        rows = [
+            [
+                r["family"],
+                format(r[winner], ".3f"),
+                format(r[loser], ".3f"),
+                _num(r["margin"]),
+                _num(r["spread"], ".3f"),
+                "yes" if r["beats"] else ("n/a" if r["beats"] is None else "no"),
+            ]
+            for r in claim["rows"]
+        ]
         lines += [f"Claim {claim['id']}: {winner} model against {loser} model.", ""]
         lines += [markdown_table(["family", winner, loser, "margin", "seed spread", "beyond spread"], rows), ""]
     realworld = report["realworld"]
     sets = list(realworld[models[0]])
-    lines += ["## Real-world group invariance", "",
-              "Mean off-diagonal whitened cosine within groups of views of one object (higher: more invariant; "
-              "docs/METHOD.md 4.3), mean ± std over seeds.", ""]  # fmt: skip
-    rows = [[s, realworld[models[0]][s]["factor"], str(realworld[models[0]][s]["groups"])]
-            + [pm(realworld[m][s]["cosine_off_diagonal"]) for m in models] for s in sets]  # fmt: skip
+    lines += [
+        "## Real-world group invariance",
+        "",
+        "Mean off-diagonal whitened cosine within groups of views of one object (higher: more invariant; "
+        "docs/METHOD.md 4.3), mean ± std over seeds.",
+        "",
+    ]
+    rows = [
+        [s, realworld[models[0]][s]["factor"], str(realworld[models[0]][s]["groups"])]
+        + [pm(realworld[m][s]["cosine_off_diagonal"]) for m in models]
+        for s in sets
+    ]
     lines += [markdown_table(["group set", "factor varied", "groups", *models], rows), ""]
     latents = report["latents"]
-    lines += ["## Latent-factor regression on the generated scenes (extrinsic invariance)", "",
-              "Test R^2 of an RBF kernel-ridge probe per latent (docs/METHOD.md 5): higher R^2 means the feature keeps the "
-              "factor, i.e. is less invariant to it.", ""]  # fmt: skip
+    lines += [
+        "## Latent-factor regression on the generated scenes (extrinsic invariance)",
+        "",
+        "Test R^2 of an RBF kernel-ridge probe per latent (docs/METHOD.md 5): higher R^2 means the feature keeps the "
+        "factor, i.e. is less invariant to it.",
+        "",
+    ]
     rows = [[name] + [pm(latents[m][name]) for m in models] for name in latents[models[0]]]
     lines += [markdown_table(["latent", *models], rows), ""]
     return lines
@@ -180,10 +254,17 @@ def _transfer_sections(report: dict) -> list[str]:
     tasks = list(transfer)
     names = list(dict.fromkeys(n for t in tasks for n in transfer[t]["entries"]))
     folds = report["config"]["folds"]
-    lines = ["## Transfer", "", f"Linear probes with {folds}-fold cross-validation over the paper's "
-             "45-value grid (docs/METHOD.md 6-7); fusions concatenate the members' features. Test score, mean ± std over "
-             "seeds.", "",
-             "![transfer](figures/transfer_bars.png)", ""]  # fmt: skip
+    lines = [
+        "## Transfer",
+        "",
+        f"Linear probes with {folds}-fold cross-validation over the paper's "
+        "45-value grid (docs/METHOD.md 6-7); fusions concatenate the members' features. Test score, mean ± std over "
+        "seeds.",
+        "",
+        "![transfer](figures/transfer_bars.png)",
+        "",
+    ]
+
     def cell(task: str, name: str) -> str:
         entry = transfer[task]["entries"].get(name)
         return pm(entry) + (" †" if entry and entry["grid_edge_seeds"] else "")
@@ -191,16 +272,25 @@ def _transfer_sections(report: dict) -> list[str]:
     rows = [[n] + [cell(t, n) for t in tasks] for n in names]
     lines += [markdown_table(["model / fusion", *[f"{t} ({transfer[t]['metric']})" for t in tasks]], rows), ""]
     if any(e["grid_edge_seeds"] for t in tasks for e in transfer[t]["entries"].values()):
-        lines += ["† the probe chose an end of its regularisation grid for at least one seed, so the best value may "
-                  "lie outside the grid. In paper mode the ridge grid of a k-model fusion is shifted toward weaker "
-                  "regularisation (docs/METHOD.md section 12); `--mode corrected` shifts it the intended way.", ""]  # fmt: skip
+        lines += [
+            "† the probe chose an end of its regularisation grid for at least one seed, so the best value may "
+            "lie outside the grid. In paper mode the ridge grid of a k-model fusion is shifted toward weaker "
+            "regularisation (docs/METHOD.md section 12); `--mode corrected` shifts it the intended way.",
+            "",
+        ]
     correlation = report["correlation"]
     measures = list(dict.fromkeys(r["measure"] for r in correlation))
     value = {(r["measure"], r["task"]): r["spearman"] for r in correlation}
     points = correlation[0]["models"] if correlation else 0
-    lines += ["## Invariance vs transfer", "",
-              f"Spearman correlation across the {points} (model, seed) points between each invariance and each "
-              "task's transfer score (blank: undefined).", "", "![correlation](figures/correlation_spearman.png)", ""]
+    lines += [
+        "## Invariance vs transfer",
+        "",
+        f"Spearman correlation across the {points} (model, seed) points between each invariance and each "
+        "task's transfer score (blank: undefined).",
+        "",
+        "![correlation](figures/correlation_spearman.png)",
+        "",
+    ]
     rows = [[m] + [_num(value.get((m, t)), "+.2f") for t in tasks] for m in measures]
     lines += [markdown_table(["invariance", *tasks], rows), ""]
     return lines
@@ -208,17 +298,28 @@ def _transfer_sections(report: dict) -> list[str]:
 
 def _run_sections(report: dict) -> list[str]:
     lines = ["## Pretraining", ""]
-    rows = [[m, s, str(e["steps"]), _num(e["final_loss"], ".3f"), _num(e["knn_top1"], ".3f"),
-             f"{e['seconds']:.0f}"] for m, per in report["pretraining"].items() for s, e in per.items()]  # fmt: skip
+    rows = [
+        [m, s, str(e["steps"]), _num(e["final_loss"], ".3f"), _num(e["knn_top1"], ".3f"), f"{e['seconds']:.0f}"]
+        for m, per in report["pretraining"].items()
+        for s, e in per.items()
+    ]
     lines += [markdown_table(["model", "seed", "steps", "final InfoNCE loss", "kNN top-1", "seconds"], rows), ""]
     ran = [r for r in report["stages"] if r["status"] != "cached"]
     computed = sum(r["computed_s"] for r in report["stages"])
-    lines += ["## Stages of this run", "",
-              f"{len(ran)} stages computed in this run, {len(report['stages']) - len(ran)} read from the cache; this "
-              f"run took {report['time_s']:.0f} s; computing every stage's output took {computed:.0f} s in all.", ""]
-    lines += [markdown_table(["stage", "status in this run", "seconds in this run", "seconds to compute"],
-                             [[r["stage"], r["status"], f"{r['seconds']:.1f}", f"{r['computed_s']:.1f}"]
-                              for r in report["stages"]]), ""]  # fmt: skip
+    lines += [
+        "## Stages of this run",
+        "",
+        f"{len(ran)} stages computed in this run, {len(report['stages']) - len(ran)} read from the cache; this "
+        f"run took {report['time_s']:.0f} s; computing every stage's output took {computed:.0f} s in all.",
+        "",
+    ]
+    lines += [
+        markdown_table(
+            ["stage", "status in this run", "seconds in this run", "seconds to compute"],
+            [[r["stage"], r["status"], f"{r['seconds']:.1f}", f"{r['computed_s']:.1f}"] for r in report["stages"]],
+        ),
+        "",
+    ]
     return lines
 
 
@@ -227,13 +328,18 @@ def markdown(report: dict) -> str:
     cfg, env = report["config"], report["environment"]
     data = cfg["data"] or f"built-in generated scenes ({report['inputs']['size']} px)"
     device = env["cuda"] or f"CPU ({env['cpus']} threads)"
-    lines = [f"# {report['title']}", "",
-             f"Created {report['created']}; python {env['python']}, torch {env['torch']}, {device}.", "",
-             f"Data: {data}. Models: {', '.join(report['models'])} ({cfg['arch']}"
-             + (f"; wide: {cfg['wide_arch'] or 'resnet50'}" if cfg["wide"] else "") + f"), seeds "
-             f"{', '.join(map(str, report['seeds']))}, {cfg['epochs']} epochs of pretraining, {cfg['mode']} mode. "
-             f"Transfer tasks: {', '.join(t['name'] + ' (' + t['metric'] + ')' for t in report['inputs']['tasks'])}.",
-             ""]  # fmt: skip
+    lines = [
+        f"# {report['title']}",
+        "",
+        f"Created {report['created']}; python {env['python']}, torch {env['torch']}, {device}.",
+        "",
+        f"Data: {data}. Models: {', '.join(report['models'])} ({cfg['arch']}"
+        + (f"; wide: {cfg['wide_arch'] or 'resnet50'}" if cfg["wide"] else "")
+        + f"), seeds "
+        f"{', '.join(map(str, report['seeds']))}, {cfg['epochs']} epochs of pretraining, {cfg['mode']} mode. "
+        f"Transfer tasks: {', '.join(t['name'] + ' (' + t['metric'] + ')' for t in report['inputs']['tasks'])}.",
+        "",
+    ]
     lines += _claims_section(report) + _invariance_sections(report) + _transfer_sections(report)
     lines += _run_sections(report)
     return "\n".join(lines) + "\n"
@@ -247,12 +353,13 @@ def write_report(report: dict, out: Path) -> dict[str, Path]:
     fig_dir = out / "figures"
     title = f"invariance per family (mean over seeds {', '.join(map(str, report['seeds']))})"
     written = {
-        "invariance_heatmap": figures.invariance_heatmap(report["synthetic"], fig_dir / "invariance_heatmap.png",
-                                                         title),
+        "invariance_heatmap": figures.invariance_heatmap(
+            report["synthetic"], fig_dir / "invariance_heatmap.png", title
+        ),
         "kind_scatter": figures.kind_scatter(report["kind_summary"], fig_dir / "kind_scatter.png"),
         "transfer_bars": figures.transfer_bars(report["transfer"], fig_dir / "transfer_bars.png"),
         "correlation": heatmap(report["correlation"], "spearman", fig_dir / "correlation_spearman.png"),
-    }  # fmt: skip
+    }
     written["markdown"] = atomic_write_bytes(markdown(report).encode(), out / "report.md")
     written["json"] = atomic_write_json(report, out / "report.json")
     return written

@@ -45,8 +45,15 @@ def run_study(cfg: StudyConfig, *, run_id: str | None = None) -> dict:
     started = time.time()
     cache = StageCache(out, run_id=run_id)
     previous = _read(out / STUDY_MANIFEST)
-    atomic_write_json({"config": cfg.to_dict(), "run_id": cache.run_id, "started": started,
-                       "previous_config": previous.get("config") if previous else None}, out / STUDY_MANIFEST)  # fmt: skip
+    atomic_write_json(
+        {
+            "config": cfg.to_dict(),
+            "run_id": cache.run_id,
+            "started": started,
+            "previous_config": previous.get("config") if previous else None,
+        },
+        out / STUDY_MANIFEST,
+    )
     inputs = resolve_inputs(cfg)
     seeds, trained, models = cfg.seeds, cfg.trained_models, cfg.models
     total = len(seeds) * (len(trained) + 2 * len(models) + len(inputs.tasks))
@@ -72,8 +79,9 @@ def run_study(cfg: StudyConfig, *, run_id: str | None = None) -> dict:
     bar.close()
     from inv_kernels.study.report import build_report, write_report
 
-    report = build_report(cfg, inputs, pretrained, measured, latents, transfer, records=cache.records,
-                          seconds=time.time() - started)  # fmt: skip
+    report = build_report(
+        cfg, inputs, pretrained, measured, latents, transfer, records=cache.records, seconds=time.time() - started
+    )
     report["files"] = {k: str(v) for k, v in write_report(report, out).items()}
     return report
 

@@ -42,8 +42,11 @@ def _read_json(path: Path) -> dict | None:
 
 def changed_settings(old: dict, new: dict) -> list[str]:
     """Names of the top-level settings that differ between two settings dicts (sorted)."""
-    return sorted(k for k in set(old) | set(new) if json.dumps(old.get(k), sort_keys=True, default=str)
-                  != json.dumps(new.get(k), sort_keys=True, default=str))  # fmt: skip
+    return sorted(
+        k
+        for k in set(old) | set(new)
+        if json.dumps(old.get(k), sort_keys=True, default=str) != json.dumps(new.get(k), sort_keys=True, default=str)
+    )
 
 
 class StageCache:
@@ -118,8 +121,15 @@ class StageCache:
             print(f"study: {message}", file=self.log, flush=True)
 
     def _record(self, name: str, status: str, seconds: float, key: str, computed: float) -> None:
-        record = {"run_id": self.run_id, "stage": name, "status": status, "seconds": round(seconds, 3),
-                  "computed_s": round(computed, 3), "key": key, "time": time.time()}  # fmt: skip
+        record = {
+            "run_id": self.run_id,
+            "stage": name,
+            "status": status,
+            "seconds": round(seconds, 3),
+            "computed_s": round(computed, 3),
+            "key": key,
+            "time": time.time(),
+        }
         self.records.append(record)
         with open(self.out / RECORD, "a") as handle:
             handle.write(json.dumps(record) + "\n")

@@ -12,8 +12,16 @@ LOADERS = ("auto", *TWO_VIEW_LOADERS)  # "auto": dali when NVIDIA DALI is instal
 # The settings a resumed run may give other values than its checkpoint's: where it writes, which checkpoint it reads
 # and whether it trusts it, how many loader workers or threads it uses, on which device it runs, where it stops and
 # how often it logs and checkpoints. Every other setting decides what the run computes and must match.
-RESUME_MAY_CHANGE = ("out", "resume", "trust_checkpoint", "workers", "device", "max_steps", "log_every_steps",
-                     "save_every_steps")  # fmt: skip
+RESUME_MAY_CHANGE = (
+    "out",
+    "resume",
+    "trust_checkpoint",
+    "workers",
+    "device",
+    "max_steps",
+    "log_every_steps",
+    "save_every_steps",
+)
 _PATH_SETTINGS = ("data", "knn_data")  # the same folder may be named differently
 
 

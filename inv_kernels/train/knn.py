@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 from inv_kernels.data.clean_views import CleanViewDataset, collate_skipping
 from inv_kernels.data.folders import ImageFolderIndex, skipped_among
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _subset(num_items: int, max_images: int | None, seed: int) -> list[int] | None:
@@ -66,15 +66,23 @@ def extract_features(
     backbone.train(was_training)
     skipped = skipped_among(paths, kept)
     if not features:
-        raise ValueError(f"kNN monitor: none of the {len(paths)} images of {str(index.root)!r} is usable "
-                         f"(first: {skipped[0][0]}: {skipped[0][1]})")
+        raise ValueError(
+            f"kNN monitor: none of the {len(paths)} images of {str(index.root)!r} is usable "
+            f"(first: {skipped[0][0]}: {skipped[0][1]})"
+        )
     return torch.cat(features), torch.cat(labels), skipped
 
 
 def knn_top1(
-    train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor, *,
-    k: int = 200, temperature: float = 0.1, chunk: int = 1024,
-) -> float:  # fmt: skip
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk: int = 1024,
+) -> float:
     """Weighted kNN top-1 accuracy in [0, 1].
 
     Args:
@@ -104,16 +112,26 @@ class KnnResult:
 
 
 def knn_monitor(
-    backbone: nn.Module, train: ImageFolderIndex, test: ImageFolderIndex, *, size: int, device: torch.device,
-    k: int = 200, max_images: int | None = None, workers: int = 0, amp: bool = False,
-) -> KnnResult:  # fmt: skip
+    backbone: nn.Module,
+    train: ImageFolderIndex,
+    test: ImageFolderIndex,
+    *,
+    size: int,
+    device: torch.device,
+    k: int = 200,
+    max_images: int | None = None,
+    workers: int = 0,
+    amp: bool = False,
+) -> KnnResult:
     """kNN top-1 of ``backbone``'s features: train-folder features as the memory bank, test-folder as queries.
 
     Raises:
         ValueError: the folders' classes differ, or one of them has no usable image.
     """
     if train.classes != test.classes:
-        raise ValueError(f"kNN monitor: train classes {train.classes[:5]}... differ from test classes {test.classes[:5]}...")
+        raise ValueError(
+            f"kNN monitor: train classes {train.classes[:5]}... differ from test classes {test.classes[:5]}..."
+        )
     common = dict(size=size, device=device, workers=workers, max_images=max_images, amp=amp)
     train_features, train_labels, train_skipped = extract_features(backbone, train, **common)
     test_features, test_labels, test_skipped = extract_features(backbone, test, **common)

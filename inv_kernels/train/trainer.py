@@ -53,6 +53,7 @@ from inv_kernels.models.moco import MoCo
 from inv_kernels.train.config import RESUME_MAY_CHANGE, PretrainConfig, resume_differences
 from inv_kernels.train.knn import knn_monitor
 
+
 @dataclass
 class _Progress:
     """The running counters of one ``Trainer.run()``. On a GPU, reading the loss waits for the device, so it is read
@@ -134,17 +135,31 @@ class Trainer:
             raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of bn_splits {self.bn_splits}")
         self.loader = cfg.loader if cfg.loader != "auto" else ("dali" if inv_kernels.HAS_DALI else "torchvision")
         self.train_loader = two_view_loader(
-            self.loader, self.train_index, cfg.recipe, out_size=self.image_size, batch_size=self.local_batch,
-            seed=cfg.seed, rank=self.dist.rank, world_size=world, workers=cfg.workers, device=self.device,
-        )  # fmt: skip
+            self.loader,
+            self.train_index,
+            cfg.recipe,
+            out_size=self.image_size,
+            batch_size=self.local_batch,
+            seed=cfg.seed,
+            rank=self.dist.rank,
+            world_size=world,
+            workers=cfg.workers,
+            device=self.device,
+        )
         torch.manual_seed(cfg.seed)  # the model's initialisation; the key shuffles draw from this generator later
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.model = MoCo(
-            cfg.arch, cifar_stem=self.cifar_stem, dim=cfg.moco_dim, queue_size=cfg.queue_size,
-            momentum=cfg.moco_momentum, temperature=cfg.temperature, mlp=cfg.mlp, bn_splits=self.bn_splits,
+            cfg.arch,
+            cifar_stem=self.cifar_stem,
+            dim=cfg.moco_dim,
+            queue_size=cfg.queue_size,
+            momentum=cfg.moco_momentum,
+            temperature=cfg.temperature,
+            mlp=cfg.mlp,
+            bn_splits=self.bn_splits,
             objective=cfg.objective,
-        ).to(self.device)  # fmt: skip
+        ).to(self.device)
         self.channels_last = cfg.channels_last and self.device.type == "cuda"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -200,11 +215,15 @@ class Trainer:
             raise ValueError(f"{path} is not an inv_kernels pretraining checkpoint (no resume state)")
         differences = resume_differences(extra["config"], self.config)
         if differences:
-            raise ValueError(f"cannot resume from {path}: this run's settings differ from the checkpoint's: "
-                             f"{'; '.join(differences)} (a resumed run may change only {', '.join(RESUME_MAY_CHANGE)})")  # fmt: skip
+            raise ValueError(
+                f"cannot resume from {path}: this run's settings differ from the checkpoint's: "
+                f"{'; '.join(differences)} (a resumed run may change only {', '.join(RESUME_MAY_CHANGE)})"
+            )
         if extra.get("cifar_stem") != self.cifar_stem:
-            raise ValueError(f"cannot resume from {path}: it holds a {state.get('arch')} with cifar_stem="
-                             f"{extra.get('cifar_stem')}; this run builds one with cifar_stem={self.cifar_stem}")  # fmt: skip
+            raise ValueError(
+                f"cannot resume from {path}: it holds a {state.get('arch')} with cifar_stem="
+                f"{extra.get('cifar_stem')}; this run builds one with cifar_stem={self.cifar_stem}"
+            )
         return path, state
 
     def _resume(self, path: Path, state: dict) -> None:
@@ -289,9 +308,15 @@ class Trainer:
         if self.knn_indexes is None or not self.dist.is_main:
             return None
         result = knn_monitor(
-            self.model.backbone().to(self.device), *self.knn_indexes, size=self.image_size, device=self.device,
-            k=self.config.knn_k, max_images=self.config.knn_max_images, workers=self.config.workers, amp=self.amp,
-        )  # fmt: skip
+            self.model.backbone().to(self.device),
+            *self.knn_indexes,
+            size=self.image_size,
+            device=self.device,
+            k=self.config.knn_k,
+            max_images=self.config.knn_max_images,
+            workers=self.config.workers,
+            amp=self.amp,
+        )
         self.knn_skipped = {name: skipped_record(files) for name, files in result.skipped.items()}
         return result.top1
 
@@ -306,11 +331,15 @@ class Trainer:
                 record["knn_top1"] = self._monitor()
         except Exception as error:  # the monitor is a report: no failure of it may stop the training
             message = f"{type(error).__name__}: {error}"
-            warnings.warn(f"kNN monitor failed at epoch {record['epoch']} (step {record['step']}): {message}; "
-                          f"training goes on", RuntimeWarning, stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"kNN monitor failed at epoch {record['epoch']} (step {record['step']}): {message}; training goes on",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             record["knn_top1"], record["knn_monitor_error"] = None, message
-            self._log({"event": "knn_monitor_failed", "epoch": record["epoch"], "step": record["step"],
-                       "error": message})  # fmt: skip
+            self._log(
+                {"event": "knn_monitor_failed", "epoch": record["epoch"], "step": record["step"], "error": message}
+            )
         return record
 
     def _knn_due(self, epoch_done: int) -> bool:
@@ -340,12 +369,30 @@ class Trainer:
         per_epoch = self._batches_per_epoch()
         total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
         started = time.time()
-        bar = tqdm(total=total, initial=min(self.global_step, total), disable=not self.progress, unit="step",
-                   desc=f"pretrain {cfg.recipe}/{cfg.arch}")  # fmt: skip
-        progress = _Progress(per_epoch, total, started, bar, torch.zeros((), dtype=torch.bool, device=self.device),
-                             unchecked_since=self.global_step + 1)  # fmt: skip
-        self._log({"event": "start", "config": cfg.to_dict(), "steps_per_epoch": per_epoch, "world": self.dist.world_size,
-                   "removed_stale_temporaries": [path.name for path in self.removed_temporaries]})  # fmt: skip
+        bar = tqdm(
+            total=total,
+            initial=min(self.global_step, total),
+            disable=not self.progress,
+            unit="step",
+            desc=f"pretrain {cfg.recipe}/{cfg.arch}",
+        )
+        progress = _Progress(
+            per_epoch,
+            total,
+            started,
+            bar,
+            torch.zeros((), dtype=torch.bool, device=self.device),
+            unchecked_since=self.global_step + 1,
+        )
+        self._log(
+            {
+                "event": "start",
+                "config": cfg.to_dict(),
+                "steps_per_epoch": per_epoch,
+                "world": self.dist.world_size,
+                "removed_stale_temporaries": [path.name for path in self.removed_temporaries],
+            }
+        )
         if cfg.knn_every > 0 and self.global_step == 0:  # the untrained network's score: the curve's starting point
             initial = self._score({"epoch": 0, "step": 0, "wall_s": 0.0})
             self.history.append(initial)
@@ -389,9 +436,17 @@ class Trainer:
         if logged or saving or last:
             self._read_loss(progress, elapsed)
         if logged:
-            self._log({"event": "step", "epoch": self.epoch, "step": self.global_step, "loss": progress.loss,
-                       "accuracy": progress.accuracy, "lr": self.optimizer.param_groups[0]["lr"],
-                       "images_per_s": progress.images / elapsed})  # fmt: skip
+            self._log(
+                {
+                    "event": "step",
+                    "epoch": self.epoch,
+                    "step": self.global_step,
+                    "loss": progress.loss,
+                    "accuracy": progress.accuracy,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "images_per_s": progress.images / elapsed,
+                }
+            )
         if saving:
             self.save()
 
@@ -404,8 +459,12 @@ class Trainer:
             loss = progress.loss if not math.isfinite(progress.loss) else float("nan")
             self._raise_non_finite(loss, progress.unchecked_since)
         progress.unchecked_since = self.global_step + 1
-        progress.bar.set_postfix(epoch=self.epoch, loss=f"{progress.loss:.3f}", acc=f"{progress.accuracy:.2f}",
-                                 img_s=f"{progress.images / elapsed:.0f}")  # fmt: skip
+        progress.bar.set_postfix(
+            epoch=self.epoch,
+            loss=f"{progress.loss:.3f}",
+            acc=f"{progress.accuracy:.2f}",
+            img_s=f"{progress.images / elapsed:.0f}",
+        )
 
     def _end_epoch(self, progress: _Progress) -> None:
         """Closes an epoch, or a run that max_steps stopped mid-epoch: its history record, a checkpoint (before the
@@ -423,11 +482,19 @@ class Trainer:
         ("stopped", a record) when max_steps stopped the run mid-epoch and the monitor is on; else (None, None)."""
         if self.step_in_epoch >= progress.per_epoch:
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
-            return "epoch", {"epoch": self.epoch, "step": self.global_step, "wall_s": progress.elapsed(),
-                             "loss": progress.loss}  # fmt: skip
+            return "epoch", {
+                "epoch": self.epoch,
+                "step": self.global_step,
+                "wall_s": progress.elapsed(),
+                "loss": progress.loss,
+            }
         if self.global_step >= progress.total and self.step_in_epoch and self.config.knn_every >= 0:
-            return "stopped", {"epoch": self.epoch + self.step_in_epoch / progress.per_epoch, "step": self.global_step,
-                               "wall_s": progress.elapsed(), "loss": progress.loss}  # fmt: skip
+            return "stopped", {
+                "epoch": self.epoch + self.step_in_epoch / progress.per_epoch,
+                "step": self.global_step,
+                "wall_s": progress.elapsed(),
+                "loss": progress.loss,
+            }
         return None, None
 
     def _monitor_if_due(self, event: str, record: dict) -> None:
@@ -446,9 +513,17 @@ class Trainer:
             "epochs_done": self.epoch,
             "steps": self.global_step,
             "history": self.history,
-            "final_knn_top1": next((h["knn_top1"] for h in reversed(self.history) if h.get("knn_top1") is not None), None),
-            "knn_monitor_error": next((f"epoch {h['epoch']}: {h['knn_monitor_error']}" for h in reversed(self.history)
-                                       if h.get("knn_monitor_error")), None),  # fmt: skip
+            "final_knn_top1": next(
+                (h["knn_top1"] for h in reversed(self.history) if h.get("knn_top1") is not None), None
+            ),
+            "knn_monitor_error": next(
+                (
+                    f"epoch {h['epoch']}: {h['knn_monitor_error']}"
+                    for h in reversed(self.history)
+                    if h.get("knn_monitor_error")
+                ),
+                None,
+            ),
             "images_per_s": progress.images / wall if wall > 0 else None,
             "time_s": {"total": wall, "data_wait": progress.data_time, "train_step": progress.step_time},
             "skipped_images": self.skipped_images,

@@ -135,9 +135,7 @@ def _normalised(x: Tensor, y: Tensor, height: int, width: int) -> Tensor:
     return torch.stack([x * (2.0 / (width - 1)) - 1, y * (2.0 / (height - 1)) - 1], -1)
 
 
-def deform_views(
-    image: Tensor, sigma: Tensor, points: Tensor, seeds: Tensor, *, mode: str, resize_size: int
-) -> Tensor:
+def deform_views(image: Tensor, sigma: Tensor, points: Tensor, seeds: Tensor, *, mode: str, resize_size: int) -> Tensor:
     """Deformed views of one image, each from its own seed.
 
     Args:

@@ -53,7 +53,12 @@ class TransformFamily:
         return GRIDS[self.name](check_mode(f"{self.name}.grid", mode), out_size, resize_size)
 
     def apply(
-        self, image: Tensor, params: dict[str, Tensor], *, mode: str = "paper", out_size: int = 224,
+        self,
+        image: Tensor,
+        params: dict[str, Tensor],
+        *,
+        mode: str = "paper",
+        out_size: int = 224,
         resize_size: int = 256,
     ) -> Tensor:
         """Views of one image for some grid rows (unvalidated; ``apply_transform`` is the checked entry point).
@@ -154,7 +159,11 @@ FAMILIES: dict[str, TransformFamily] = {
     for f in (
         _family("rotation", "spatial", 256, "rotate", _rotation),
         _family(
-            "translation", "spatial", 256, "affine", _translation,
+            "translation",
+            "spatial",
+            256,
+            "affine",
+            _translation,
             quirk="offsets meant for the resize_size-px image applied to the raw image (a smaller shift on large "
             "photos, a larger one on small images); 1 degree x-shear",
             corrected="offsets applied after Resize, before CenterCrop; no shear",
@@ -162,7 +171,11 @@ FAMILIES: dict[str, TransformFamily] = {
         _family("scale", "spatial", 256, "affine", _scale, quirk="1 degree x-shear", corrected="no shear"),
         _family("shear", "spatial", 256, "affine", _shear),
         _family(
-            "resized_crop", "spatial", 256, "resized_crop", _resized_crop,
+            "resized_crop",
+            "spatial",
+            256,
+            "resized_crop",
+            _resized_crop,
             quirk="boxes meant for a resize_size-px image cut from the raw image's top-left (PIL rounding, black "
             "outside the image)",
             corrected="boxes placed in the central resize_size square of the resized image, sampled from the raw "
@@ -171,7 +184,11 @@ FAMILIES: dict[str, TransformFamily] = {
         _family("h_flip", "spatial", 2, "hflip", _binary(lambda x: x.flip(-1))),
         _family("v_flip", "spatial", 2, "vflip", _binary(lambda x: x.flip(-2))),
         _family(
-            "deform", "spatial", 256, "albumentations ElasticTransform", _deform,
+            "deform",
+            "spatial",
+            256,
+            "albumentations ElasticTransform",
+            _deform,
             quirk="a +-50 raw-px random affine dominates an alpha=1 elastic noise; sigma nearly inert, points "
             "ignored; unseeded (here: deterministic per index)",
             corrected="elasticdeform-style grid: points x points N(0, sigma^2) displacements, sigma in "
@@ -183,7 +200,11 @@ FAMILIES: dict[str, TransformFamily] = {
         _family("saturation", "appearance", 256, "adjust_saturation", _factor(colour.adjust_saturation)),
         _family("hue", "appearance", 256, "adjust_hue", _factor(colour.adjust_hue)),
         _family(
-            "blur", "appearance", 256, "gaussian_blur", _blur,
+            "blur",
+            "appearance",
+            256,
+            "gaussian_blur",
+            _blur,
             quirk="kernel fixed at 1 + out_size // 20 * 2 = 23 px, truncating large sigma",
             corrected="kernel 2 * ceil(3 sigma) + 1 px",
         ),

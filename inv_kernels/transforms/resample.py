@@ -23,9 +23,7 @@ import torch
 from torch import Tensor
 
 
-def resample_matrix(
-    in_size: int, out_size: int, start: Tensor, length: Tensor, *, pad: bool = False
-) -> Tensor:
+def resample_matrix(in_size: int, out_size: int, start: Tensor, length: Tensor, *, pad: bool = False) -> Tensor:
     """Resampling weights of boxes along one axis (float64, CPU).
 
     Args:

@@ -63,8 +63,9 @@ def _check_image(op: str, name: str, image: object, ndim: int) -> Tensor:
         raise TypeError(f"{op}: {name} must have a dtype in ({names}), got {image.dtype}")
     layout = "(n, 3, H, W)" if ndim == 4 else "(3, H, W)"
     if image.dim() != ndim:
-        raise ValueError(f"{op}: {name} must be {ndim}-D {layout}, got a {image.dim()}-D tensor of shape "
-                         f"{tuple(image.shape)}")
+        raise ValueError(
+            f"{op}: {name} must be {ndim}-D {layout}, got a {image.dim()}-D tensor of shape {tuple(image.shape)}"
+        )
     if image.shape[-3] != 3:
         raise ValueError(f"{op}: {name} must have 3 (RGB) channels in dim {ndim - 3}, got shape {tuple(image.shape)}")
     if ndim == 4 and image.shape[0] == 0:
@@ -96,8 +97,9 @@ def check_images(op: str, images: object) -> list[Tensor]:
     out = [_check_image(op, f"images[{i}]", image, 3) for i, image in enumerate(images)]
     for i, image in enumerate(out[1:], 1):
         if image.device != out[0].device:
-            raise ValueError(f"{op}: images[{i}] must be on the device of images[0] ({out[0].device}), "
-                             f"got {image.device}")
+            raise ValueError(
+                f"{op}: images[{i}] must be on the device of images[0] ({out[0].device}), got {image.device}"
+            )
     return out
 
 
@@ -117,8 +119,9 @@ def check_indices(op: str, indices: object, k: int, name: str) -> Tensor:
         idx = indices.to("cpu", torch.int64)
     else:
         if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence):
-            raise TypeError(f"{op}: indices must be None, a sequence of ints or a 1-D tensor, got "
-                            f"{type(indices).__name__}")
+            raise TypeError(
+                f"{op}: indices must be None, a sequence of ints or a 1-D tensor, got {type(indices).__name__}"
+            )
         if any(isinstance(i, bool) or not isinstance(i, int) for i in indices):
             raise TypeError(f"{op}: indices must hold ints, got {[type(i).__name__ for i in indices][:5]}")
         idx = torch.tensor(list(indices), dtype=torch.int64)
@@ -157,8 +160,14 @@ def clean_view(images: ImagesLike, *, out_size: int = 224, resize_size: int = 25
 
 
 def iter_views(
-    name: str, images: ImagesLike, *, mode: str = "paper", indices: Sequence[int] | Tensor | None = None,
-    chunk: int = 64, out_size: int = 224, resize_size: int = 256,
+    name: str,
+    images: ImagesLike,
+    *,
+    mode: str = "paper",
+    indices: Sequence[int] | Tensor | None = None,
+    chunk: int = 64,
+    out_size: int = 224,
+    resize_size: int = 256,
 ) -> Iterator[tuple[int, Tensor, Tensor]]:
     """Streams the transformed views image by image, at most ``chunk`` views at a time (fewer for very large images,
     see ``MAX_RAW_ELEMENTS``). Arguments are checked before the first view is made.
@@ -206,8 +215,14 @@ def _generate(family, grid, image_list, idx, mode, chunk, out, rs) -> Iterator[t
 
 
 def apply_transform(
-    name: str, images: ImagesLike, *, mode: str = "paper", indices: Sequence[int] | Tensor | None = None,
-    out_size: int = 224, resize_size: int = 256, chunk: int = 64,
+    name: str,
+    images: ImagesLike,
+    *,
+    mode: str = "paper",
+    indices: Sequence[int] | Tensor | None = None,
+    out_size: int = 224,
+    resize_size: int = 256,
+    chunk: int = 64,
 ) -> Tensor:
     """All views of a family for every image: the transform (on the raw image in paper mode), then Resize +
     CenterCrop (resized_crop outputs out_size directly).

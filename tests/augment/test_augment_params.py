@@ -116,8 +116,10 @@ def test_crop_distribution_matches_torchvision(h, w):
         assert abs(np.median(tv[:, k]) - np.median(ours[:, k])) <= max(2, 0.05 * max(h, w)), name
 
 
-@pytest.mark.parametrize("h,w,scale,ratio", [(8, 200, (0.2, 1.0), (3 / 4, 4 / 3)), (200, 8, (0.2, 1.0), (3 / 4, 4 / 3)),
-                                             (30, 30, (0.9, 1.0), (3.0, 4.0))])
+@pytest.mark.parametrize(
+    "h,w,scale,ratio",
+    [(8, 200, (0.2, 1.0), (3 / 4, 4 / 3)), (200, 8, (0.2, 1.0), (3 / 4, 4 / 3)), (30, 30, (0.9, 1.0), (3.0, 4.0))],
+)
 def test_crop_fallback_is_torchvision_centre_box(h, w, scale, ratio):
     # every attempt fails for these, so torchvision's answer is deterministic
     expected = RandomResizedCrop.get_params(torch.zeros(1, h, w), list(scale), list(ratio))
@@ -128,11 +130,17 @@ def test_crop_fallback_is_torchvision_centre_box(h, w, scale, ratio):
 
 
 @settings(max_examples=30, deadline=None)
-@given(h=st.integers(1, 300), w=st.integers(1, 300), lo=st.floats(0.01, 1.0), span=st.floats(0, 1),
-       r0=st.floats(0.2, 2.0), r_span=st.floats(0, 3.0), seed=st.integers(0, 2**31))
+@given(
+    h=st.integers(1, 300),
+    w=st.integers(1, 300),
+    lo=st.floats(0.01, 1.0),
+    span=st.floats(0, 1),
+    r0=st.floats(0.2, 2.0),
+    r_span=st.floats(0, 3.0),
+    seed=st.integers(0, 2**31),
+)
 def test_boxes_always_fit(h, w, lo, span, r0, r_span, seed):
-    recipe = get_recipe([{"op": "random_resized_crop", "scale": (lo, min(1.0, lo + span)),
-                          "ratio": (r0, r0 + r_span)}])
+    recipe = get_recipe([{"op": "random_resized_crop", "scale": (lo, min(1.0, lo + span)), "ratio": (r0, r0 + r_span)}])
     _check_box_inside(_sample(recipe, (h, w), seed=seed, n=64), h, w)
 
 
@@ -188,14 +196,17 @@ def test_augment_params_checks():
         AugmentParams(**bad)
 
 
-@pytest.mark.parametrize("sizes,error,message", [
-    (torch.tensor([[32.0, 32.0]]), TypeError, "image_sizes must have a dtype in"),
-    (torch.tensor([32, 32]), ValueError, "image_sizes must be 2-D"),
-    (torch.tensor([[32, 32, 3]]), ValueError, r"must be \(B, 2\) with B >= 1"),
-    (torch.zeros(0, 2, dtype=torch.int64), ValueError, r"must be \(B, 2\) with B >= 1"),
-    (torch.tensor([[0, 32]]), ValueError, "image sizes must be positive"),
-    ([[32, 32]], TypeError, "image_sizes must be a torch.Tensor"),
-])
+@pytest.mark.parametrize(
+    "sizes,error,message",
+    [
+        (torch.tensor([[32.0, 32.0]]), TypeError, "image_sizes must have a dtype in"),
+        (torch.tensor([32, 32]), ValueError, "image_sizes must be 2-D"),
+        (torch.tensor([[32, 32, 3]]), ValueError, r"must be \(B, 2\) with B >= 1"),
+        (torch.zeros(0, 2, dtype=torch.int64), ValueError, r"must be \(B, 2\) with B >= 1"),
+        (torch.tensor([[0, 32]]), ValueError, "image sizes must be positive"),
+        ([[32, 32]], TypeError, "image_sizes must be a torch.Tensor"),
+    ],
+)
 def test_sample_errors(sizes, error, message):
     with pytest.raises(error, match=message):
         sample_augment_params("default", sizes, torch.Generator())

@@ -6,6 +6,7 @@ import io
 import numpy as np
 import pytest
 import torch
+from fixtures.image_folders import class_folder
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
@@ -22,7 +23,6 @@ from inv_kernels.augment import (
     fused_augment_ref,
     torchvision_recipe_transform,
 )
-from fixtures.image_folders import class_folder
 from inv_kernels.data.folders import decode_rgb
 
 S = 16
@@ -85,8 +85,14 @@ def test_determinism_seed_epoch_index(folder):
 def test_workers_and_persistent_epochs_do_not_change_views(folder):
     def run(workers):
         ds = TwoViewDataset(folder, "spatial", S, seed=1)
-        loader = DataLoader(ds, batch_size=2, shuffle=False, num_workers=workers, collate_fn=collate_two_views,
-                            persistent_workers=workers > 0)
+        loader = DataLoader(
+            ds,
+            batch_size=2,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=collate_two_views,
+            persistent_workers=workers > 0,
+        )
         out = []
         for epoch in range(2):
             ds.set_epoch(epoch)

@@ -31,7 +31,9 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "inv_ke
 LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^<>;()]*>)?)\s*<<<(.*?)>>>\s*\(", re.S)
 STATIC_SHARED = re.compile(r"__shared__\s+([^;{}()]+?)\s+(\w+)\s*((?:\[[^\]]+\])+)\s*;")
 LAUNCH_BOUNDS = re.compile(r"__launch_bounds__\(([^()]*)\)(\s*[A-Za-z_]\w*\s*\([^()]*\)\s*\{)")
-DYNAMIC_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?([A-Za-z_][\w:]*(?:\s+[A-Za-z_]\w*)*?)\s+(\w+)\s*\[\s*\]\s*;")
+DYNAMIC_SHARED = re.compile(
+    r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?([A-Za-z_][\w:]*(?:\s+[A-Za-z_]\w*)*?)\s+(\w+)\s*\[\s*\]\s*;"
+)
 FLAGS = ["-std=c++17", "-O1", "-fPIC", "-fopenmp", "-DINV_WITH_CUDA=1", "-Wno-unknown-pragmas", "-Wno-attributes"]
 # INV_KERNELS_CUDA_EMULATION_ASAN=1: AddressSanitizer finds reads and writes outside the tensors (run python with
 # LD_PRELOAD=$(g++ -print-file-name=libasan.so) and ASAN_OPTIONS=detect_leaks=0).
@@ -47,7 +49,9 @@ def translate(source: str, name: str) -> str:
         raise RuntimeError(f"{name}: rewrote {replaced} of {launches} kernel launches")
     out = LAUNCH_BOUNDS.sub(lambda m: f"__launch_bounds__({m[1]}){m[2]} ::emu::note_launch_bounds({m[1]});", out)
     out = DYNAMIC_SHARED.sub(lambda m: f"{m[1]}* {m[2]} = reinterpret_cast<{m[1]}*>(::emu::dynamic_shared());", out)
-    out = STATIC_SHARED.sub(lambda m: f"__shared__ {m[1]} {m[2]}{m[3]}; ::emu::note_static_shared(sizeof({m[2]}));", out)
+    out = STATIC_SHARED.sub(
+        lambda m: f"__shared__ {m[1]} {m[2]}{m[3]}; ::emu::note_static_shared(sizeof({m[2]}));", out
+    )
     if re.search(r"extern\s+__shared__", out):
         raise RuntimeError(f"{name}: an extern __shared__ declaration the rewrite does not understand")
     return f'#line 1 "{name}"\n' + out
@@ -87,8 +91,16 @@ def build(module: str = "_C", sources: list[Path] | None = None) -> Path:
     work = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    includes = ["-I", str(EMU_INCLUDE), "-I", str(CSRC), "-I", sysconfig.get_paths()["include"], "-I",
-                _pybind11_include()]  # fmt: skip
+    includes = [
+        "-I",
+        str(EMU_INCLUDE),
+        "-I",
+        str(CSRC),
+        "-I",
+        sysconfig.get_paths()["include"],
+        "-I",
+        _pybind11_include(),
+    ]
     units = []
     for path in sources:
         if path.suffix == ".cu":
@@ -111,8 +123,9 @@ def build(module: str = "_C", sources: list[Path] | None = None) -> Path:
         objects = list(pool.map(compile_unit, units))
     linked = work / library.name
     sanitize = [f for f in FLAGS if f.startswith("-fsanitize")]
-    result = subprocess.run(["g++", "-shared", "-fopenmp", *sanitize, *map(str, objects), "-o", str(linked)],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        ["g++", "-shared", "-fopenmp", *sanitize, *map(str, objects), "-o", str(linked)], capture_output=True, text=True
+    )
     if result.returncode:
         raise RuntimeError(f"linking the emulated extension failed:\n{result.stderr[-6000:]}")
     out_dir.mkdir(parents=True, exist_ok=True)

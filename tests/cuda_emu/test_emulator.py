@@ -5,16 +5,15 @@ own (the emulation replaces the extension module of the process it runs in)."""
 import importlib.util
 import math
 import os
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import emulated_extension
 import pytest
 import torch
-
-import emulated_extension
 
 HERE = Path(__file__).resolve().parent
 pytestmark = [
@@ -133,7 +132,17 @@ def test_the_cuda_kernels_pass_every_cuda_op_test_under_emulation():
     preload = _asan_preload()
     if preload:
         env.update(INV_KERNELS_CUDA_EMULATION_ASAN="1", ASAN_OPTIONS="detect_leaks=0", LD_PRELOAD=preload)
-    command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", str(root / "tests" / "ops")]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-m",
+        "cuda",
+        "-p",
+        "no:cacheprovider",
+        str(root / "tests" / "ops"),
+    ]
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=3600)
     tail = result.stdout[-6000:] + result.stderr[-6000:]
     assert result.returncode == 0, tail

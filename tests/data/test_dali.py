@@ -83,8 +83,10 @@ def test_epoch_order_matches_the_torch_sampler_and_resumes_at_a_step(photos):
 
 @pytest.mark.realdata
 def test_two_shards_are_disjoint_and_cover_the_epoch(photos):
-    shards = [[i for b in _loader(photos, batch_size=4, rank=r, world_size=2) for i in b["indices"].tolist()]
-              for r in range(2)]
+    shards = [
+        [i for b in _loader(photos, batch_size=4, rank=r, world_size=2) for i in b["indices"].tolist()]
+        for r in range(2)
+    ]
     assert len(shards[0]) == len(shards[1]) == 16
     assert not set(shards[0]) & set(shards[1]) and sorted(shards[0] + shards[1]) == list(range(32))
 
@@ -106,8 +108,13 @@ def test_folder_check_leaves_out_what_pil_refuses_and_keeps_padded_files(tmp_pat
     Image.new("RGB", (9, 7)).save(tmp_path / "c" / "ok.png")
     data = (tmp_path / "c" / "ok.jpg").read_bytes()
     # padded.jpg has 4 KiB after its EOI marker: both decoders read it.
-    cases = {"cut.jpg": data[: len(data) // 2], "cut.png": (tmp_path / "c" / "ok.png").read_bytes()[:40],
-             "text.jpg": b"hello, not an image", "empty.jpg": b"", "padded.jpg": data + bytes(4096)}  # fmt: skip
+    cases = {
+        "cut.jpg": data[: len(data) // 2],
+        "cut.png": (tmp_path / "c" / "ok.png").read_bytes()[:40],
+        "text.jpg": b"hello, not an image",
+        "empty.jpg": b"",
+        "padded.jpg": data + bytes(4096),
+    }
     for name, content in cases.items():
         (tmp_path / "c" / name).write_bytes(content)
     folder = check_folder(tmp_path, owner="test")

@@ -3,8 +3,8 @@ train/held-out split of a folder; the clean-view dataset that measurement, the k
 
 import pytest
 import torch
-
 from fixtures.image_folders import class_folder, write_image
+
 from inv_kernels.data.clean_views import CleanViewDataset, collate_skipping
 from inv_kernels.data.folders import ImageFolderIndex, decode_rgb, split_folders
 

@@ -13,8 +13,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
-from inv_kernels.data import SHAPE_NAMES, cache_root, generated_dataset
-from inv_kernels.data import writers
+from inv_kernels.data import SHAPE_NAMES, cache_root, generated_dataset, writers
 from inv_kernels.data.cache import MARKER, read_manifest
 
 SIZE = 32
@@ -183,9 +182,25 @@ def test_entry_point_writes_sets_and_contact_sheet(tmp_path):
     from pipelines.generate import main
 
     sheet = tmp_path / "sheet.png"
-    summary = main(["--kinds", "coil", "--count", "1", "--size", str(SIZE), "--out", str(tmp_path / "out"),
-                    "--contact-sheet", str(sheet), "--sheet-size", "24", "--no-progress",
-                    "--json", str(tmp_path / "summary.json")])
+    summary = main(
+        [
+            "--kinds",
+            "coil",
+            "--count",
+            "1",
+            "--size",
+            str(SIZE),
+            "--out",
+            str(tmp_path / "out"),
+            "--contact-sheet",
+            str(sheet),
+            "--sheet-size",
+            "24",
+            "--no-progress",
+            "--json",
+            str(tmp_path / "summary.json"),
+        ]
+    )
     assert summary["sets"]["coil"]["counts"]["images"] == 72
     assert len(list((tmp_path / "out" / "coil").glob("obj1__*.png"))) == 72
     with Image.open(sheet) as image:

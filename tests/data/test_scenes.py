@@ -54,7 +54,10 @@ def test_shapes_dtypes_ranges(size):
 
 def test_latent_names_and_raw_ranges():
     assert LATENT_NAMES[:3] == ("pos_x", "pos_y", "pos_z") and LATENT_NAMES[7:] == (
-        "object_hue", "spotlight_hue", "background_hue")
+        "object_hue",
+        "spotlight_hue",
+        "background_hue",
+    )
     raw = latents_to_raw(torch.tensor([[-1.0] * 10, [1.0] * 10]))
     assert torch.allclose(raw[1, 3:6], torch.full((3,), math.pi)) and torch.allclose(raw[0, 7:], torch.zeros(3))
     rot = euler_matrix(torch.rand(5, 3) * 6 - 3)

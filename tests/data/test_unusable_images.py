@@ -42,7 +42,7 @@ def damaged_jpeg(fill: bytes) -> bytes:
     """A 40 x 40 JPEG whose scan is overwritten with ``fill`` in its middle; SOI, SOS and EOI stay intact."""
     data = jpeg_bytes(40, 40, seed=1)
     middle = (data.index(b"\xff\xda") + len(data)) // 2
-    damaged = data[:middle] + fill + data[middle + len(fill):]
+    damaged = data[:middle] + fill + data[middle + len(fill) :]
     assert damaged[:2] == b"\xff\xd8" and damaged[-2:] == b"\xff\xd9" and len(damaged) == len(data)
     return damaged
 
@@ -62,9 +62,16 @@ TINY = {"a/tiny.jpg": jpeg_bytes(1, 1), "b/thin.jpg": jpeg_bytes(1, 6)}
 
 
 def test_one_rule_names_the_problem(tmp_path):
-    files = {"ok.jpg": jpeg_bytes(2, 2), "tiny.jpg": jpeg_bytes(1, 1), "thin.jpg": jpeg_bytes(1, 6),
-             "flat.jpg": jpeg_bytes(7, 1), "marker.jpg": damaged_jpeg(MARKER_DAMAGE),
-             "cut.jpg": jpeg_bytes(20, 20)[:300], "text.jpg": b"a text file with an image's name", "empty.jpg": b""}  # fmt: skip
+    files = {
+        "ok.jpg": jpeg_bytes(2, 2),
+        "tiny.jpg": jpeg_bytes(1, 1),
+        "thin.jpg": jpeg_bytes(1, 6),
+        "flat.jpg": jpeg_bytes(7, 1),
+        "marker.jpg": damaged_jpeg(MARKER_DAMAGE),
+        "cut.jpg": jpeg_bytes(20, 20)[:300],
+        "text.jpg": b"a text file with an image's name",
+        "empty.jpg": b"",
+    }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     assert MIN_IMAGE_SIDE == 2
@@ -118,8 +125,10 @@ def test_dali_two_view_loader_skips_and_names_tiny_images(tmp_path):
     root = write_folder(tmp_path / "d", TINY)
     loader = DaliTwoViewLoader(root, "default", 8, 3, seed=0, drop_last=False, backend="reference")
     assert loader.skipped == 2 and len(loader.paths) == 6
-    assert {Path(p).name: r for p, r in loader.skipped_files} == {"tiny.jpg": "1x1 pixels (under 2x2)",
-                                                                  "thin.jpg": "1x6 pixels (under 2x2)"}
+    assert {Path(p).name: r for p, r in loader.skipped_files} == {
+        "tiny.jpg": "1x1 pixels (under 2x2)",
+        "thin.jpg": "1x6 pixels (under 2x2)",
+    }
     assert sum(b["views"].shape[0] for b in loader) == 6
 
 
@@ -128,8 +137,14 @@ def test_both_pretraining_loaders_give_a_mid_scan_damaged_jpeg_the_same_verdict(
     from inv_kernels.data.dali.common import decode_images
     from inv_kernels.data.dali.two_view import DaliTwoViewLoader
 
-    root = write_folder(tmp_path / "d", {"a/marker.jpg": damaged_jpeg(MARKER_DAMAGE),
-                                          "b/zeros.jpg": damaged_jpeg(ZERO_DAMAGE), "b/tiny.jpg": jpeg_bytes(1, 1)})  # fmt: skip
+    root = write_folder(
+        tmp_path / "d",
+        {
+            "a/marker.jpg": damaged_jpeg(MARKER_DAMAGE),
+            "b/zeros.jpg": damaged_jpeg(ZERO_DAMAGE),
+            "b/tiny.jpg": jpeg_bytes(1, 1),
+        },
+    )
     # The decoders on their own disagree on the marker-damaged file: PIL refuses it, DALI decodes it.
     with pytest.raises(OSError), Image.open(root / "a" / "marker.jpg") as img:
         img.load()
@@ -143,8 +158,11 @@ def test_both_pretraining_loaders_give_a_mid_scan_damaged_jpeg_the_same_verdict(
     loader = DaliTwoViewLoader(index, "default", 8, 2, seed=0, drop_last=False, backend="reference")
     dali_used = {loader.paths[i] for b in loader for i in b["indices"].tolist()}
     assert dataset.skipped == loader.skipped == 2
-    assert torch_skipped == {p for p, _ in loader.skipped_files} == {str(root / "a" / "marker.jpg"),
-                                                                     str(root / "b" / "tiny.jpg")}
+    assert (
+        torch_skipped
+        == {p for p, _ in loader.skipped_files}
+        == {str(root / "a" / "marker.jpg"), str(root / "b" / "tiny.jpg")}
+    )
     assert torch_used == dali_used and str(root / "b" / "zeros.jpg") in dali_used and len(dali_used) == 7
 
 
@@ -162,8 +180,10 @@ def test_knn_monitor_skips_and_names_tiny_images(tmp_path):
     test = ImageFolderIndex(write_folder(tmp_path / "test", {"b/thin.jpg": jpeg_bytes(1, 6)}, per_class=2))
     result = knn_monitor(MeanColour(), train, test, size=8, device=torch.device("cpu"), k=3)
     assert 0.0 <= result.top1 <= 1.0
-    assert result.skipped == {"train": [(str(tmp_path / "train" / "a" / "tiny.jpg"), "1x1 pixels (under 2x2)")],
-                              "test": [(str(tmp_path / "test" / "b" / "thin.jpg"), "1x6 pixels (under 2x2)")]}
+    assert result.skipped == {
+        "train": [(str(tmp_path / "train" / "a" / "tiny.jpg"), "1x1 pixels (under 2x2)")],
+        "test": [(str(tmp_path / "test" / "b" / "thin.jpg"), "1x6 pixels (under 2x2)")],
+    }
 
 
 def test_pretraining_summary_records_the_knn_folders_skipped_images(tmp_path):
@@ -174,9 +194,20 @@ def test_pretraining_summary_records_the_knn_folders_skipped_images(tmp_path):
     train_class, test_class = sorted((data / "train").iterdir())[0], sorted((data / "test").iterdir())[-1]
     (train_class / "tiny.jpg").write_bytes(jpeg_bytes(1, 1))
     (test_class / "thin.jpg").write_bytes(jpeg_bytes(1, 6))
-    config = PretrainConfig(data=str(data), out=str(tmp_path / "run"), image_size=16, batch_size=8, bn_splits=2,
-                            queue_size=64, moco_dim=16, workers=0, epochs=1, max_steps=1, knn_every=0,
-                            loader="torchvision")  # fmt: skip
+    config = PretrainConfig(
+        data=str(data),
+        out=str(tmp_path / "run"),
+        image_size=16,
+        batch_size=8,
+        bn_splits=2,
+        queue_size=64,
+        moco_dim=16,
+        workers=0,
+        epochs=1,
+        max_steps=1,
+        knn_every=0,
+        loader="torchvision",
+    )
     summary = Trainer(config, progress=False).run()
     assert summary["final_knn_top1"] is not None
     recorded = json.loads((tmp_path / "run" / "summary.json").read_text())["knn_skipped_images"]
@@ -191,15 +222,42 @@ def test_measure_cli_finishes_and_records_skipped_images(tmp_path, capsys):
 
     root = write_folder(tmp_path / "d", TINY, side=20)
     out = tmp_path / "out"
-    code = measure_cli.main(["--model", "random:resnet18", "--data", str(root), "--num-images", "20", "--mode",
-                             "corrected", "--transforms", "invert", "--crop-size", "16", "--resize-size", "16",
-                             "--workers", "0", "--shrinkage", "ledoit_wolf", "--quiet", "--out", str(out),
-                             "--no-cache"])  # fmt: skip
+    code = measure_cli.main(
+        [
+            "--model",
+            "random:resnet18",
+            "--data",
+            str(root),
+            "--num-images",
+            "20",
+            "--mode",
+            "corrected",
+            "--transforms",
+            "invert",
+            "--crop-size",
+            "16",
+            "--resize-size",
+            "16",
+            "--workers",
+            "0",
+            "--shrinkage",
+            "ledoit_wolf",
+            "--quiet",
+            "--out",
+            str(out),
+            "--no-cache",
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 0, printed.err
     results = json.loads((out / "results.json").read_text())
-    expected = {"count": 2, "files": [{"path": str(root / "a" / "tiny.jpg"), "reason": "1x1 pixels (under 2x2)"},
-                                      {"path": str(root / "b" / "thin.jpg"), "reason": "1x6 pixels (under 2x2)"}]}
+    expected = {
+        "count": 2,
+        "files": [
+            {"path": str(root / "a" / "tiny.jpg"), "reason": "1x1 pixels (under 2x2)"},
+            {"path": str(root / "b" / "thin.jpg"), "reason": "1x6 pixels (under 2x2)"},
+        ],
+    }
     assert results["skipped_images"] == {"statistics": expected, "images": expected}
     assert results["settings"]["num_images"] == 6 and results["undecodable_images"] == 4
     assert "statistics: skipped 2 unusable images: " in printed.out and "tiny.jpg (1x1 pixels" in printed.out
@@ -210,11 +268,24 @@ def test_transfer_cli_finishes_and_records_skipped_images(tmp_path, capsys, monk
 
     monkeypatch.setenv("INV_KERNELS_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "set"
-    write_folder(root / "train", {"a/tiny.jpg": jpeg_bytes(1, 1), "b/marker.jpg": damaged_jpeg(MARKER_DAMAGE)},
-                 per_class=4)
+    write_folder(
+        root / "train", {"a/tiny.jpg": jpeg_bytes(1, 1), "b/marker.jpg": damaged_jpeg(MARKER_DAMAGE)}, per_class=4
+    )
     write_folder(root / "test", {"b/thin.jpg": jpeg_bytes(1, 6)}, per_class=2)
-    args = ["--models", "a=random:resnet18", "--task", f"folder:{root}", "--image-size", "16", "--folds", "2",
-            "--combos", "none", "--out", str(tmp_path / "out")]  # fmt: skip
+    args = [
+        "--models",
+        "a=random:resnet18",
+        "--task",
+        f"folder:{root}",
+        "--image-size",
+        "16",
+        "--folds",
+        "2",
+        "--combos",
+        "none",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     code = transfer.main(args)
     printed = capsys.readouterr()
     assert code == 0, printed.err

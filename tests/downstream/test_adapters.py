@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from fixtures import published_layouts as published
 from PIL import Image
 
-from fixtures import published_layouts as published
 from inv_kernels.data import write_dataset
 from inv_kernels.downstream import (
     DownstreamTask,
@@ -134,8 +134,10 @@ def _flowers(root: Path, n: int = 12) -> None:
         _img(root / "jpg" / f"image_{i:05d}.jpg", 14, 12)
     labels = np.array([[1 + (i % 3) for i in range(n)]])
     scipy.io.savemat(root / "imagelabels.mat", {"labels": labels})
-    scipy.io.savemat(root / "setid.mat", {"trnid": np.array([[1, 2, 3]]), "valid": np.array([[4, 5, 6]]),
-                                          "tstid": np.array([[7, 8, 9, 10, 11, 12]])})
+    scipy.io.savemat(
+        root / "setid.mat",
+        {"trnid": np.array([[1, 2, 3]]), "valid": np.array([[4, 5, 6]]), "tstid": np.array([[7, 8, 9, 10, 11, 12]])},
+    )
 
 
 def test_flowers_metric_per_mode(tmp_path):
@@ -293,8 +295,9 @@ def test_lsp_paper_random_split_ignores_visibility(tmp_path):
     assert len(task.test) == 4 and task.visibility("trainval") is None
     item, k = task.trainval[0], tv[0]
     assert item.box == (5, 0, 25, 20)  # central square of 30 x 20
-    np.testing.assert_allclose(np.asarray(item.target).reshape(14, 2)[0],
-                               [(xy[0, 0, k] - 5) * 224 / 20, xy[1, 0, k] * 224 / 20])
+    np.testing.assert_allclose(
+        np.asarray(item.target).reshape(14, 2)[0], [(xy[0, 0, k] - 5) * 224 / 20, xy[1, 0, k] * 224 / 20]
+    )
 
 
 def _visible_pairs(visible: np.ndarray) -> np.ndarray:
@@ -346,8 +349,9 @@ def test_lsp_partial_download_refused_unless_accepted(tmp_path):
         task = lsp_task(root, mode="corrected", allow_missing=True)
     tv, te = random_split(10, 0.6, 0)
     names = {f"im{k:05d}.jpg" for k in (1, 2, 3, 7, 9)}
-    assert [Path(it.path).name for it in task.trainval] == [f"im{k + 1:05d}.jpg" for k in tv
-                                                           if f"im{k + 1:05d}.jpg" in names]
+    assert [Path(it.path).name for it in task.trainval] == [
+        f"im{k + 1:05d}.jpg" for k in tv if f"im{k + 1:05d}.jpg" in names
+    ]
     assert len(task.trainval) + len(task.test) == 5 and "5 of the 10" in task.notes
     kept = [k for k in tv if f"im{k + 1:05d}.jpg" in names]
     np.testing.assert_array_equal(task.visibility("trainval"), _visible_pairs(visible[kept]))
@@ -422,8 +426,11 @@ def test_remap_points_matches_resize_and_centre_crop():
 def test_published_imagenet_style_folder(tmp_path):
     task = image_folder_task(published.imagenet_style(tmp_path))  # upper-case .JPEG, val/ for the test split
     assert task.classes == ("n01440764", "n01443537") and len(task.trainval) == 6
-    assert [Path(it.path).name for it in task.test] == ["ILSVRC2012_val_00000293.JPEG", "ILSVRC2012_val_00002138.JPEG",
-                                                        "ILSVRC2012_val_00000236.JPEG"]
+    assert [Path(it.path).name for it in task.test] == [
+        "ILSVRC2012_val_00000293.JPEG",
+        "ILSVRC2012_val_00002138.JPEG",
+        "ILSVRC2012_val_00000236.JPEG",
+    ]
     assert task.targets("test").tolist() == [0, 0, 1]
 
 

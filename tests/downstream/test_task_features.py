@@ -80,8 +80,8 @@ def test_features_match_a_direct_forward(tmp_path):
     task = cifar10_task(_folder(tmp_path / "d"), out_size=16)
     extractor, _ = _extractor()
     X, _, _, _ = task_features(extractor, task, use_cache=False, progress=False)
-    from inv_kernels.transforms import clean_view
     from inv_kernels.data.folders import decode_rgb
+    from inv_kernels.transforms import clean_view
 
     view = clean_view([decode_rgb(task.trainval[2].path)], out_size=16, resize_size=16)
     torch.testing.assert_close(X[2], extractor(view)[0].half().float())
@@ -107,18 +107,26 @@ def test_tiny_images_and_crops_are_skipped_with_their_reason(tmp_path):
     Image.new("RGB", (1, 1)).save(root / "train" / "a" / "tiny.jpg")
     Image.new("RGB", (1, 9)).save(root / "test" / "b" / "thin.jpg")
     good = str(root / "train" / "a" / "0.png")
-    trainval = (TaskItem(good, 0), TaskItem(str(root / "train" / "a" / "tiny.jpg"), 0), TaskItem(good, 1, (2, 2, 3, 8)),
-                TaskItem(str(root / "train" / "b" / "0.png"), 1))  # fmt: skip
+    trainval = (
+        TaskItem(good, 0),
+        TaskItem(str(root / "train" / "a" / "tiny.jpg"), 0),
+        TaskItem(good, 1, (2, 2, 3, 8)),
+        TaskItem(str(root / "train" / "b" / "0.png"), 1),
+    )
     test = (TaskItem(str(root / "test" / "a" / "0.png"), 0), TaskItem(str(root / "test" / "b" / "thin.jpg"), 1))
-    task = DownstreamTask("tiny", "classification", "accuracy", trainval, test, str(root), out_size=8, resize_size=8,
-                          classes=("a", "b"))  # fmt: skip
+    task = DownstreamTask(
+        "tiny", "classification", "accuracy", trainval, test, str(root), out_size=8, resize_size=8, classes=("a", "b")
+    )
     feats = task_features(_extractor()[0], task, cache_dir=tmp_path / "c", progress=False)
     assert feats.kept_trainval.tolist() == [0, 3] and feats.kept_test.tolist() == [0]
     assert feats.skipped == {"trainval": 2, "test": 1}
     assert feats.skipped_files == {
-        "trainval": [(trainval[1].path, "1x1 pixels (under 2x2)"), (good, "crop box (2, 2, 3, 8) is 1x6 pixels (under 2x2)")],
+        "trainval": [
+            (trainval[1].path, "1x1 pixels (under 2x2)"),
+            (good, "crop box (2, 2, 3, 8) is 1x6 pixels (under 2x2)"),
+        ],
         "test": [(test[1].path, "1x9 pixels (under 2x2)")],
-    }  # fmt: skip
+    }
     again = task_features(_extractor()[0], task, cache_dir=tmp_path / "c", progress=False)
     assert again.from_cache and again.skipped_files == feats.skipped_files
 

@@ -4,8 +4,8 @@ targets only, paper mode keeps the reference code's use of every coordinate."""
 import numpy as np
 import pytest
 import torch
-
 from fixtures import published_layouts as published
+
 from inv_kernels.downstream import DownstreamTask, TaskItem, task_features
 from inv_kernels.measure.model import load_extractor
 from inv_kernels.probes import fit_ridge_cv
@@ -29,13 +29,21 @@ def _task(root, mode: str, placeholder: float) -> DownstreamTask:
         target[~visible[k]] = placeholder
         vis = tuple(bool(v) for v in visible[k]) if mode == "corrected" else None
         items.append(TaskItem(str(root / name), tuple(float(v) for v in target), None, vis))
-    return DownstreamTask("keypoints", "regression", "r2", tuple(items[:N_TRAINVAL]), tuple(items[N_TRAINVAL:]),
-                          str(root), mode, 16, 16)
+    return DownstreamTask(
+        "keypoints", "regression", "r2", tuple(items[:N_TRAINVAL]), tuple(items[N_TRAINVAL:]), str(root), mode, 16, 16
+    )
 
 
 def _transfer(task: DownstreamTask) -> dict:
-    config = TransferConfig(models={"random": "random:resnet18"}, tasks=[task], combos="none", mode=task.mode,
-                            folds=3, device="cpu", progress=False)  # fmt: skip
+    config = TransferConfig(
+        models={"random": "random:resnet18"},
+        tasks=[task],
+        combos="none",
+        mode=task.mode,
+        folds=3,
+        device="cpu",
+        progress=False,
+    )
     (row,) = evaluate_transfer(config)["results"]
     return row
 
@@ -50,8 +58,16 @@ def test_transfer_fits_and_scores_visible_keypoints_only_in_corrected_mode(tmp_p
     feats = task_features(extractor, task, progress=False)
     mask = task.visibility("trainval")[feats.kept_trainval.numpy()]
     mask_test = task.visibility("test")[feats.kept_test.numpy()]
-    ref = fit_ridge_cv(feats.X_trainval.double(), feats.y_trainval, row["chosen"]["alpha"] * np.ones(1), 3,
-                       X_test=feats.X_test.double(), Y_test=feats.y_test, mask=mask, mask_test=mask_test)
+    ref = fit_ridge_cv(
+        feats.X_trainval.double(),
+        feats.y_trainval,
+        row["chosen"]["alpha"] * np.ones(1),
+        3,
+        X_test=feats.X_test.double(),
+        Y_test=feats.y_test,
+        mask=mask,
+        mask_test=mask_test,
+    )
     assert row["test_score"] == pytest.approx(ref.test_metrics["r2"], abs=1e-9)
     # paper mode, as the reference code, fits and scores the placeholders too
     paper = [_transfer(_task(images, "paper", p))["test_score"] for p in (0.0, -300.0)]

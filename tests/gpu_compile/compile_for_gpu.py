@@ -146,27 +146,40 @@ def _cases():
                 x, y = _meta(m, d, dtype=dt), _meta(m, d, dtype=dt)
                 out, stats = _meta(m, dtype=acc), _meta(m, 3, dtype=acc)
                 rc._row_cosine_fwd_triton(x, y, out, stats, 1e-8)
-                rc._row_cosine_bwd_triton(_meta(m, dtype=acc), x, y, stats, _meta(m, d, dtype=dt), _meta(m, d, dtype=dt), 1e-8)
+                rc._row_cosine_bwd_triton(
+                    _meta(m, dtype=acc), x, y, stats, _meta(m, d, dtype=dt), _meta(m, d, dtype=dt), 1e-8
+                )
 
             cases.append((f"row_cosine {name} D={d}", row_cosine))
 
         def scores(dt=dt, acc=acc, precision="highest"):
-            tuned = isc._invariance_scores_fwd_kernel_tuned_fp64 if dt == torch.float64 else isc._invariance_scores_fwd_kernel_tuned
+            tuned = (
+                isc._invariance_scores_fwd_kernel_tuned_fp64
+                if dt == torch.float64
+                else isc._invariance_scores_fwd_kernel_tuned
+            )
             configs = list(tuned.configs)
             AUTOTUNED[0] = True
             try:
                 with float32_matmul_precision(precision):
                     for config in configs:  # one config at a time: compiled, never benchmarked
                         tuned.configs, tuned.cache = [config], {}
-                        isc._scores_fwd_triton(_meta(8, 256, 2048, dtype=dt), _meta(8, 2048, dtype=acc),
-                                               _meta(2048, dtype=acc), _meta(2048, 2048, dtype=acc), 1e-8)  # fmt: skip
+                        isc._scores_fwd_triton(
+                            _meta(8, 256, 2048, dtype=dt),
+                            _meta(8, 2048, dtype=acc),
+                            _meta(2048, dtype=acc),
+                            _meta(2048, 2048, dtype=acc),
+                            1e-8,
+                        )
             finally:
                 tuned.configs, tuned.cache = configs, {}
                 AUTOTUNED[0] = False
 
         cases.append((f"invariance_scores {name} D=2048", scores))
         if dt == torch.float32:
-            cases.append(("invariance_scores float32 D=2048 tf32", lambda: scores(torch.float32, torch.float32, "high")))
+            cases.append(
+                ("invariance_scores float32 D=2048 tf32", lambda: scores(torch.float32, torch.float32, "high"))
+            )
 
         def groups(acc=acc):  # features of every dtype reach the kernel whitened in float32 (float64)
             offsets = _meta(65, dtype=torch.int64)
@@ -187,7 +200,9 @@ def _cases():
                         q, key, queue = _meta(n, d, dtype=dt), _meta(n, d, dtype=dt), _meta(k, d, dtype=dt)
                         rows = [_meta(n, dtype=acc) for _ in range(3)]
                         nce.infonce_fwd_triton(q, key, queue, *rows, 5.0)
-                        nce.infonce_bwd_triton(rows[0], q, key, queue, rows[1], _meta(n, d, dtype=dt), _meta(n, d, dtype=dt), 5.0)
+                        nce.infonce_bwd_triton(
+                            rows[0], q, key, queue, rows[1], _meta(n, d, dtype=dt), _meta(n, d, dtype=dt), 5.0
+                        )
                         z = _meta(2 * n, d, dtype=dt)
                         rows = [_meta(2 * n, dtype=acc) for _ in range(3)]
                         nce.ntxent_fwd_triton(z, *rows, 5.0)
@@ -208,8 +223,14 @@ def _cases():
 
         def augment(dt=dt, size=224, views=512):
             batch = _meta(views // 2, 3, 500, 500, dtype=torch.uint8)
-            aug.fused_augment_triton(batch, _meta(views // 2, 2, dtype=torch.int32), _meta(views, 13, dtype=torch.int32),
-                                     _meta(views, 5), _meta(6), _meta(views, 3, size, size, dtype=dt))  # fmt: skip
+            aug.fused_augment_triton(
+                batch,
+                _meta(views // 2, 2, dtype=torch.int32),
+                _meta(views, 13, dtype=torch.int32),
+                _meta(views, 5),
+                _meta(6),
+                _meta(views, 3, size, size, dtype=dt),
+            )
 
         cases.append((f"fused_augment {name} S=224", augment))
     return cases
@@ -237,16 +258,27 @@ def main(argv: list[str] | None = None) -> int:
             errors[name] = traceback.format_exc(limit=6)
     limit = SHARED_LIMIT.get(args.arch)
     kernels = sorted(COMPILED.values(), key=lambda r: (r["case"], r["kernel"]))
-    print(f"{'case':44} {'kernel':34} {'warps':>5} {'stages':>6} {'shared KB':>9} {'regs':>4} {'local B':>7} {'mma':>5}")
+    print(
+        f"{'case':44} {'kernel':34} {'warps':>5} {'stages':>6} {'shared KB':>9} {'regs':>4} {'local B':>7} {'mma':>5}"
+    )
     for r in kernels:
         over = "" if limit is None or r["shared_bytes"] <= limit else " over (skipped)" if r["autotuned"] else " OVER"
-        print(f"{r['case'][:44]:44} {r['kernel'][:34]:34} {r['num_warps']:5} {r['num_stages']:6} "
-              f"{r['shared_bytes'] / 1024:9.1f} {r['registers'] or '-':>4} "
-              f"{r['local_bytes'] if r['local_bytes'] is not None else '-':>7} {r['tensor_cores'] or '-':>5}{over}")  # fmt: skip
+        print(
+            f"{r['case'][:44]:44} {r['kernel'][:34]:34} {r['num_warps']:5} {r['num_stages']:6} "
+            f"{r['shared_bytes'] / 1024:9.1f} {r['registers'] or '-':>4} "
+            f"{r['local_bytes'] if r['local_bytes'] is not None else '-':>7} {r['tensor_cores'] or '-':>5}{over}"
+        )
     for name, error in errors.items():
         print(f"\nFAILED {name}:\n{error}")
-    report = {"arch": args.arch, "shared_limit_bytes": limit, "cases": case_names, "kernels": kernels, "errors": errors,
-              "triton": triton.__version__, "torch": torch.__version__}  # fmt: skip
+    report = {
+        "arch": args.arch,
+        "shared_limit_bytes": limit,
+        "cases": case_names,
+        "kernels": kernels,
+        "errors": errors,
+        "triton": triton.__version__,
+        "torch": torch.__version__,
+    }
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
     print(f"\n{len(case_names)} cases, {len(kernels)} kernels compiled for sm_{args.arch}, {len(errors)} failed")

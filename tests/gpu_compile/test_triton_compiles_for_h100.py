@@ -32,8 +32,14 @@ def report(request, tmp_path_factory):
         folder = os.environ["INV_KERNELS_GPU_TRITON"]
         env["PYTHONPATH"] = os.pathsep.join([folder, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton-cache"))
-    done = subprocess.run([sys.executable, str(HERE / "compile_for_gpu.py"), "--arch", "90", "--out", str(out)],
-                          cwd=HERE.parents[1], env=env, capture_output=True, text=True, timeout=1800)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(HERE / "compile_for_gpu.py"), "--arch", "90", "--out", str(out)],
+        cwd=HERE.parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if not out.exists():
         pytest.fail(f"the compile run wrote no report:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     result = json.loads(out.read_text())
@@ -46,9 +52,17 @@ def test_every_case_compiles(report):
     assert not report["errors"], "\n".join(f"{name}:\n{error}" for name, error in report["errors"].items())
     assert len(report["cases"]) >= 30, report["cases"]  # (a case whose kernels an earlier case compiled adds none)
     names = {k["kernel"] for k in report["kernels"]}
-    for kernel in ("_row_cosine_fwd_kernel", "_row_cosine_bwd_kernel", "_invariance_scores_fwd_kernel",
-                   "_group_invariance_fwd_kernel", "_infonce_fwd_kernel", "_infonce_bwd_kernel",
-                   "_infonce_combine_kernel", "_fused_augment_fwd_kernel", "_fused_augment_blur_kernel"):  # fmt: skip
+    for kernel in (
+        "_row_cosine_fwd_kernel",
+        "_row_cosine_bwd_kernel",
+        "_invariance_scores_fwd_kernel",
+        "_group_invariance_fwd_kernel",
+        "_infonce_fwd_kernel",
+        "_infonce_bwd_kernel",
+        "_infonce_combine_kernel",
+        "_fused_augment_fwd_kernel",
+        "_fused_augment_blur_kernel",
+    ):
         assert kernel in names, f"{kernel} was never compiled"
 
 
@@ -74,7 +88,9 @@ def test_the_product_kernels_use_tensor_cores(report):
     torch's default "highest" precision float32 stays on the CUDA cores (IEEE products)."""
 
     def instructions(case_prefix, kernel):
-        return {k["tensor_cores"] for k in report["kernels"] if k["case"].startswith(case_prefix) and k["kernel"] == kernel}
+        return {
+            k["tensor_cores"] for k in report["kernels"] if k["case"].startswith(case_prefix) and k["kernel"] == kernel
+        }
 
     for dtype in ("bfloat16", "float16"):
         assert instructions(f"invariance_scores {dtype}", "_invariance_scores_fwd_kernel") == {"wgmma"}

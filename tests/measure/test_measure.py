@@ -25,24 +25,46 @@ def tiny_sets(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tiny_sets, module_tmp_path) -> Path:
     out = module_tmp_path / "pretrain"
-    config = PretrainConfig(data=str(tiny_sets["classification"]), out=str(out), image_size=16, batch_size=8,
-                            bn_splits=2, queue_size=64, moco_dim=16, workers=0, epochs=1, max_steps=2, knn_every=-1)  # fmt: skip
+    config = PretrainConfig(
+        data=str(tiny_sets["classification"]),
+        out=str(out),
+        image_size=16,
+        batch_size=8,
+        bn_splits=2,
+        queue_size=64,
+        moco_dim=16,
+        workers=0,
+        epochs=1,
+        max_steps=2,
+        knn_every=-1,
+    )
     Trainer(config, progress=False).run()
     return out / "checkpoint_last.pth.tar"
 
 
 def _config(tiny_sets, tmp_path, **overrides) -> MeasureConfig:
-    values = dict(model="random:resnet18", data=str(tiny_sets["classification"]), num_images=3,
-                  transforms=("h_flip", "grayscale", "rotation"), groups=(f"{tiny_sets['coil']}:coil",),
-                  out=str(tmp_path / "measure"), out_size=16, resize_size=18, workers=0, progress=False,
-                  shrinkage="ledoit_wolf", cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    values = dict(
+        model="random:resnet18",
+        data=str(tiny_sets["classification"]),
+        num_images=3,
+        transforms=("h_flip", "grayscale", "rotation"),
+        groups=(f"{tiny_sets['coil']}:coil",),
+        out=str(tmp_path / "measure"),
+        out_size=16,
+        resize_size=18,
+        workers=0,
+        progress=False,
+        shrinkage="ledoit_wolf",
+        cache_dir=str(tmp_path / "cache"),
+    )
     values.update(overrides)
     return MeasureConfig(**values)
 
 
 def test_measure_reads_a_pretraining_checkpoint_and_writes_results(tiny_sets, tiny_checkpoint, tmp_path):
-    results = Measurement(_config(tiny_sets, tmp_path, model=str(tiny_checkpoint), out_size=None,
-                                  resize_size=None)).run()  # fmt: skip
+    results = Measurement(
+        _config(tiny_sets, tmp_path, model=str(tiny_checkpoint), out_size=None, resize_size=None)
+    ).run()
     assert results["model"]["arch"] == "resnet18" and results["model"]["image_size"] == 16
     assert results["settings"]["out_size"] == 16  # the checkpoint's training size
     rows = {r["family"]: r for r in results["synthetic"]}
@@ -64,10 +86,30 @@ def test_measure_reads_a_pretraining_checkpoint_and_writes_results(tiny_sets, ti
 
 
 def test_cli_prints_tables(tiny_sets, tmp_path, capsys):
-    code = measure_cli.main(["--model", "random:resnet18", "--data", str(tiny_sets["classification"]),
-                             "--num-images", "2", "--transforms", "invert,posterize", "--crop-size", "16",
-                             "--resize-size", "18", "--workers", "0", "--shrinkage", "ledoit_wolf",
-                             "--out", str(tmp_path / "cli"), "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    code = measure_cli.main(
+        [
+            "--model",
+            "random:resnet18",
+            "--data",
+            str(tiny_sets["classification"]),
+            "--num-images",
+            "2",
+            "--transforms",
+            "invert,posterize",
+            "--crop-size",
+            "16",
+            "--resize-size",
+            "18",
+            "--workers",
+            "0",
+            "--shrinkage",
+            "ledoit_wolf",
+            "--out",
+            str(tmp_path / "cli"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| invert | appearance | 2 |" in printed and "posterize" in printed
@@ -88,8 +130,15 @@ def test_statistics_from_another_model_are_refused(tiny_sets, tmp_path):
     first = Measurement(_config(tiny_sets, tmp_path, transforms=("invert",), groups=()))
     first.run()
     stats_file = Path(first.out) / "feature_stats.pt"
-    other = _config(tiny_sets, tmp_path, model="random:resnet18", seed=1, transforms=("invert",), groups=(),
-                    stats_file=str(stats_file))  # fmt: skip
+    other = _config(
+        tiny_sets,
+        tmp_path,
+        model="random:resnet18",
+        seed=1,
+        transforms=("invert",),
+        groups=(),
+        stats_file=str(stats_file),
+    )
     with pytest.raises(ValueError, match="random:resnet18:seed0"):
         Measurement(other).run()
 

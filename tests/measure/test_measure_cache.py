@@ -25,10 +25,20 @@ def tiny_sets(tmp_path_factory) -> dict[str, Path]:
 
 
 def _run(tiny_sets, tmp_path, **overrides) -> dict:
-    values = dict(model="random:resnet18", data=str(tiny_sets["classification"]), num_images=3,
-                  transforms=("h_flip", "invert"), groups=(f"{tiny_sets['coil']}:coil",), out=str(tmp_path / "out"),
-                  out_size=16, resize_size=18, workers=0, progress=False, shrinkage="ledoit_wolf",
-                  cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    values = dict(
+        model="random:resnet18",
+        data=str(tiny_sets["classification"]),
+        num_images=3,
+        transforms=("h_flip", "invert"),
+        groups=(f"{tiny_sets['coil']}:coil",),
+        out=str(tmp_path / "out"),
+        out_size=16,
+        resize_size=18,
+        workers=0,
+        progress=False,
+        shrinkage="ledoit_wolf",
+        cache_dir=str(tmp_path / "cache"),
+    )
     values.update(overrides)
     return Measurement(MeasureConfig(**values)).run()
 
@@ -100,16 +110,22 @@ def test_without_cache_nothing_is_read_or_written(tiny_sets, tmp_path):
     assert results["feature_cache"] == {"dir": None, "storage": "float16", "read": [], "written": []}
     assert not (tmp_path / "cache").exists()
     with pytest.raises(ValueError, match="cache_precision must be auto, float16 or float32"):
-        Measurement(MeasureConfig(model="random:resnet18", data=str(tiny_sets["classification"]),
-                                  out=str(tmp_path / "o"), cache_precision="int8"))  # fmt: skip
+        Measurement(
+            MeasureConfig(
+                model="random:resnet18",
+                data=str(tiny_sets["classification"]),
+                out=str(tmp_path / "o"),
+                cache_precision="int8",
+            )
+        )
 
 
 def test_the_cache_folder_is_made_private_and_stale_temporaries_removed_at_start(tmp_path):
     import os
 
+    from inv_kernels.distributed import DistContext
     from inv_kernels.io import STALE_AFTER_S
     from inv_kernels.measure.cache import MeasureCache
-    from inv_kernels.distributed import DistContext
 
     ctx = DistContext(0, 1, 0, torch.device("cpu"))
     folder = tmp_path / "cache" / "features"

@@ -23,16 +23,42 @@ def args(tmp_path_factory) -> list[str]:
     classification = write_dataset("classification", root / "cls", size=32, count=4, progress=False)
     coil = write_dataset("coil", root / "coil", size=32, count=2, progress=False)
     # 5 images split 2 + 3; batches of 4 group images differently in one and two processes.
-    return ["--model", "random:resnet18", "--data", str(classification), "--num-images", "5",
-            "--transforms", "h_flip,rotation", "--groups", f"{coil}:coil", "--crop-size", "16", "--resize-size", "18",
-            "--batch-size", "4", "--workers", "0", "--shrinkage", "ledoit_wolf", "--quiet"]  # fmt: skip
+    return [
+        "--model",
+        "random:resnet18",
+        "--data",
+        str(classification),
+        "--num-images",
+        "5",
+        "--transforms",
+        "h_flip,rotation",
+        "--groups",
+        f"{coil}:coil",
+        "--crop-size",
+        "16",
+        "--resize-size",
+        "18",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--shrinkage",
+        "ledoit_wolf",
+        "--quiet",
+    ]
 
 
 def _run(args: list[str], out: Path, processes: int) -> tuple[dict, str]:
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
     launcher = launcher if processes > 1 else []
-    done = subprocess.run([sys.executable, *launcher, "-m", "pipelines.measure", *args, "--out", str(out)], cwd=ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, *launcher, "-m", "pipelines.measure", *args, "--out", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "results.json").read_text()), done.stdout
 
@@ -77,4 +103,3 @@ def test_a_cache_written_by_two_processes_is_read_by_one(args, tmp_path):
     one, _ = _run([*args, *cache], tmp_path / "one", 1)
     assert one["feature_cache"]["read"] == ENTRIES and one["feature_cache"]["written"] == []
     assert _numbers(one) == _numbers(two)
-

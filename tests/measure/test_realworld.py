@@ -6,9 +6,9 @@ import os
 import random
 
 import pytest
+from fixtures import published_layouts as published
 from PIL import Image
 
-from fixtures import published_layouts as published
 from inv_kernels.data import generated_dataset
 from inv_kernels.measure.realworld import (
     ALOT_LIGHTS,
@@ -121,9 +121,19 @@ def exposure_names(ids=("a0001-jmac_DSC1459", "a0002-dgw_005", "a0010-kme_264"))
 
 
 def test_layouts_listed():
-    assert set(LAYOUTS) == {"coil", "aloi_viewpoint", "aloi_illumination", "aloi_temperature", "alot_viewpoint",
-                            "alot_illumination", "alot_temperature", "flickr1024", "realblur", "exposure_errors",
-                            "dali"}
+    assert set(LAYOUTS) == {
+        "coil",
+        "aloi_viewpoint",
+        "aloi_illumination",
+        "aloi_temperature",
+        "alot_viewpoint",
+        "alot_illumination",
+        "alot_temperature",
+        "flickr1024",
+        "realblur",
+        "exposure_errors",
+        "dali",
+    }
     assert all(isinstance(d, str) and "group" in d and "\n" not in d for d in LAYOUTS.values())
 
 
@@ -141,8 +151,11 @@ def test_coil_groups_sorted_and_detected(coil):
 
 
 def test_coil20_index_names_and_jpeg_any_case(tmp_path):
-    root = write_images(tmp_path / "coil-20-proc", [f"obj{o}__{i}.png" for o in (1, 20) for i in range(72)]
-                        + ["jpegs/obj3__0.JPG", "jpegs/obj3__5.jpeg", "jpegs/obj3__10.Jpg"])
+    root = write_images(
+        tmp_path / "coil-20-proc",
+        [f"obj{o}__{i}.png" for o in (1, 20) for i in range(72)]
+        + ["jpegs/obj3__0.JPG", "jpegs/obj3__5.jpeg", "jpegs/obj3__10.Jpg"],
+    )
     groups = find_groups(root, "auto")
     assert keys_sizes(groups) == {"obj1": 72, "obj20": 72, "obj3": 3}
     assert rel(groups[2], root) == ["jpegs/obj3__0.JPG", "jpegs/obj3__10.Jpg", "jpegs/obj3__5.jpeg"]
@@ -158,8 +171,9 @@ def test_ignored_files_counted(coil):
     assert groups.ignored_examples == ("background.png", "obj4_0.png", "sub/obj5__x.jpg")
 
 
-@pytest.mark.parametrize("kind,layout,size", [("viewpoint", "aloi_viewpoint", 72),
-                                              ("temperature", "aloi_temperature", 12)])
+@pytest.mark.parametrize(
+    "kind,layout,size", [("viewpoint", "aloi_viewpoint", 72), ("temperature", "aloi_temperature", 12)]
+)
 def test_aloi_object_groups(tmp_path, kind, layout, size):
     root = write_images(tmp_path / "ALOI" / kind, aloi_names(kind))
     groups = find_groups(root)
@@ -199,8 +213,9 @@ def test_alot_viewpoint_corrected(alot):
     assert groups.mode == "corrected"
     assert keys_sizes(groups) == {f"mat{m}/l{l}": 16 for m in ALOT_MATERIALS for l in ALOT_LIGHTS}
     g = dict((g.key, g) for g in groups)["mat2/l8"]
-    assert sorted(rel(g, alot)) == sorted(f"2/2_c{c}l8{r}.png" for c in (1, 2, 3, 4)
-                                          for r in ("", "r60", "r120", "r180"))
+    assert sorted(rel(g, alot)) == sorted(
+        f"2/2_c{c}l8{r}.png" for c in (1, 2, 3, 4) for r in ("", "r60", "r120", "r180")
+    )
     assert groups.unused == 4 * len(ALOT_MATERIALS)  # the reddish images
     assert groups.ignored == 0
     check_sorted(groups)
@@ -221,8 +236,9 @@ def test_alot_viewpoint_paper_collapses_lights(alot):
 
 def test_alot_illumination_and_temperature(alot):
     ill = find_groups(alot, "alot_illumination")
-    assert keys_sizes(ill) == {f"mat{m}/c{c}/r{r}": 6 for m in ALOT_MATERIALS for c in (1, 2, 3, 4)
-                               for r in (0, 60, 120, 180)}
+    assert keys_sizes(ill) == {
+        f"mat{m}/c{c}/r{r}": 6 for m in ALOT_MATERIALS for c in (1, 2, 3, 4) for r in (0, 60, 120, 180)
+    }
     g = dict((g.key, g) for g in ill)["mat7/c3/r60"]
     assert rel(g, alot) == [f"7/7_c3l{l}r60.png" for l in ALOT_LIGHTS]
     assert ill.unused == 4 * len(ALOT_MATERIALS)
@@ -241,20 +257,29 @@ def test_alot_auto_asks_for_the_factor(alot):
 
 
 def test_flickr1024_pairs_recursive(tmp_path):
-    names = [f"{split}/{i:04d}_{side}.png" for split in ("Train", "Validation", "Test") for i in (1, 2)
-             for side in "LR"] + ["Test/extra/0003_L.png", "Test/extra/0003_R.png"]
+    names = [
+        f"{split}/{i:04d}_{side}.png" for split in ("Train", "Validation", "Test") for i in (1, 2) for side in "LR"
+    ] + ["Test/extra/0003_L.png", "Test/extra/0003_R.png"]
     root = write_images(tmp_path / "Flickr1024", names)
     groups = find_groups(root)
     assert groups.layout == "flickr1024"
-    assert [g.key for g in groups] == ["Test/0001", "Test/0002", "Test/extra/0003", "Train/0001", "Train/0002",
-                                       "Validation/0001", "Validation/0002"]
+    assert [g.key for g in groups] == [
+        "Test/0001",
+        "Test/0002",
+        "Test/extra/0003",
+        "Train/0001",
+        "Train/0002",
+        "Validation/0001",
+        "Validation/0002",
+    ]
     assert all(len(g) == 2 for g in groups)
     assert rel(groups[0], root) == ["Test/0001_L.png", "Test/0001_R.png"]
 
 
 def test_flickr1024_missing_partner(tmp_path):
-    root = write_images(tmp_path / "Flickr1024", ["Train/0001_L.png", "Train/0001_R.png", "Train/0002_L.png",
-                                                  "Train/0003_R.png"])
+    root = write_images(
+        tmp_path / "Flickr1024", ["Train/0001_L.png", "Train/0001_R.png", "Train/0002_L.png", "Train/0003_R.png"]
+    )
     with pytest.raises(ValueError, match="min_size=2") as info:
         find_groups(root)
     assert "'Train/0002' (1 image)" in str(info.value) and "'Train/0003' (1 image)" in str(info.value)
@@ -280,13 +305,15 @@ def test_realblur_pairs_matched_by_number(tmp_path):
 
 
 def test_exposure_errors_groups(tmp_path):
-    root = write_images(tmp_path / "training", exposure_names()
-                        + ["INPUT_IMAGES/a0099-nogt_0.JPG", "INPUT_IMAGES/a0099-nogt_P1.JPG"])
+    root = write_images(
+        tmp_path / "training", exposure_names() + ["INPUT_IMAGES/a0099-nogt_0.JPG", "INPUT_IMAGES/a0099-nogt_P1.JPG"]
+    )
     groups = find_groups(root)
     assert groups.layout == "exposure_errors"
     assert keys_sizes(groups) == {"a0001": 6, "a0002": 6, "a0010": 6}
     assert rel(groups[0], root) == ["GT_IMAGES/a0001-jmac_DSC1459.jpg"] + sorted(
-        f"INPUT_IMAGES/a0001-jmac_DSC1459_{s}.JPG" for s in EXPOSURE_SUFFIXES)
+        f"INPUT_IMAGES/a0001-jmac_DSC1459_{s}.JPG" for s in EXPOSURE_SUFFIXES
+    )
     assert groups.unused == 2  # renderings without their GT image
     check_sorted(groups)
 
@@ -323,9 +350,14 @@ def test_published_coil100_and_coil20(tmp_path):
     assert rel(proc[0], tmp_path / "coil-20-proc") == ["obj1__0.png", "obj1__1.png", "obj1__71.png"]
 
 
-@pytest.mark.parametrize("kind,layout,key,size", [("viewpoint", "aloi_viewpoint", "obj1000", 3),
-                                                  ("illumination", "aloi_illumination", "obj1000/c3", 8),
-                                                  ("temperature", "aloi_temperature", "obj1000", 12)])
+@pytest.mark.parametrize(
+    "kind,layout,key,size",
+    [
+        ("viewpoint", "aloi_viewpoint", "obj1000", 3),
+        ("illumination", "aloi_illumination", "obj1000/c3", 8),
+        ("temperature", "aloi_temperature", "obj1000", 12),
+    ],
+)
 def test_published_aloi_tars(tmp_path, kind, layout, key, size):
     root = published.aloi(tmp_path, kind)
     groups = find_groups(root)
@@ -361,8 +393,15 @@ def test_published_flickr1024(tmp_path):
     root = published.flickr1024(tmp_path)
     groups = find_groups(root)
     assert groups.layout == "flickr1024" and groups.ignored == 0
-    assert [g.key for g in groups] == ["Test/001", "Test/112", "Train/0001", "Train/0002", "Train/0800",
-                                       "Validation/001", "Validation/112"]
+    assert [g.key for g in groups] == [
+        "Test/001",
+        "Test/112",
+        "Train/0001",
+        "Train/0002",
+        "Train/0800",
+        "Validation/001",
+        "Validation/112",
+    ]
     assert rel(groups[0], root) == ["Test/001_L.png", "Test/001_R.png"]
 
 
@@ -372,8 +411,10 @@ def test_published_realblur(tmp_path):
     assert groups.layout == "realblur" and groups.ignored == 0
     assert len(groups) == 2 * 2 * 3 and set(keys_sizes(groups).values()) == {2}
     pair = dict((g.key, g) for g in groups)[f"{published.REALBLUR_R}/scene232/10"]
-    assert rel(pair, root) == [f"{published.REALBLUR_R}/scene232/blur/blur_10.png",
-                               f"{published.REALBLUR_R}/scene232/gt/gt_10.png"]
+    assert rel(pair, root) == [
+        f"{published.REALBLUR_R}/scene232/blur/blur_10.png",
+        f"{published.REALBLUR_R}/scene232/gt/gt_10.png",
+    ]
     j_only = find_groups(root / published.REALBLUR_J)
     assert len(j_only) == 6 and j_only[0].key == "scene001/1"
 
@@ -387,8 +428,10 @@ def test_published_exposure_errors_all_three_splits(tmp_path):
     ids = ("a0001", "a0002", "a4999")
     assert keys_sizes(groups) == {f"{split}/{i}": 6 for split in ("testing", "training", "validation") for i in ids}
     test_group = dict((g.key, g) for g in groups)["testing/a0001"]
-    assert rel(test_group, root) == sorted(["testing/expert_c_testing_set/a0001-jmac_DSC1459.jpg"] + [
-        f"testing/INPUT_IMAGES/a0001-jmac_DSC1459_{ev}.JPG" for ev in published.EXPOSURES])
+    assert rel(test_group, root) == sorted(
+        ["testing/expert_c_testing_set/a0001-jmac_DSC1459.jpg"]
+        + [f"testing/INPUT_IMAGES/a0001-jmac_DSC1459_{ev}.JPG" for ev in published.EXPOSURES]
+    )
     assert groups.unused == 3 * 4  # the other experts' images
     testing = find_groups(root / "testing")
     assert keys_sizes(testing) == {i: 6 for i in ids}
@@ -451,15 +494,18 @@ def test_many_small_groups_message_truncated(tmp_path):
         find_groups(root)
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    ({"layout": "coil100"}, ValueError, "layout must be one of.*got 'coil100'"),
-    ({"layout": 3}, TypeError, "layout must be a str"),
-    ({"mode": "buggy"}, ValueError, "mode must be one of 'corrected', 'paper'"),
-    ({"on_small": "drop"}, ValueError, "on_small must be one of 'error', 'skip'"),
-    ({"min_size": 1}, ValueError, "min_size must be >= 2.*got 1"),
-    ({"min_size": 2.0}, TypeError, "min_size must be an int"),
-    ({"min_size": True}, TypeError, "min_size must be an int"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"layout": "coil100"}, ValueError, "layout must be one of.*got 'coil100'"),
+        ({"layout": 3}, TypeError, "layout must be a str"),
+        ({"mode": "buggy"}, ValueError, "mode must be one of 'corrected', 'paper'"),
+        ({"on_small": "drop"}, ValueError, "on_small must be one of 'error', 'skip'"),
+        ({"min_size": 1}, ValueError, "min_size must be >= 2.*got 1"),
+        ({"min_size": 2.0}, TypeError, "min_size must be an int"),
+        ({"min_size": True}, TypeError, "min_size must be an int"),
+    ],
+)
 def test_bad_arguments(coil, kwargs, error, match):
     with pytest.raises(error, match=match):
         find_groups(coil, **kwargs)
@@ -473,10 +519,21 @@ def test_bad_root_type():
 def test_describe_groups(coil):
     groups = find_groups(coil)
     summary = describe_groups(groups)
-    assert summary == {"groups": 3, "images": 12, "size_min": 4, "size_median": 4, "size_max": 4, "layout": "coil",
-                       "mode": "corrected", "ignored": 0, "unused": 0, "skipped": 0}
-    plain = describe_groups([ViewGroup("a", ("x", "y")), ViewGroup("b", ("x", "y", "z", "w")),
-                             ViewGroup("c", ("x", "y", "z"))])
+    assert summary == {
+        "groups": 3,
+        "images": 12,
+        "size_min": 4,
+        "size_median": 4,
+        "size_max": 4,
+        "layout": "coil",
+        "mode": "corrected",
+        "ignored": 0,
+        "unused": 0,
+        "skipped": 0,
+    }
+    plain = describe_groups(
+        [ViewGroup("a", ("x", "y")), ViewGroup("b", ("x", "y", "z", "w")), ViewGroup("c", ("x", "y", "z"))]
+    )
     assert plain == {"groups": 3, "images": 9, "size_min": 2, "size_median": 3, "size_max": 4}
     with pytest.raises(ValueError, match="empty"):
         describe_groups([])
@@ -491,8 +548,10 @@ def test_describe_groups(coil):
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     cache = tmp_path_factory.mktemp("generated-cache")
-    return {kind: generated_dataset(kind, size=16, count=2, cache_dir=cache, progress=False, device="cpu")
-            for kind in ("coil", "aloi")}
+    return {
+        kind: generated_dataset(kind, size=16, count=2, cache_dir=cache, progress=False, device="cpu")
+        for kind in ("coil", "aloi")
+    }
 
 
 def test_generated_coil_parses(generated):
@@ -501,11 +560,14 @@ def test_generated_coil_parses(generated):
     assert keys_sizes(groups) == {"obj1": 72, "obj2": 72}
 
 
-@pytest.mark.parametrize("kind,layout,sizes", [
-    ("viewpoint", "aloi_viewpoint", {"obj1": 72, "obj2": 72}),
-    ("illumination", "aloi_illumination", {"obj1/c1": 8, "obj2/c1": 8}),
-    ("temperature", "aloi_temperature", {"obj1": 12, "obj2": 12}),
-])
+@pytest.mark.parametrize(
+    "kind,layout,sizes",
+    [
+        ("viewpoint", "aloi_viewpoint", {"obj1": 72, "obj2": 72}),
+        ("illumination", "aloi_illumination", {"obj1/c1": 8, "obj2/c1": 8}),
+        ("temperature", "aloi_temperature", {"obj1": 12, "obj2": 12}),
+    ],
+)
 def test_generated_aloi_parses(generated, kind, layout, sizes):
     groups = find_groups(generated["aloi"] / kind, "auto")
     assert groups.layout == layout and groups.ignored == 0
@@ -524,9 +586,20 @@ def test_measure_labels_and_caches_an_auto_group_set_under_its_detected_layout(t
 
     data = write_dataset("classification", tmp_path / "cls", size=16, count=2, progress=False)
     coil = published.coil100(tmp_path)
-    config = MeasureConfig(model="random:resnet18", data=str(data), num_images=2, transforms=("h_flip",),
-                           groups=(str(coil),), out=str(tmp_path / "out"), out_size=16, resize_size=16, workers=0,
-                           progress=False, shrinkage="ledoit_wolf", cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    config = MeasureConfig(
+        model="random:resnet18",
+        data=str(data),
+        num_images=2,
+        transforms=("h_flip",),
+        groups=(str(coil),),
+        out=str(tmp_path / "out"),
+        out_size=16,
+        resize_size=16,
+        workers=0,
+        progress=False,
+        shrinkage="ledoit_wolf",
+        cache_dir=str(tmp_path / "cache"),
+    )
     results = Measurement(config).run()
     (group_set,) = results["realworld"]
     assert group_set["name"] == "coil-100:coil" and group_set["num_groups"] == 3

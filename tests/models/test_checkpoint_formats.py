@@ -28,8 +28,12 @@ def test_official_moco_layout_loads_weights_only(tmp_path, loads):
     under DDP), optimizer}."""
     model = MoCo("resnet18", dim=16, queue_size=32, bn_splits=2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
-    official = {"epoch": 200, "arch": "resnet18", "optimizer": optimizer.state_dict(),
-                "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}  # fmt: skip
+    official = {
+        "epoch": 200,
+        "arch": "resnet18",
+        "optimizer": optimizer.state_dict(),
+        "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
+    }
     torch.save(official, tmp_path / "checkpoint_0199.pth.tar")
     loaded = load_backbone(tmp_path / "checkpoint_0199.pth.tar")
     assert loaded.source == "pretraining" and loaded.arch == "resnet18" and not loaded.cifar_stem
@@ -52,8 +56,13 @@ def test_torchvision_state_dict_loads_weights_only(tmp_path, loads):
 def test_pretraining_checkpoint_and_export_load_weights_only(tmp_path, loads):
     model = MoCo("resnet18", cifar_stem=True, dim=16, queue_size=32, bn_splits=2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    path = save_pretraining_checkpoint(tmp_path / "c.pth.tar", model=model, optimizer=optimizer, epoch=1,
-                                       extra={"config": {"recipe": "spatial"}, "image_size": 16})  # fmt: skip
+    path = save_pretraining_checkpoint(
+        tmp_path / "c.pth.tar",
+        model=model,
+        optimizer=optimizer,
+        epoch=1,
+        extra={"config": {"recipe": "spatial"}, "image_size": 16},
+    )
     exported = load_backbone(export_backbone(path, tmp_path / "b.pth"))
     assert exported.source == "export" and exported.cifar_stem
     assert read_checkpoint(tmp_path / "b.pth")["recipe"] == "spatial"

@@ -22,7 +22,7 @@ def test_queue_is_a_key_queue_written_in_place_by_forward():
     assert isinstance(model.key_queue, KeyQueue) and len(model.key_queue) == 10
     before = model.key_queue.tensor.clone()  # (K, dim)
     storage = model.key_queue.tensor.data_ptr()
-    for step in range(3):  # 4 keys a step: the third batch wraps around the end
+    for _step in range(3):  # 4 keys a step: the third batch wraps around the end
         model(torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16))
     assert int(model.key_queue.ptr) == 2 and model.key_queue.tensor.data_ptr() == storage
     written = torch.cat([model.key_queue.tensor[:2], model.key_queue.tensor[2:10]])
@@ -154,8 +154,14 @@ def test_checkpoint_layout_matches_official_moco_and_exports(tmp_path):
     state = torch.load(path, weights_only=True)
     assert state["epoch"] == 3 and state["arch"] == "resnet18"
     keys = set(state["state_dict"])
-    assert {"module.queue", "module.queue_ptr", "module.encoder_q.conv1.weight", "module.encoder_q.fc.0.weight",
-            "module.encoder_q.fc.2.weight", "module.encoder_k.conv1.weight"} <= keys
+    assert {
+        "module.queue",
+        "module.queue_ptr",
+        "module.encoder_q.conv1.weight",
+        "module.encoder_q.fc.0.weight",
+        "module.encoder_q.fc.2.weight",
+        "module.encoder_k.conv1.weight",
+    } <= keys
     # The paper's reference code: strip "module.", load into MoCo with strict=False, use encoder_q without fc.
     loaded = load_backbone(path)
     assert loaded.source == "pretraining" and loaded.cifar_stem and loaded.feature_dim == 512

@@ -30,7 +30,7 @@ def skip_unavailable(backend: str) -> None:
         pytest.skip(f"backend {backend} unavailable: {reason}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_statistics(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(F, mu, P, L) as eval_synthetic_invariance.py: mu = mean, P = inv(np.cov(F)), L = cholesky(P) (P = L L^T).
 

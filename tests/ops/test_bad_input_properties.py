@@ -19,6 +19,7 @@ import warnings
 
 import pytest
 import torch
+from _op_backends import BACKENDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +32,6 @@ from inv_kernels.ops.invariance_scores import invariance_scores
 from inv_kernels.ops.row_cosine import row_cosine
 from inv_kernels.stats import FeatureStats, RunningMoments
 from inv_kernels.testing import assert_close
-from _op_backends import BACKENDS
 
 HERE = [pytest.param(b, id=b) for b in ("reference", "cpu") if b in BACKENDS]
 FAST = settings(max_examples=50, deadline=None)
@@ -39,8 +39,20 @@ FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 # Valid inputs in another memory layout, and the ways to spoil a tensor argument.
 LAYOUTS = ("transposed", "strided", "expanded")
-SPOILS = ("wrong-dtype", "other-float", "rank-down", "rank-up", "rows-0", "cols-0", "nan", "inf", "meta", "sparse",
-          "list", "none")  # fmt: skip
+SPOILS = (
+    "wrong-dtype",
+    "other-float",
+    "rank-down",
+    "rank-up",
+    "rows-0",
+    "cols-0",
+    "nan",
+    "inf",
+    "meta",
+    "sparse",
+    "list",
+    "none",
+)
 NOT_NUMBERS = ("a string", None, True, [0.2], complex(0.2, 0.0))
 TEMPERATURE_BAD = (0.0, -0.2, math.nan, math.inf, 1e-40)  # 1 / 1e-40 overflows float32, not float64
 
@@ -202,8 +214,19 @@ def test_invariance_scores(backend, data):
         assert_close(out.cosine, want.cosine, atol=2e-2, rtol=2e-2, name="cosine")
         assert_close(out.distance, want.distance, atol=2e-2, rtol=2e-2, name="distance")
 
-    _judge(lambda: invariance_scores(args["clean"], args["views"], mean=args["mean"], whitening=args["whitening"],
-                                     eps=args["eps"], chunk_rows=args["chunk_rows"], backend=backend), bad, check)
+    _judge(
+        lambda: invariance_scores(
+            args["clean"],
+            args["views"],
+            mean=args["mean"],
+            whitening=args["whitening"],
+            eps=args["eps"],
+            chunk_rows=args["chunk_rows"],
+            backend=backend,
+        ),
+        bad,
+        check,
+    )
 
 
 @pytest.mark.parametrize("backend", HERE)
@@ -226,11 +249,15 @@ def test_invariance_scores_with_feature_stats(backend, data):
 
 
 GROUP_IDS = {  # how group_ids is spoilt: (value for ids (N,), must raise)
-    "float": (lambda ids: ids.float(), True), "2-D": (lambda ids: ids[None], True),
-    "short": (lambda ids: ids[:-1], True), "one per group": (lambda ids: torch.arange(ids.shape[0]), True),
-    "meta": (lambda ids: ids.to("meta"), True), "sparse": (lambda ids: ids.to_sparse(), True),
-    "int32": (lambda ids: ids.to(torch.int32), False), "strided": (lambda ids: _rearranged(ids, "strided"), False),
-}  # fmt: skip
+    "float": (lambda ids: ids.float(), True),
+    "2-D": (lambda ids: ids[None], True),
+    "short": (lambda ids: ids[:-1], True),
+    "one per group": (lambda ids: torch.arange(ids.shape[0]), True),
+    "meta": (lambda ids: ids.to("meta"), True),
+    "sparse": (lambda ids: ids.to_sparse(), True),
+    "int32": (lambda ids: ids.to(torch.int32), False),
+    "strided": (lambda ids: _rearranged(ids, "strided"), False),
+}
 
 
 @pytest.mark.parametrize("backend", HERE)
@@ -258,8 +285,18 @@ def test_group_invariance(backend, data):
         assert_close(out.distance, want.distance, atol=2e-2, rtol=2e-2, name="distance")
         assert_close(out.cosine_off_diagonal, want.cosine_off_diagonal, atol=2e-2, rtol=2e-2, name="cosine")
 
-    _judge(lambda: group_invariance(args["features"], args["group_ids"], mean=args["mean"],
-                                    whitening=args["whitening"], eps=args["eps"], backend=backend), bad, check)
+    _judge(
+        lambda: group_invariance(
+            args["features"],
+            args["group_ids"],
+            mean=args["mean"],
+            whitening=args["whitening"],
+            eps=args["eps"],
+            backend=backend,
+        ),
+        bad,
+        check,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -288,12 +325,30 @@ def test_infonce_loss(backend, data):
     def check(out):
         _finite(out)
         given_queue = args["queue"]
-        want = infonce_loss(q, k, None if given_queue is None else given_queue.contiguous(), args["temperature"],
-                            normalize=normalize, reduction="none", backend=backend)  # fmt: skip
+        want = infonce_loss(
+            q,
+            k,
+            None if given_queue is None else given_queue.contiguous(),
+            args["temperature"],
+            normalize=normalize,
+            reduction="none",
+            backend=backend,
+        )
         assert_close(out, want, atol=1e-2, rtol=1e-2, name="another layout")
 
-    _judge(lambda: infonce_loss(args["q"], args["k"], args["queue"], args["temperature"], normalize=normalize,
-                                reduction=args["reduction"], backend=backend), bad, check)
+    _judge(
+        lambda: infonce_loss(
+            args["q"],
+            args["k"],
+            args["queue"],
+            args["temperature"],
+            normalize=normalize,
+            reduction=args["reduction"],
+            backend=backend,
+        ),
+        bad,
+        check,
+    )
 
 
 @pytest.mark.parametrize("backend", HERE)
@@ -317,8 +372,13 @@ def test_ntxent_loss(backend, data):
         want = ntxent_loss(z1, z2, args["temperature"], normalize=normalize, reduction="none", backend=backend)
         assert_close(out, want, atol=1e-2, rtol=1e-2, name="another layout")
 
-    _judge(lambda: ntxent_loss(args["z1"], args["z2"], args["temperature"], normalize=normalize, reduction="none",
-                               backend=backend), bad, check)  # fmt: skip
+    _judge(
+        lambda: ntxent_loss(
+            args["z1"], args["z2"], args["temperature"], normalize=normalize, reduction="none", backend=backend
+        ),
+        bad,
+        check,
+    )
 
 
 @FAST
@@ -336,9 +396,12 @@ def test_loss_modules_and_key_queue(data):
 # fused_augment
 # ----------------------------------------------------------------------------------------------------------------
 VIEW_PARAM_SPOILS = {  # field: bad values where the op is applied
-    "brightness": (math.nan, -0.5, math.inf), "contrast": (math.nan, -1.0), "saturation": (math.inf, -2.0),
-    "hue": (0.75, -0.6, math.nan), "blur_sigma": (0.0, -1.0, math.nan, math.inf),
-}  # fmt: skip
+    "brightness": (math.nan, -0.5, math.inf),
+    "contrast": (math.nan, -1.0),
+    "saturation": (math.inf, -2.0),
+    "hue": (0.75, -0.6, math.nan),
+    "blur_sigma": (0.0, -1.0, math.nan, math.inf),
+}
 CHANNEL_SPOILS = ("nan", "inf", "zero", "tiny", "short", "string", "tensor")
 
 
@@ -358,8 +421,12 @@ def _spoilt_params(data, params, b: int, w: int):
 def _spoilt_channels(data, name: str, good: tuple[float, float, float]) -> tuple[object, str | None]:
     how = data.draw(st.sampled_from(CHANNEL_SPOILS), label=name)
     values = list(good)
-    values[data.draw(st.integers(0, 2), label="channel")] = {"nan": math.nan, "inf": math.inf, "zero": 0.0,
-                                                             "tiny": 1e-30}.get(how, 0.5)  # fmt: skip
+    values[data.draw(st.integers(0, 2), label="channel")] = {
+        "nan": math.nan,
+        "inf": math.inf,
+        "zero": 0.0,
+        "tiny": 1e-30,
+    }.get(how, 0.5)
     value = {"short": good[:2], "string": "0.5", "tensor": torch.tensor(good)}.get(how, tuple(values))
     fine = how == "tensor" or (name == "mean" and how in ("zero", "tiny"))
     return value, (None if fine else name)
@@ -369,13 +436,22 @@ def _spoilt_channels(data, name: str, good: tuple[float, float, float]) -> tuple
 @FAST
 @given(data=st.data())
 def test_fused_augment(backend, data):
-    b, h, w = (data.draw(st.integers(low, high), label=name) for name, low, high in (("B", 1, 3), ("H", 1, 12),
-                                                                                      ("W", 1, 12)))  # fmt: skip
+    b, h, w = (
+        data.draw(st.integers(low, high), label=name) for name, low, high in (("B", 1, 3), ("H", 1, 12), ("W", 1, 12))
+    )
     gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1), label="seed"))
     images = torch.randint(0, 256, (b, 3, h, w), dtype=torch.uint8, generator=gen)
     params = sample_augment_params("default", torch.tensor([[h, w]] * b), generator=gen)
-    args = {"images": images, "params": params, "out_size": 5, "mean": (0.485, 0.456, 0.406),
-            "std": (0.229, 0.224, 0.225), "out_dtype": torch.float32, "blur_kernel": "from_sigma", "sizes": None}
+    args = {
+        "images": images,
+        "params": params,
+        "out_size": 5,
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+        "out_dtype": torch.float32,
+        "blur_kernel": "from_sigma",
+        "sizes": None,
+    }
     bad = None
     which = _which(data, ["images", "params", "out_size", "mean", "std", "out_dtype", "blur_kernel", "sizes"])
     if which == "images":
@@ -399,20 +475,47 @@ def test_fused_augment(backend, data):
     def check(out):
         _finite(out)
         assert out.shape == (b, 3, args["out_size"], args["out_size"]) and out.dtype == args["out_dtype"]
-        want = fused_augment(images, params, args["out_size"], args["mean"], args["std"], args["out_dtype"],
-                             args["blur_kernel"], backend=backend)  # fmt: skip
+        want = fused_augment(
+            images,
+            params,
+            args["out_size"],
+            args["mean"],
+            args["std"],
+            args["out_dtype"],
+            args["blur_kernel"],
+            backend=backend,
+        )
         assert torch.equal(out, want), "another layout of the images changed the views"
 
-    _judge(lambda: fused_augment(args["images"], args["params"], args["out_size"], args["mean"], args["std"],
-                                 args["out_dtype"], args["blur_kernel"], sizes=args["sizes"], backend=backend),
-           bad, check)  # fmt: skip
+    _judge(
+        lambda: fused_augment(
+            args["images"],
+            args["params"],
+            args["out_size"],
+            args["mean"],
+            args["std"],
+            args["out_dtype"],
+            args["blur_kernel"],
+            sizes=args["sizes"],
+            backend=backend,
+        ),
+        bad,
+        check,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # statistics: RunningMoments, FeatureStats and the whitening entry points
 # ----------------------------------------------------------------------------------------------------------------
-SHRINKAGES = (("none", None), ("ledoit_wolf", None), (0.1, None), (-1.0, "shrinkage"), (math.nan, "shrinkage"),
-              ("oas", "shrinkage"), (True, "shrinkage"))  # fmt: skip
+SHRINKAGES = (
+    ("none", None),
+    ("ledoit_wolf", None),
+    (0.1, None),
+    (-1.0, "shrinkage"),
+    (math.nan, "shrinkage"),
+    ("oas", "shrinkage"),
+    (True, "shrinkage"),
+)
 
 
 @FAST

@@ -8,6 +8,8 @@ import dataclasses
 
 import pytest
 import torch
+from _op_backends import ALL_BACKENDS, BACKENDS, DEVICE
+from _op_backends import skip_unavailable as _skip_unavailable
 
 from inv_kernels import _ext
 from inv_kernels.augment import (
@@ -19,8 +21,6 @@ from inv_kernels.augment import (
 )
 from inv_kernels.data.folders import decode_rgb
 from inv_kernels.ops.fused_augment import FWD_OPS, fused_augment, pack_params
-from _op_backends import ALL_BACKENDS, BACKENDS, DEVICE
-from _op_backends import skip_unavailable as _skip_unavailable
 
 RECIPES = ("default", "spatial", "appearance")
 SIZES = (8, 17, 32)
@@ -69,7 +69,8 @@ def _check_parity(backend, out, sources, params, size, out_dtype=torch.float32, 
     worst = error.amax(dim=(1, 2, 3))
     assert not bool(bad.any()), (
         f"{backend} {out_dtype}: {int(bad.sum())} of {bad.numel()} values differ; views "
-        f"{bad.any(dim=(1, 2, 3)).nonzero()[:, 0].tolist()}; worst error per view {worst.tolist()}")
+        f"{bad.any(dim=(1, 2, 3)).nonzero()[:, 0].tolist()}; worst error per view {worst.tolist()}"
+    )
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
@@ -119,8 +120,12 @@ def test_blur_and_jitter_on_every_view(backend, blur_kernel, size):
     _skip_unavailable(backend)
     images = _images()
     params = _force(sample_augment_params("default", _sizes(images)), blur_applied=True, jitter_applied=True)
-    params = dataclasses.replace(params, blur_sigma=0.1 + 1.9 * torch.rand(len(params)),
-                                 hue=torch.rand(len(params)) - 0.5, brightness=0.6 + 0.8 * torch.rand(len(params)))
+    params = dataclasses.replace(
+        params,
+        blur_sigma=0.1 + 1.9 * torch.rand(len(params)),
+        hue=torch.rand(len(params)) - 0.5,
+        brightness=0.6 + 0.8 * torch.rand(len(params)),
+    )
     out = fused_augment(images, params, size, blur_kernel=blur_kernel, backend=backend)
     _check_parity(backend, out, images, params, size, blur_kernel=blur_kernel)
 
@@ -177,8 +182,9 @@ def test_resize_matches_torch_interpolate(backend, shape):
     """Whole-image views (up-, down- and mixed scaling) against F.interpolate(bilinear, antialias=True)."""
     _skip_unavailable(backend)
     images = _images([shape] * 2)
-    out = fused_augment(images, AugmentParams.identity(_sizes(images)), 17, mean=(0, 0, 0), std=(1, 1, 1),
-                        backend=backend)
+    out = fused_augment(
+        images, AugmentParams.identity(_sizes(images)), 17, mean=(0, 0, 0), std=(1, 1, 1), backend=backend
+    )
     x = torch.stack(images).cpu().float() / 255  # (2, 3, H, W)
     expected = torch.nn.functional.interpolate(x, size=(17, 17), mode="bilinear", antialias=True, align_corners=False)
     atol = TOL_EXACT.get(backend, TOL)
@@ -215,8 +221,10 @@ def test_no_nan_on_extreme_inputs(backend):
     images += _images([(5, 7), (1, 1)])
     n = len(images)
     base = _force(sample_augment_params("default", _sizes(images)), jitter_applied=True, blur_applied=True)
-    for factors in [dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.5),
-                    dict(brightness=2.0, contrast=2.0, saturation=2.0, hue=-0.5)]:
+    for factors in [
+        dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.5),
+        dict(brightness=2.0, contrast=2.0, saturation=2.0, hue=-0.5),
+    ]:
         params = dataclasses.replace(_force(base, **factors), blur_sigma=torch.full((n,), 2.0))
         out = fused_augment(images, params, 8, backend=backend)
         assert bool(torch.isfinite(out).all())
@@ -254,8 +262,13 @@ NAN, INF = float("nan"), float("inf")
 BAD_NUMBERS = [
     ("std-nan", dict(std=(0.2, NAN, 0.2)), {}, ValueError, r"fused_augment: std\[1\] must be finite, got nan$"),
     ("std-inf", dict(std=(INF, 0.2, 0.2)), {}, ValueError, r"std\[0\] must be finite, got inf"),
-    ("std-tiny", dict(std=(0.2, 0.2, 1e-30)), {}, ValueError,
-     r"std\[2\] must be finite and at least 1e-06 \(std > 0; .*\), got 1e-30$"),
+    (
+        "std-tiny",
+        dict(std=(0.2, 0.2, 1e-30)),
+        {},
+        ValueError,
+        r"std\[2\] must be finite and at least 1e-06 \(std > 0; .*\), got 1e-30$",
+    ),
     ("std-denormal", dict(std=(1e-40, 0.2, 0.2)), {}, ValueError, r"std\[0\] must be .* at least 1e-06 .*got 1e-40"),
     ("std-zero", dict(std=(0.2, 0.0, 0.2)), {}, ValueError, r"std\[1\] must be .* got 0.0$"),
     ("std-negative", dict(std=(0.2, 0.2, -0.5)), {}, ValueError, r"std\[2\] must be .* got -0.5$"),
@@ -264,25 +277,60 @@ BAD_NUMBERS = [
     ("std-length", dict(std=(0.2, 0.2)), {}, ValueError, r"std must hold 3 values \(one per channel\), got 2"),
     ("std-string", dict(std="0.2"), {}, TypeError, r"std must be a sequence of 3 numbers .*got str"),
     ("mean-entry", dict(mean=(0.4, None, 0.4)), {}, TypeError, r"mean\[1\] must be a number, got NoneType None"),
-    ("float16-range", dict(mean=(0.0, 0.0, 0.0), std=(1e-5, 1.0, 1.0), out_dtype=torch.float16), {}, ValueError,
-     r"mean\[0\] = 0.0 and std\[0\] = 1e-05 normalise pixels to magnitudes up to 1e\+05, beyond the range of "
-     r"torch.float16 \(65504\)"),
+    (
+        "float16-range",
+        dict(mean=(0.0, 0.0, 0.0), std=(1e-5, 1.0, 1.0), out_dtype=torch.float16),
+        {},
+        ValueError,
+        r"mean\[0\] = 0.0 and std\[0\] = 1e-05 normalise pixels to magnitudes up to 1e\+05, beyond the range of "
+        r"torch.float16 \(65504\)",
+    ),
     ("out-size-zero", dict(out_size=0), {}, ValueError, r"out_size must be a positive int, got 0$"),
     ("out-size-float", dict(out_size=8.0), {}, TypeError, r"out_size must be a positive int, got float 8.0"),
-    ("out-size-huge", dict(out_size=10**6), {}, ValueError,
-     r"out_size = 1000000 makes an output of 2 x 3 x 1000000 x 1000000 float32 values \(2.24e\+04 GiB\), more than "
-     r"the .*; use a smaller out_size"),
-    ("brightness-nan", {}, dict(jitter_applied=True, brightness=NAN), ValueError,
-     r"params.brightness must be >= 0 where jitter_applied \(and finite\); view 0 has nan \(2 such view\(s\)\)"),
-    ("contrast-negative", {}, dict(jitter_applied=True, contrast=-0.5), ValueError,
-     r"params.contrast must be >= 0 where jitter_applied \(and finite\); view 0 has -0.5"),
-    ("saturation-inf", {}, dict(jitter_applied=True, saturation=INF), ValueError,
-     r"params.saturation must be >= 0 .*; view 0 has inf"),
-    ("hue-range", {}, dict(jitter_applied=True, hue=0.75), ValueError,
-     r"params.hue must be in \[-0.5, 0.5\] where jitter_applied; view 0 has 0.75"),
+    (
+        "out-size-huge",
+        dict(out_size=10**6),
+        {},
+        ValueError,
+        r"out_size = 1000000 makes an output of 2 x 3 x 1000000 x 1000000 float32 values \(2.24e\+04 GiB\), more than "
+        r"the .*; use a smaller out_size",
+    ),
+    (
+        "brightness-nan",
+        {},
+        dict(jitter_applied=True, brightness=NAN),
+        ValueError,
+        r"params.brightness must be >= 0 where jitter_applied \(and finite\); view 0 has nan \(2 such view\(s\)\)",
+    ),
+    (
+        "contrast-negative",
+        {},
+        dict(jitter_applied=True, contrast=-0.5),
+        ValueError,
+        r"params.contrast must be >= 0 where jitter_applied \(and finite\); view 0 has -0.5",
+    ),
+    (
+        "saturation-inf",
+        {},
+        dict(jitter_applied=True, saturation=INF),
+        ValueError,
+        r"params.saturation must be >= 0 .*; view 0 has inf",
+    ),
+    (
+        "hue-range",
+        {},
+        dict(jitter_applied=True, hue=0.75),
+        ValueError,
+        r"params.hue must be in \[-0.5, 0.5\] where jitter_applied; view 0 has 0.75",
+    ),
     ("hue-nan", {}, dict(jitter_applied=True, hue=NAN), ValueError, r"params.hue must be in .*; view 0 has nan"),
-    ("blur-sigma-inf", {}, dict(blur_applied=True, blur_sigma=INF), ValueError,
-     r"params.blur_sigma must be > 0 where blur_applied \(and finite\); view 0 has inf"),
+    (
+        "blur-sigma-inf",
+        {},
+        dict(blur_applied=True, blur_sigma=INF),
+        ValueError,
+        r"params.blur_sigma must be > 0 where blur_applied \(and finite\); view 0 has inf",
+    ),
     ("blur-sigma-nan", {}, dict(blur_applied=True, blur_sigma=NAN), ValueError, r"params.blur_sigma .* view 0 has nan"),
 ]
 
@@ -294,8 +342,9 @@ def _bad_number_call(backend, kwargs, forced):
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
-@pytest.mark.parametrize("kwargs, forced, error, message",
-                         [pytest.param(*case[1:], id=case[0]) for case in BAD_NUMBERS])
+@pytest.mark.parametrize(
+    "kwargs, forced, error, message", [pytest.param(*case[1:], id=case[0]) for case in BAD_NUMBERS]
+)
 def test_bad_numbers_are_rejected_by_name(backend, kwargs, forced, error, message):
     """NaN / Inf / tiny normalisation values and bad view parameters: the reference made all-NaN views (std NaN) or
     accepted them (mean Inf, NaN factors), the compiled backends raised their own messages or computed garbage."""
@@ -304,8 +353,10 @@ def test_bad_numbers_are_rejected_by_name(backend, kwargs, forced, error, messag
         _bad_number_call(backend, kwargs, forced)
 
 
-@pytest.mark.parametrize("kwargs, forced, error, message",
-                         [pytest.param(*case[1:], id=case[0]) for case in BAD_NUMBERS[:4] + BAD_NUMBERS[14:17]])
+@pytest.mark.parametrize(
+    "kwargs, forced, error, message",
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_NUMBERS[:4] + BAD_NUMBERS[14:17]],
+)
 def test_bad_numbers_give_one_message_on_every_backend(kwargs, forced, error, message):
     messages = set()
     for backend in BACKENDS:
@@ -322,8 +373,11 @@ def test_jitter_order_must_be_a_permutation_on_every_backend():
     order[1] = torch.tensor([0, 1, 1, 3])
     bad = dataclasses.replace(params, jitter_order=order, jitter_applied=torch.tensor([False, False]))
     for backend in BACKENDS:
-        with pytest.raises(ValueError, match=r"params.jitter_order of view 1 must be a permutation of 0, 1, 2, 3, "
-                                             r"got \[0, 1, 1, 3\]"):
+        with pytest.raises(
+            ValueError,
+            match=r"params.jitter_order of view 1 must be a permutation of 0, 1, 2, 3, "
+            r"got \[0, 1, 1, 3\]",
+        ):
             fused_augment(images, bad, 8, backend=backend)
 
 
@@ -353,30 +407,47 @@ def _abi_call(**change):
         fparams[0, column] = value
     norm = torch.tensor([0.5, 0.5, 0.5, 0.25, 0.25, 0.25])
     out = torch.empty(1, 3, 4, 4)
-    args = dict(src=src.data_ptr(), s_b=src.stride(0), s_c=src.stride(1), s_h=src.stride(2), s_w=src.stride(3),
-                sizes=sizes.data_ptr(), B_src=1, iparams=iparams.data_ptr(), fparams=fparams.data_ptr(),
-                norm=norm.data_ptr(), out=out.data_ptr(), V=1, S=4, dtype=0)
+    args = dict(
+        src=src.data_ptr(),
+        s_b=src.stride(0),
+        s_c=src.stride(1),
+        s_h=src.stride(2),
+        s_w=src.stride(3),
+        sizes=sizes.data_ptr(),
+        B_src=1,
+        iparams=iparams.data_ptr(),
+        fparams=fparams.data_ptr(),
+        norm=norm.data_ptr(),
+        out=out.data_ptr(),
+        V=1,
+        S=4,
+        dtype=0,
+    )
     args.update(change)
     _ext.C.cpu.fused_augment(**args)
     return out
 
 
 @pytest.mark.skipif(_ext.C_MISSING is not None, reason=f"the C++ extension is missing: {_ext.C_MISSING}")
-@pytest.mark.parametrize("change, message", [
-    (dict(src=0), "src is a null pointer"),
-    (dict(out=0), "out is a null pointer"),
-    (dict(V=0), "V must be positive, got 0"),
-    (dict(S=-1), "S must be positive, got -1"),
-    (dict(dtype=1), "out dtype must be float32"),
-    (dict(dtype=9), "unknown dtype code 9"),
-    (dict(iparams={0: 1}), r"source index 1 is outside \[0, 1\)"),
-    (dict(iparams={2: 5, 4: 3}), "crop box .* does not fit its source of size"),
-    (dict(iparams={12: 4}), "blur kernel size must be 0 .* odd in \\[1, 7\\].* got 4"),
-    (dict(iparams={12: 9}), "blur kernel size .* got 9"),
-    (dict(iparams={7: 1, 8: 1}), "jitter order must be a permutation"),
-    (dict(iparams={6: 1}, fparams={3: 0.75}), r"hue shift must lie in \[-0.5, 0.5\], got 0.75"),
-    (dict(iparams={12: 3}, fparams={4: 0.0}), "blur sigma must be > 0"),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(src=0), "src is a null pointer"),
+        (dict(out=0), "out is a null pointer"),
+        (dict(V=0), "V must be positive, got 0"),
+        (dict(S=-1), "S must be positive, got -1"),
+        (dict(dtype=1), "out dtype must be float32"),
+        (dict(dtype=9), "unknown dtype code 9"),
+        (dict(iparams={0: 1}), r"source index 1 is outside \[0, 1\)"),
+        (dict(iparams={2: 5, 4: 3}), "crop box .* does not fit its source of size"),
+        (dict(iparams={12: 4}), "blur kernel size must be 0 .* odd in \\[1, 7\\].* got 4"),
+        (dict(iparams={12: 9}), "blur kernel size .* got 9"),
+        (dict(iparams={7: 1, 8: 1}), "jitter order must be a permutation"),
+        (dict(iparams={6: 1}, fparams={3: 0.75}), r"hue shift must lie in \[-0.5, 0.5\], got 0.75"),
+        (dict(iparams={12: 3}, fparams={4: 0.0}), "blur sigma must be > 0"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_cpu_entry_point_checks(change, message):
     assert bool(torch.isfinite(_abi_call()).all())
     with pytest.raises(ValueError, match=f"fused_augment \\(cpu\\): .*{message}"):

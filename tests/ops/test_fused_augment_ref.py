@@ -83,10 +83,15 @@ def test_grayscale_output_has_equal_channels():
 
 def test_jitter_order_matters():
     img = _smooth_image(S, S)
-    base = _with(AugmentParams.identity(torch.tensor([[S, S], [S, S]])), jitter_applied=torch.tensor([True, True]),
-                 brightness=torch.tensor([1.4, 1.4]), contrast=torch.tensor([0.6, 0.6]),
-                 saturation=torch.tensor([1.4, 1.4]), hue=torch.tensor([0.1, 0.1]),
-                 jitter_order=torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]]))
+    base = _with(
+        AugmentParams.identity(torch.tensor([[S, S], [S, S]])),
+        jitter_applied=torch.tensor([True, True]),
+        brightness=torch.tensor([1.4, 1.4]),
+        contrast=torch.tensor([0.6, 0.6]),
+        saturation=torch.tensor([1.4, 1.4]),
+        hue=torch.tensor([0.1, 0.1]),
+        jitter_order=torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]]),
+    )
     out = fused_augment_ref([img, img], base, S)
     assert (out[0] - out[1]).abs().max().item() > 0.05
     same = fused_augment_ref([img, img], _with(base, jitter_order=torch.tensor([[0, 1, 2, 3]] * 2)), S)
@@ -98,12 +103,24 @@ def _independent(img, p, i, out_size, kernel="from_sigma"):
     float64 numpy gaussian and normalisation written out: a second code path for the same specification."""
     d = p.as_dict()
     x = F.to_dtype(img, torch.float32, scale=True)
-    x = F.resized_crop(x, d["crop_top"][i], d["crop_left"][i], d["crop_height"][i], d["crop_width"][i],
-                       [out_size, out_size], InterpolationMode.BILINEAR, antialias=True)
+    x = F.resized_crop(
+        x,
+        d["crop_top"][i],
+        d["crop_left"][i],
+        d["crop_height"][i],
+        d["crop_width"][i],
+        [out_size, out_size],
+        InterpolationMode.BILINEAR,
+        antialias=True,
+    )
     if d["jitter_applied"][i]:
         for k in d["jitter_order"][i]:
-            fn, factor = [(F.adjust_brightness, "brightness"), (F.adjust_contrast, "contrast"),
-                          (F.adjust_saturation, "saturation"), (F.adjust_hue, "hue")][k]
+            fn, factor = [
+                (F.adjust_brightness, "brightness"),
+                (F.adjust_contrast, "contrast"),
+                (F.adjust_saturation, "saturation"),
+                (F.adjust_hue, "hue"),
+            ][k]
             x = fn(x, d[factor][i])
     if d["grayscale"][i]:
         x = (0.2989 * x[0] + 0.587 * x[1] + 0.114 * x[2]).expand(3, -1, -1)
@@ -124,8 +141,10 @@ def _independent(img, p, i, out_size, kernel="from_sigma"):
     return (x - MEAN.double().numpy()) / STD.double().numpy()
 
 
-@pytest.mark.parametrize("recipe,kernel", [("default", "from_sigma"), ("default", 23), ("spatial", "from_sigma"),
-                                           ("appearance", "from_sigma")])
+@pytest.mark.parametrize(
+    "recipe,kernel",
+    [("default", "from_sigma"), ("default", 23), ("spatial", "from_sigma"), ("appearance", "from_sigma")],
+)
 def test_matches_independent_torchvision_composition(recipe, kernel):
     imgs = [_image(int(h), int(w)) for h, w in torch.randint(12, 70, (10, 2))]
     p = _sample(recipe, imgs)
@@ -144,8 +163,9 @@ def test_uint8_rounding_gap_is_small():
     out = fused_augment_ref(imgs, p, S, mean=(0, 0, 0), std=(1, 1, 1))
     for i, img in enumerate(imgs):
         d = p.as_dict()
-        x = F.resized_crop(img, d["crop_top"][i], d["crop_left"][i], d["crop_height"][i], d["crop_width"][i],
-                           [S, S], antialias=True)  # uint8 all the way
+        x = F.resized_crop(
+            img, d["crop_top"][i], d["crop_left"][i], d["crop_height"][i], d["crop_width"][i], [S, S], antialias=True
+        )  # uint8 all the way
         if d["jitter_applied"][i]:
             fns = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue]
             factors = [d["brightness"][i], d["contrast"][i], d["saturation"][i], d["hue"][i]]
@@ -178,8 +198,13 @@ def test_centre_box_is_resize_then_center_crop(h, w):
     if h == w:  # square: exactly the torchvision pipeline
         img = _image(h, w)
         p = sample_augment_params("appearance", torch.tensor([[h, w]]), torch.Generator().manual_seed(0))
-        p = _with(p, jitter_applied=torch.tensor([False]), grayscale=torch.tensor([False]),
-                  blur_applied=torch.tensor([False]), blur_sigma=torch.zeros(1))
+        p = _with(
+            p,
+            jitter_applied=torch.tensor([False]),
+            grayscale=torch.tensor([False]),
+            blur_applied=torch.tensor([False]),
+            blur_sigma=torch.zeros(1),
+        )
         tv = F.center_crop(F.resize(F.to_dtype(img, torch.float32, scale=True), S, antialias=True), [S, S])
         assert_close(fused_augment_ref([img], p, S, mean=(0, 0, 0), std=(1, 1, 1))[0], tv, atol=1e-6, rtol=0)
 
@@ -209,8 +234,11 @@ def test_small_views_clip_the_blur_kernel():
     assert blur_kernel_size(2.0, "from_sigma", 64) == 13 and blur_kernel_size(0.1, "from_sigma", 64) == 3
     assert blur_kernel_size(0.5, 23, 64) == 23 and blur_kernel_size(0.5, 23, 4) == 7
     img = _image(10, 10)
-    p = _with(AugmentParams.identity(torch.tensor([[10, 10]])), blur_applied=torch.tensor([True]),
-              blur_sigma=torch.tensor([2.0]))
+    p = _with(
+        AugmentParams.identity(torch.tensor([[10, 10]])),
+        blur_applied=torch.tensor([True]),
+        blur_sigma=torch.tensor([2.0]),
+    )
     out = fused_augment_ref([img], p, 4, blur_kernel=23)
     assert out.shape == (1, 3, 4, 4) and bool(torch.isfinite(out).all())
 

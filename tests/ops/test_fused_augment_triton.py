@@ -7,12 +7,12 @@ import dataclasses
 
 import pytest
 import torch
+from _op_backends import DEVICE
 
 import inv_kernels.ops._fused_augment_triton as triton_backend
 from inv_kernels.augment import AugmentParams, sample_augment_params
-from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 from inv_kernels.ops.fused_augment import fused_augment
-from _op_backends import DEVICE
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 
 pytestmark = pytest.mark.triton
 
@@ -30,10 +30,13 @@ def _every_op(params: AugmentParams, blur_sigma: float = 1.3) -> AugmentParams:
     n = len(params)
     alternate = torch.arange(n) % 2 == 1
     return dataclasses.replace(
-        params, jitter_applied=torch.ones(n, dtype=torch.bool), flip=alternate,
-        grayscale=~alternate & (torch.arange(n) % 3 == 0), blur_applied=torch.ones(n, dtype=torch.bool),
+        params,
+        jitter_applied=torch.ones(n, dtype=torch.bool),
+        flip=alternate,
+        grayscale=~alternate & (torch.arange(n) % 3 == 0),
+        blur_applied=torch.ones(n, dtype=torch.bool),
         blur_sigma=torch.full((n,), blur_sigma),
-    )  # fmt: skip
+    )
 
 
 def _denormalised_error(images, params, size, *, out_dtype=torch.float32, **kwargs) -> torch.Tensor:
@@ -83,8 +86,12 @@ def test_hue_edges_and_gray_pixels(hue):
     # three gray levels: many pixels with max == min or tied channels, and hue shifts to sector boundaries
     images = _images(2, 15, 15, levels=3)
     params = _every_op(sample_augment_params("default", torch.tensor([[15, 15]] * 4)))
-    params = dataclasses.replace(params, hue=torch.full((4,), hue), blur_applied=torch.zeros(4, dtype=torch.bool),
-                                 grayscale=torch.zeros(4, dtype=torch.bool))  # fmt: skip
+    params = dataclasses.replace(
+        params,
+        hue=torch.full((4,), hue),
+        blur_applied=torch.zeros(4, dtype=torch.bool),
+        grayscale=torch.zeros(4, dtype=torch.bool),
+    )
     err = _denormalised_error(images, params, 15, source_index=torch.arange(2).repeat(2))
     assert err.max() <= 2 / 255, _report(err, 2 / 255)
     assert (err > 1e-4).float().mean() < 0.01, _report(err, 1e-4)
@@ -108,8 +115,9 @@ def test_views_without_blur_leave_no_trace_of_the_workspace():
     # one blurred and one unblurred view of the same image: the unblurred one equals the identity pipeline's
     images = _images(1, 11, 11)
     sizes = torch.tensor([[11, 11]] * 2)
-    params = dataclasses.replace(AugmentParams.identity(sizes), blur_applied=torch.tensor([True, False]),
-                                 blur_sigma=torch.tensor([2.0, 0.0]))  # fmt: skip
+    params = dataclasses.replace(
+        AugmentParams.identity(sizes), blur_applied=torch.tensor([True, False]), blur_sigma=torch.tensor([2.0, 0.0])
+    )
     out = fused_augment(images, params, 11, backend="triton", source_index=torch.zeros(2, dtype=torch.long))
     mean = torch.tensor(IMAGENET_MEAN, device=out.device)[:, None, None]
     std = torch.tensor(IMAGENET_STD, device=out.device)[:, None, None]

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import scipy.spatial.distance
 import torch
+from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE, ill_conditioned_features, reference_statistics
+from _op_backends import skip_unavailable as _skip_unavailable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inv_kernels.ops.group_invariance import FWD_OPS, GroupInvariance, group_invariance, group_invariance_ref
 from inv_kernels.ops._whitening import EPS, IllConditionedWarning
+from inv_kernels.ops.group_invariance import FWD_OPS, GroupInvariance, group_invariance, group_invariance_ref
 from inv_kernels.stats import FeatureStats
 from inv_kernels.testing import assert_close, to_float64
-from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE, ill_conditioned_features, reference_statistics
-from _op_backends import skip_unavailable as _skip_unavailable
 
 
 def numpy_groups(features: np.ndarray, ids: np.ndarray, mu, l, eps: float = EPS):
@@ -30,8 +30,10 @@ def numpy_groups(features: np.ndarray, ids: np.ndarray, mu, l, eps: float = EPS)
         total, off = 0.0, 0.0
         for a in range(k):
             for b in range(k):
-                c = members[a] @ members[b] / (
-                    max(np.linalg.norm(members[a]), eps) * max(np.linalg.norm(members[b]), eps)
+                c = (
+                    members[a]
+                    @ members[b]
+                    / (max(np.linalg.norm(members[a]), eps) * max(np.linalg.norm(members[b]), eps))
                 )
                 total += c
                 if a != b:
@@ -218,33 +220,61 @@ _nan = _f.clone()
 _nan[3, 1] = float("nan")
 
 BAD_INPUTS = [
-    ("single", (_f, torch.tensor([0, 0, 1, 1, 5, 2]), _s), ValueError,
-     r"group_ids: group 2 has a single image; pairwise measures need at least 2 images per group "
-     r"\(2 such group\(s\): ids 2, 5\)"),
+    (
+        "single",
+        (_f, torch.tensor([0, 0, 1, 1, 5, 2]), _s),
+        ValueError,
+        r"group_ids: group 2 has a single image; pairwise measures need at least 2 images per group "
+        r"\(2 such group\(s\): ids 2, 5\)",
+    ),
     ("all-single", (_f[:2], torch.tensor([7, 8]), _s), ValueError, r"group 7 has a single image"),
-    ("nan", (_nan, _ids, _s), ValueError,
-     r"features contains NaN or Inf \(1 of 24 elements; first at index \(3, 1\)\)"),
+    (
+        "nan",
+        (_nan, _ids, _s),
+        ValueError,
+        r"features contains NaN or Inf \(1 of 24 elements; first at index \(3, 1\)\)",
+    ),
     ("inf", (_f * float("inf"), _ids, _s), ValueError, r"features contains NaN or Inf"),
-    ("float-ids", (_f, _ids.float(), _s), TypeError,
-     r"group_ids must have a dtype in \(int64, .*\), got torch.float32"),
-    ("ids-length", (_f, _ids[:5], _s), ValueError,
-     r"group_ids must have one entry per feature row \(N=6\), got shape \(5,\)"),
+    (
+        "float-ids",
+        (_f, _ids.float(), _s),
+        TypeError,
+        r"group_ids must have a dtype in \(int64, .*\), got torch.float32",
+    ),
+    (
+        "ids-length",
+        (_f, _ids[:5], _s),
+        ValueError,
+        r"group_ids must have one entry per feature row \(N=6\), got shape \(5,\)",
+    ),
     ("ids-2d", (_f, _ids[None], _s), ValueError, r"group_ids must be 1-D \(N,\)"),
     ("features-1d", (_f[0], _ids, _s), ValueError, r"features must be 2-D \(N, D\)"),
     ("int-features", (_f.long(), _ids, _s), TypeError, r"features must have a dtype in"),
     ("empty", (torch.randn(0, 4), torch.zeros(0, dtype=torch.int64), _s), ValueError, r"features must not be empty"),
     ("mean-D", (_f, _ids, {**_s, "mean": torch.randn(5)}), ValueError, r"mean must have D=4 entries"),
-    ("whitening-D", (_f, _ids, {**_s, "whitening": torch.eye(3)}), ValueError,
-     r"whitening must have shape \(D, D\) = \(4, 4\)"),
+    (
+        "whitening-D",
+        (_f, _ids, {**_s, "whitening": torch.eye(3)}),
+        ValueError,
+        r"whitening must have shape \(D, D\) = \(4, 4\)",
+    ),
     ("no-stats", (_f, _ids, {}), ValueError, r"no whitening statistics"),
     ("eps", (_f, _ids, {**_s, "eps": -1.0}), ValueError, r"eps must be a finite number > 0"),
     ("backend", (_f, _ids, {**_s, "backend": "gpu"}), ValueError, r"unknown backend backend='gpu'"),
     ("sparse", (_f.to_sparse(), _ids, _s), TypeError, r"features must be a dense \(strided\) tensor"),
-    ("sparse-whitening", (_f, _ids, {**_s, "whitening": torch.eye(4).to_sparse()}), TypeError,
-     r"whitening must be a dense \(strided\) tensor, got layout torch.sparse_coo"),
+    (
+        "sparse-whitening",
+        (_f, _ids, {**_s, "whitening": torch.eye(4).to_sparse()}),
+        TypeError,
+        r"whitening must be a dense \(strided\) tensor, got layout torch.sparse_coo",
+    ),
     ("meta", (_f.to("meta"), _ids.to("meta"), _s), ValueError, r"features is on the meta device"),
-    ("overflow", (_f * 1e30, _ids, _s), ValueError,
-     r"z = \(features - mean\) A holds values up to .* where pairwise distances \(4 terms\) overflow torch.float32"),
+    (
+        "overflow",
+        (_f * 1e30, _ids, _s),
+        ValueError,
+        r"z = \(features - mean\) A holds values up to .* where pairwise distances \(4 terms\) overflow torch.float32",
+    ),
 ]
 
 

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE
+from _op_backends import skip_unavailable as _skip_unavailable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
+from torch import Tensor
 
 from inv_kernels.distributed import gather_with_grad
 from inv_kernels.ops.contrastive_modules import InfoNCELoss, KeyQueue, NTXentLoss
@@ -30,8 +32,6 @@ from inv_kernels.ops.infonce import (
     ntxent_loss_ref,
 )
 from inv_kernels.testing import assert_close, assert_within_torch_error, float32_matmul_precision, to_float64
-from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE
-from _op_backends import skip_unavailable as _skip_unavailable
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 # (N, K, D): N = 1, N not a multiple of any tile, K = 0 and 1, D in {1, 3, 64, 127, 128, 256}
@@ -278,8 +278,9 @@ def test_zero_rows_are_defined(backend):
     gq, gk = torch.autograd.grad(rows.sum(), (q, k))
     assert torch.isfinite(rows).all() and torch.isfinite(gq).all() and torch.isfinite(gk).all()
     assert_close(rows[1], torch.tensor(np.log(1 + kk)), atol=1e-5, rtol=1e-6, name="zero query row")
-    expected = infonce_loss_ref(F.normalize(q.detach(), dim=1), F.normalize(k.detach(), dim=1),
-                                F.normalize(queue, dim=1), 0.1, reduction="none")[0]  # fmt: skip
+    expected = infonce_loss_ref(
+        F.normalize(q.detach(), dim=1), F.normalize(k.detach(), dim=1), F.normalize(queue, dim=1), 0.1, reduction="none"
+    )[0]
     assert_close(rows, expected, atol=1e-5, name="zero rows vs reference")
     z1, z2 = _ntxent_inputs(5, d, torch.float32, normal=False)
     with torch.no_grad():
@@ -446,8 +447,13 @@ def test_autocast(backend):
 # properties
 # ----------------------------------------------------------------------------------------------------------------
 @settings(max_examples=20, deadline=None)
-@given(n=st.integers(1, 9), kk=st.integers(1, 40), d=st.integers(1, 20), seed=st.integers(0, 2**31 - 1),
-       temperature=st.floats(0.05, 2.0))  # fmt: skip
+@given(
+    n=st.integers(1, 9),
+    kk=st.integers(1, 40),
+    d=st.integers(1, 20),
+    seed=st.integers(0, 2**31 - 1),
+    temperature=st.floats(0.05, 2.0),
+)
 def test_queue_permutation_invariance(n, kk, d, seed, temperature):
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     q = torch.randn(n, d, generator=gen, device=DEVICE, dtype=torch.float64)
@@ -461,8 +467,13 @@ def test_queue_permutation_invariance(n, kk, d, seed, temperature):
 
 
 @settings(max_examples=20, deadline=None)
-@given(n=st.integers(1, 8), kk=st.integers(0, 30), d=st.integers(1, 20), seed=st.integers(0, 2**31 - 1),
-       scale=st.floats(1e-3, 1e3))  # fmt: skip
+@given(
+    n=st.integers(1, 8),
+    kk=st.integers(0, 30),
+    d=st.integers(1, 20),
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.floats(1e-3, 1e3),
+)
 def test_scale_invariance_with_normalize(n, kk, d, seed, scale):
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     q = torch.randn(n, d, generator=gen, device=DEVICE, dtype=torch.float64)
@@ -470,8 +481,9 @@ def test_scale_invariance_with_normalize(n, kk, d, seed, scale):
     queue = torch.randn(kk, d, generator=gen, device=DEVICE, dtype=torch.float64)
     for backend in BACKENDS:
         base = infonce_loss(q, k, queue, 0.2, normalize=True, reduction="none", backend=backend)
-        scaled = infonce_loss(scale * q, k / scale, scale * queue, 0.2, normalize=True, reduction="none",
-                              backend=backend)  # fmt: skip
+        scaled = infonce_loss(
+            scale * q, k / scale, scale * queue, 0.2, normalize=True, reduction="none", backend=backend
+        )
         assert_close(scaled, base, atol=1e-10, rtol=1e-10, name=f"{backend} scaled infonce")
         base = ntxent_loss(q, k, 0.2, normalize=True, reduction="none", backend=backend)
         scaled = ntxent_loss(scale * q, scale * k, 0.2, normalize=True, reduction="none", backend=backend)
@@ -501,8 +513,21 @@ _Q, _K = torch.randn(4, 8), torch.randn(4, 8)
         ((_Q, _K), {"reduction": "max"}, ValueError, r"reduction must be one of 'mean', 'sum', 'none', got 'max'"),
         ((_Q, _K), {"backend": "magic"}, ValueError, r"unknown backend backend='magic'"),
     ],
-    ids=["queue-D", "k-shape", "1d", "queue-3d", "T=0", "T<0", "queue-device", "int", "int-queue", "mixed-dtype",
-         "empty", "reduction", "backend"],  # fmt: skip
+    ids=[
+        "queue-D",
+        "k-shape",
+        "1d",
+        "queue-3d",
+        "T=0",
+        "T<0",
+        "queue-device",
+        "int",
+        "int-queue",
+        "mixed-dtype",
+        "empty",
+        "reduction",
+        "backend",
+    ],
 )
 def test_infonce_bad_input(args, kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -560,8 +585,11 @@ def test_temperatures_whose_reciprocal_or_logits_overflow_are_rejected(backend):
     loss; now a ValueError names the temperature."""
     _skip_unavailable(backend)
     q, k = torch.randn(4, 8, device=DEVICE), torch.randn(4, 8, device=DEVICE)
-    with pytest.raises(ValueError, match=r"infonce_loss: temperature must be at least 2.94e-39 \(1 / temperature "
-                                         r"must be finite in torch.float32\), got 1e-40"):
+    with pytest.raises(
+        ValueError,
+        match=r"infonce_loss: temperature must be at least 2.94e-39 \(1 / temperature "
+        r"must be finite in torch.float32\), got 1e-40",
+    ):
         infonce_loss(q, k, None, 1e-40, backend=backend)
     with pytest.raises(ValueError, match=r"ntxent_loss: temperature must be at least 2.94e-39"):
         ntxent_loss(q, k, 1e-40, backend=backend)
@@ -578,8 +606,11 @@ def test_normalize_rejects_rows_whose_norm_overflows(backend):
     _skip_unavailable(backend)
     q = torch.full((3, 4), 4e4, device=DEVICE, dtype=torch.float16)
     k = torch.randn(3, 4, device=DEVICE, dtype=torch.float16)
-    with pytest.raises(ValueError, match=r"infonce_loss: q holds values up to 4e\+04 in magnitude, above 3.28e\+04 "
-                                         r"where a row's norm \(4 terms\) overflows torch.float16 and normalize=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"infonce_loss: q holds values up to 4e\+04 in magnitude, above 3.28e\+04 "
+        r"where a row's norm \(4 terms\) overflows torch.float16 and normalize=True",
+    ):
         infonce_loss(q, k, None, 0.2, normalize=True, backend=backend)
     with pytest.raises(ValueError, match=r"ntxent_loss: z2 holds values up to .* normalize=True would zero the row"):
         ntxent_loss(k.float(), q.float() * 1e16, 0.2, normalize=True, backend=backend)
@@ -667,8 +698,11 @@ def test_distributed_ntxent_two_gloo_processes(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="0")
     result = subprocess.run(
         [sys.executable, str(script), backend, str(tmp_path / "init"), str(tmp_path)],
-        capture_output=True, text=True, timeout=180, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     gen = torch.Generator().manual_seed(1234)
     z1 = torch.randn(10, 12, generator=gen, dtype=torch.float64).requires_grad_()

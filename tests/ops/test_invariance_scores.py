@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import scipy.spatial.distance
 import torch
+from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE, ill_conditioned_features, reference_statistics
+from _op_backends import skip_unavailable as _skip_unavailable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,8 +18,6 @@ from inv_kernels.ops._whitening import EPS, IllConditionedWarning
 from inv_kernels.ops.invariance_scores import FWD_OPS, InvarianceScores, invariance_scores, invariance_scores_ref
 from inv_kernels.stats import FeatureStats
 from inv_kernels.testing import assert_close, assert_within_torch_error, to_float64
-from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE, ill_conditioned_features, reference_statistics
-from _op_backends import skip_unavailable as _skip_unavailable
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 # (n, k, D): ones, primes, D below / above / not a multiple of every block size
@@ -33,9 +33,7 @@ def numpy_scores(clean: np.ndarray, views: np.ndarray, mu, p, l, eps: float = EP
     for i in range(n):
         for j in range(k):
             w_view = (mu - views[i, j]) @ l
-            cos[i, j] = w_clean[i] @ w_view / (
-                max(np.linalg.norm(w_clean[i]), eps) * max(np.linalg.norm(w_view), eps)
-            )
+            cos[i, j] = w_clean[i] @ w_view / (max(np.linalg.norm(w_clean[i]), eps) * max(np.linalg.norm(w_view), eps))
             dist[i, j] = scipy.spatial.distance.mahalanobis(clean[i], views[i, j], p)
     cos_v, dist_v = np.nanmean(cos, axis=0), np.nanmean(dist, axis=0)
     return cos, dist, cos_v, dist_v, float(np.mean(cos_v)), float(np.mean(dist_v))
@@ -337,18 +335,38 @@ BAD_INPUTS = [
     ("int", (_c.long(), _v.long(), _s), TypeError, r"clean must have a dtype in .* got torch.int64"),
     ("mixed-dtype", (_c, _v.double(), _s), TypeError, r"views must have the dtype of clean \(torch.float32\)"),
     ("list", ([[1.0]], _v, _s), TypeError, r"clean must be a torch.Tensor, got list"),
-    ("nan-clean", (_with(_c, (1, 2), float("nan")), _v, _s), ValueError,
-     r"clean contains NaN or Inf \(1 of 15 elements; first at index \(1, 2\)\)"),
-    ("inf-views", (_c, _with(_v, (2, 1, 4), float("inf")), _s), ValueError,
-     r"views contains NaN or Inf \(1 of 30 elements; first at index \(2, 1, 4\)\)"),
+    (
+        "nan-clean",
+        (_with(_c, (1, 2), float("nan")), _v, _s),
+        ValueError,
+        r"clean contains NaN or Inf \(1 of 15 elements; first at index \(1, 2\)\)",
+    ),
+    (
+        "inf-views",
+        (_c, _with(_v, (2, 1, 4), float("inf")), _s),
+        ValueError,
+        r"views contains NaN or Inf \(1 of 30 elements; first at index \(2, 1, 4\)\)",
+    ),
     ("mean-D", (_c, _v, {**_s, "mean": torch.randn(6)}), ValueError, r"mean must have D=5 entries .* got shape \(6,\)"),
-    ("whitening-shape", (_c, _v, {**_s, "whitening": torch.eye(5)[:4]}), ValueError,
-     r"whitening must have shape \(D, D\) = \(5, 5\) .* got \(4, 5\)"),
+    (
+        "whitening-shape",
+        (_c, _v, {**_s, "whitening": torch.eye(5)[:4]}),
+        ValueError,
+        r"whitening must have shape \(D, D\) = \(5, 5\) .* got \(4, 5\)",
+    ),
     ("whitening-1d", (_c, _v, {**_s, "whitening": torch.randn(5)}), ValueError, r"whitening must be 2-D \(D, D\)"),
-    ("mean-nan", (_c, _v, {**_s, "mean": _with(torch.randn(5), 3, float("nan"))}), ValueError,
-     r"mean contains NaN or Inf"),
-    ("whitening-inf", (_c, _v, {**_s, "whitening": _with(torch.eye(5), (0, 0), float("inf"))}), ValueError,
-     r"whitening contains NaN or Inf"),
+    (
+        "mean-nan",
+        (_c, _v, {**_s, "mean": _with(torch.randn(5), 3, float("nan"))}),
+        ValueError,
+        r"mean contains NaN or Inf",
+    ),
+    (
+        "whitening-inf",
+        (_c, _v, {**_s, "whitening": _with(torch.eye(5), (0, 0), float("inf"))}),
+        ValueError,
+        r"whitening contains NaN or Inf",
+    ),
     ("no-stats", (_c, _v, {}), ValueError, r"no whitening statistics \(mean and whitening missing\)"),
     ("half-stats", (_c, _v, {"mean": torch.randn(5)}), ValueError, r"whitening missing"),
     ("both", (_c, _v, {**_s, "stats": object()}), ValueError, r"pass either stats= or mean= and whitening="),
@@ -356,19 +374,25 @@ BAD_INPUTS = [
     ("eps", (_c, _v, {**_s, "eps": 0.0}), ValueError, r"eps must be a finite number > 0"),
     ("chunk", (_c, _v, {**_s, "chunk_rows": 0}), ValueError, r"chunk_rows must be a positive int"),
     ("backend", (_c, _v, {**_s, "backend": "magic"}), ValueError, r"unknown backend backend='magic'"),
-    ("sparse-whitening", (_c, _v, {**_s, "whitening": torch.eye(5).to_sparse()}), TypeError,
-     r"whitening must be a dense \(strided\) tensor, got layout torch.sparse_coo"),
+    (
+        "sparse-whitening",
+        (_c, _v, {**_s, "whitening": torch.eye(5).to_sparse()}),
+        TypeError,
+        r"whitening must be a dense \(strided\) tensor, got layout torch.sparse_coo",
+    ),
     ("sparse-views", (_c, _v.to_sparse(), _s), TypeError, r"views must be a dense \(strided\) tensor"),
     ("meta", (_c.to("meta"), _v.to("meta"), _s), ValueError, r"clean is on the meta device, which holds no values"),
     ("meta-views", (_c, _v.to("meta"), _s), ValueError, r"views must be on the device of clean \(cpu\), got meta"),
-    ("overflow", (_c * 1e30, _v * 1e30, _s), ValueError,
-     r"the cosine came out NaN/Inf: the whitened features .* overflow torch.float32"),
+    (
+        "overflow",
+        (_c * 1e30, _v * 1e30, _s),
+        ValueError,
+        r"the cosine came out NaN/Inf: the whitened features .* overflow torch.float32",
+    ),
 ]
 
 
-@pytest.mark.parametrize(
-    "args, error, message", [pytest.param(a, e, m, id=i) for i, a, e, m in BAD_INPUTS]
-)
+@pytest.mark.parametrize("args, error, message", [pytest.param(a, e, m, id=i) for i, a, e, m in BAD_INPUTS])
 def test_bad_input(args, error, message):
     clean, views, kwargs = args
     with pytest.raises(error, match=message):
@@ -381,8 +405,11 @@ def test_huge_dimension_is_named_before_allocating():
     d = 200_000
     clean, views = torch.zeros(1, d), torch.zeros(1, 1, d)
     whitening = torch.ones(1, 1, dtype=torch.float64).expand(d, d)  # (D, D) without memory
-    with pytest.raises(ValueError, match=r"D = 200000 features need a 200000 x 200000 float32 whitening matrix "
-                                         r"\(149 GiB\), more than the .* reduce the feature dimension"):
+    with pytest.raises(
+        ValueError,
+        match=r"D = 200000 features need a 200000 x 200000 float32 whitening matrix "
+        r"\(149 GiB\), more than the .* reduce the feature dimension",
+    ):
         invariance_scores(clean, views, mean=torch.zeros(d), whitening=whitening)
 
 
@@ -417,8 +444,11 @@ def test_ill_conditioned_statistics_score_float32_exactly(backend):
     and distance 0 within 1e-4, and every pair matches the float64 features' scores; results stay float32."""
     _skip_unavailable(backend)
     stats, clean, views = _ill_conditioned_case()
-    with pytest.warns(IllConditionedWarning, match=r"ill-conditioned \(condition number [\d.]+e\+1[012] > 1e\+06.*\); "
-                                                   r"whitening products computed in float64"):
+    with pytest.warns(
+        IllConditionedWarning,
+        match=r"ill-conditioned \(condition number [\d.]+e\+1[012] > 1e\+06.*\); "
+        r"whitening products computed in float64",
+    ):
         got = invariance_scores(clean, views, stats, backend=backend)
     assert got.cosine.dtype == torch.float32 and got.distance.dtype == torch.float32
     assert float((got.cosine[:, 0] - 1).abs().max()) <= 1e-4

@@ -4,13 +4,13 @@ float64 numpy computation, awkward shapes and strides, zero rows, properties, re
 import numpy as np
 import pytest
 import torch
+from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE
+from _op_backends import skip_unavailable as _skip_unavailable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inv_kernels.ops.row_cosine import BWD_OPS, EPS, FWD_OPS, row_cosine, row_cosine_ref
 from inv_kernels.testing import assert_close, assert_within_torch_error, to_float64
-from _op_backends import ALL_BACKENDS, BACKENDS, COMPILED, DEVICE
-from _op_backends import skip_unavailable as _skip_unavailable
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 SHAPES = [(1, 1), (1, 7), (5, 1), (3, 2), (13, 257), (37, 64), (2, 1031)]
@@ -204,7 +204,12 @@ def test_scale_invariance_symmetry_and_range(m, d, scale_x, scale_y, seed):
         (torch.randn(2, 3, 4), torch.randn(2, 3, 4), ValueError, r"x must be 2-D .* got a 3-D tensor"),
         (torch.randn(3, 4), torch.randn(3, 5), ValueError, r"y must have the shape of x \(3, 4\), got \(3, 5\)"),
         (torch.randn(3, 4), torch.randn(4, 4), ValueError, r"y must have the shape of x"),
-        (torch.ones(3, 4, dtype=torch.int64), torch.ones(3, 4), TypeError, r"x must have a dtype in .* got torch.int64"),
+        (
+            torch.ones(3, 4, dtype=torch.int64),
+            torch.ones(3, 4),
+            TypeError,
+            r"x must have a dtype in .* got torch.int64",
+        ),
         (torch.randn(3, 4), torch.randn(3, 4).double(), TypeError, r"y must have the dtype of x \(torch.float32\)"),
         (torch.randn(0, 4), torch.randn(0, 4), ValueError, r"x must not be empty, got shape \(0, 4\)"),
         (torch.randn(3, 0), torch.randn(3, 0), ValueError, r"x must not be empty"),
@@ -221,7 +226,9 @@ def test_bad_input(x, y, error, message):
 def test_non_finite_input_is_rejected(value):
     x = torch.randn(4, 6)
     x[2, 5] = value
-    with pytest.raises(ValueError, match=r"row_cosine: x contains NaN or Inf \(1 of 24 elements; first at index \(2, 5\)\)"):
+    with pytest.raises(
+        ValueError, match=r"row_cosine: x contains NaN or Inf \(1 of 24 elements; first at index \(2, 5\)\)"
+    ):
         row_cosine(x, torch.randn(4, 6))
     with pytest.raises(ValueError, match=r"y contains NaN or Inf"):
         row_cosine(torch.randn(4, 6), x)
@@ -240,8 +247,11 @@ def test_finite_values_whose_squares_overflow_are_rejected(backend):
     the argument and the bound. Half rows near their own maximum are fine (squares accumulate in float32)."""
     _skip_unavailable(backend)
     x, y = torch.randn(4, 8, device=DEVICE), torch.randn(4, 8, device=DEVICE)
-    with pytest.raises(ValueError, match=r"row_cosine: y holds values up to [\d.e+]+ in magnitude, above 6.52e\+18 "
-                                         r"where a row's squared norm \(8 terms\) overflows torch.float32"):
+    with pytest.raises(
+        ValueError,
+        match=r"row_cosine: y holds values up to [\d.e+]+ in magnitude, above 6.52e\+18 "
+        r"where a row's squared norm \(8 terms\) overflows torch.float32",
+    ):
         row_cosine(x, y * 1e20, backend=backend)
     big = torch.full((3, 8), 6e4, device=DEVICE, dtype=torch.float16)
     assert_close(row_cosine(big, big, backend=backend).float(), torch.ones(3), atol=1e-3, rtol=0)

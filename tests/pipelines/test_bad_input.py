@@ -21,13 +21,23 @@ from inv_kernels.models import checkpoint
 from pipelines import correlate, export, generate, measure, pretrain, study, transfer
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = {"generate": generate, "pretrain": pretrain, "export": export, "measure": measure, "transfer": transfer,
-           "correlate": correlate, "study": study}  # fmt: skip
+MODULES = {
+    "generate": generate,
+    "pretrain": pretrain,
+    "export": export,
+    "measure": measure,
+    "transfer": transfer,
+    "correlate": correlate,
+    "study": study,
+}
 PAYLOAD_MARKER = "payload-ran"
 # A checkpoint whose unpickling would run code is refused once loading reads weights only (which brought
 # UntrustedCheckpointError); before that, the payload cases are expected failures.
-PAYLOAD = pytest.mark.xfail(not hasattr(checkpoint, "UntrustedCheckpointError"), strict=True,
-                            reason="checkpoint loading unpickles arbitrary objects")
+PAYLOAD = pytest.mark.xfail(
+    not hasattr(checkpoint, "UntrustedCheckpointError"),
+    strict=True,
+    reason="checkpoint loading unpickles arbitrary objects",
+)
 
 
 class _Payload:
@@ -57,8 +67,21 @@ def _truncated_jpeg(path: Path) -> None:
 def make_inputs(tmp_path: Path) -> dict[str, Path]:
     """The inputs every case draws on, under tmp_path/in (the marker of a payload would land in tmp_path)."""
     root = tmp_path / "in"
-    paths = {name: root / name for name in ("missing", "empty", "images", "flat", "fake", "truncated", "split",
-                                            "fake_split", "user_sets", "foreign_manifest")}  # fmt: skip
+    paths = {
+        name: root / name
+        for name in (
+            "missing",
+            "empty",
+            "images",
+            "flat",
+            "fake",
+            "truncated",
+            "split",
+            "fake_split",
+            "user_sets",
+            "foreign_manifest",
+        )
+    }
     paths["empty"].mkdir(parents=True)
     for cls in ("a", "b"):
         for i in range(3):
@@ -94,8 +117,26 @@ def make_inputs(tmp_path: Path) -> dict[str, Path]:
 MEASURE = ["--quiet", "--no-cache", "--transforms", "h_flip", "--crop-size", "16", "--workers", "0"]
 MEASURE_OK = ["--model", "random:resnet18", "--data", "{images}", *MEASURE]
 TRANSFER_OK = ["--models", "a=random:resnet18", "--task", "folder:{split}", "--image-size", "16"]
-PRETRAIN = ["--epochs", "1", "--batch-size", "4", "--bn-splits", "2", "--queue-size", "8", "--moco-dim", "8",
-            "--workers", "0", "--knn-every", "-1", "--loader", "torchvision", "--image-size", "16"]  # fmt: skip
+PRETRAIN = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4",
+    "--bn-splits",
+    "2",
+    "--queue-size",
+    "8",
+    "--moco-dim",
+    "8",
+    "--workers",
+    "0",
+    "--knn-every",
+    "-1",
+    "--loader",
+    "torchvision",
+    "--image-size",
+    "16",
+]
 PRETRAIN_OK = ["--data", "{images}", *PRETRAIN]
 CORRELATE_OK = ["--invariance", "a={invariance}", "--transfer", "{transfer}"]
 
@@ -107,19 +148,35 @@ CASES = [
     ("generate-size-word", "generate", ["--size", "big"], ["--size", "'big'", "integer"]),
     ("generate-count-zero", "generate", ["--count", "0"], ["--count", "0", ">= 1"]),
     ("generate-count-negative", "generate", ["--count", "-4"], ["--count", "-4", ">= 1"]),
-    ("generate-sheet-size-zero", "generate", ["--no-sets", "--contact-sheet", "{out}/s.png", "--sheet-size", "0"],
-     ["--sheet-size", "0"]),
+    (
+        "generate-sheet-size-zero",
+        "generate",
+        ["--no-sets", "--contact-sheet", "{out}/s.png", "--sheet-size", "0"],
+        ["--sheet-size", "0"],
+    ),
     ("generate-kind-unknown", "generate", ["--kinds", "imagenet"], ["--kinds", "imagenet"]),
     ("generate-device-unknown", "generate", ["--device", "gpu0"], ["--device", "gpu0"]),
     ("generate-out-is-file", "generate", ["--kinds", "coil", "--out", "{text}"], ["notes.txt", "not a folder"]),
     ("generate-out-under-file", "generate", ["--kinds", "coil", "--out", "{text}/sets"], ["notes.txt", "is a file"]),
-    ("generate-user-folder-in-the-way", "generate", ["--kinds", "coil", "--size", "16", "--out", "{user_sets}"],
-     ["user_sets/coil", "not written by inv_kernels", "refusing"]),
-    ("generate-foreign-manifest", "generate", ["--kinds", "coil", "--size", "16", "--out", "{foreign_manifest}"],
-     ["foreign_manifest/coil", "not written by inv_kernels"]),
+    (
+        "generate-user-folder-in-the-way",
+        "generate",
+        ["--kinds", "coil", "--size", "16", "--out", "{user_sets}"],
+        ["user_sets/coil", "not written by inv_kernels", "refusing"],
+    ),
+    (
+        "generate-foreign-manifest",
+        "generate",
+        ["--kinds", "coil", "--size", "16", "--out", "{foreign_manifest}"],
+        ["foreign_manifest/coil", "not written by inv_kernels"],
+    ),
     ("generate-json-is-folder", "generate", ["--no-sets", "--json", "{empty}"], ["--json", "empty", "is a folder"]),
-    ("generate-sheet-is-folder", "generate", ["--no-sets", "--contact-sheet", "{empty}"],
-     ["--contact-sheet", "empty", "is a folder"]),
+    (
+        "generate-sheet-is-folder",
+        "generate",
+        ["--no-sets", "--contact-sheet", "{empty}"],
+        ["--contact-sheet", "empty", "is a folder"],
+    ),
     ("generate-cache-is-file", "generate", ["--kinds", "coil", "--cache-dir", "{text}"], ["notes.txt", "not a folder"]),
     # pretrain
     ("pretrain-data-missing", "pretrain", ["--data", "{missing}", *PRETRAIN], ["missing", "does not exist"]),
@@ -136,8 +193,9 @@ CASES = [
     ("pretrain-resume-missing", "pretrain", [*PRETRAIN_OK, "--resume", "{missing}"], ["missing", "does not exist"]),
     ("pretrain-resume-folder", "pretrain", [*PRETRAIN_OK, "--resume", "{empty}"], ["empty", "is a folder"]),
     ("pretrain-resume-text", "pretrain", [*PRETRAIN_OK, "--resume", "{text}"], ["notes.txt"]),
-    pytest.param("pretrain-resume-payload", "pretrain", [*PRETRAIN_OK, "--resume", "{payload}"], ["payload.pth"],
-                 marks=PAYLOAD),
+    pytest.param(
+        "pretrain-resume-payload", "pretrain", [*PRETRAIN_OK, "--resume", "{payload}"], ["payload.pth"], marks=PAYLOAD
+    ),
     ("pretrain-out-is-file", "pretrain", [*PRETRAIN_OK, "--out", "{text}"], ["notes.txt"]),
     # export
     ("export-checkpoint-missing", "export", ["{missing}", "{out}/b.pth"], ["missing", "does not exist"]),
@@ -154,8 +212,12 @@ CASES = [
     ("measure-batch-zero", "measure", [*MEASURE_OK, "--batch-size", "0"], ["--batch-size", "0"]),
     ("measure-workers-negative", "measure", [*MEASURE_OK, "--workers", "-1"], ["--workers", "-1"]),
     ("measure-crop-size-small", "measure", [*MEASURE_OK, "--crop-size", "4"], ["--crop-size", "4"]),
-    ("measure-resize-below-crop", "measure", [*MEASURE_OK, "--resize-size", "16", "--crop-size", "32"],
-     ["resize_size", "16", "32"]),
+    (
+        "measure-resize-below-crop",
+        "measure",
+        [*MEASURE_OK, "--resize-size", "16", "--crop-size", "32"],
+        ["resize_size", "16", "32"],
+    ),
     ("measure-shrinkage-nan", "measure", [*MEASURE_OK, "--shrinkage", "nan"], ["--shrinkage", "nan"]),
     ("measure-shrinkage-negative", "measure", [*MEASURE_OK, "--shrinkage", "-1"], ["--shrinkage", "-1"]),
     ("measure-shrinkage-word", "measure", [*MEASURE_OK, "--shrinkage", "lots"], ["--shrinkage", "lots"]),
@@ -167,33 +229,66 @@ CASES = [
     ("measure-model-missing", "measure", ["--model", "{missing}", *MEASURE], ["missing", "does not exist"]),
     ("measure-model-folder", "measure", ["--model", "{empty}", *MEASURE], ["empty", "is a folder, not a checkpoint"]),
     ("measure-model-text", "measure", ["--model", "{text}", *MEASURE], ["notes.txt", "cannot be read"]),
-    pytest.param("measure-model-payload", "measure", ["--model", "{payload}", *MEASURE], ["payload.pth"],
-                 marks=PAYLOAD),
+    pytest.param(
+        "measure-model-payload", "measure", ["--model", "{payload}", *MEASURE], ["payload.pth"], marks=PAYLOAD
+    ),
     ("measure-model-unknown-arch", "measure", ["--model", "random:vgg", *MEASURE], ["vgg"]),
-    ("measure-data-missing", "measure", ["--model", "random:resnet18", "--data", "{missing}", *MEASURE],
-     ["missing", "does not exist"]),
-    ("measure-data-empty", "measure", ["--model", "random:resnet18", "--data", "{empty}", *MEASURE],
-     ["empty", "is empty"]),
-    ("measure-data-is-file", "measure", ["--model", "random:resnet18", "--data", "{text}", *MEASURE],
-     ["notes.txt", "not a folder"]),
-    ("measure-data-flat", "measure", ["--model", "random:resnet18", "--data", "{flat}", *MEASURE],
-     ["flat", "no class subfolders"]),
-    ("measure-data-not-images", "measure", ["--model", "random:resnet18", "--data", "{fake}", *MEASURE],
-     ["fake", "could be decoded"]),
-    ("measure-data-truncated", "measure", ["--model", "random:resnet18", "--data", "{truncated}", *MEASURE],
-     ["truncated", "could be decoded"]),
+    (
+        "measure-data-missing",
+        "measure",
+        ["--model", "random:resnet18", "--data", "{missing}", *MEASURE],
+        ["missing", "does not exist"],
+    ),
+    (
+        "measure-data-empty",
+        "measure",
+        ["--model", "random:resnet18", "--data", "{empty}", *MEASURE],
+        ["empty", "is empty"],
+    ),
+    (
+        "measure-data-is-file",
+        "measure",
+        ["--model", "random:resnet18", "--data", "{text}", *MEASURE],
+        ["notes.txt", "not a folder"],
+    ),
+    (
+        "measure-data-flat",
+        "measure",
+        ["--model", "random:resnet18", "--data", "{flat}", *MEASURE],
+        ["flat", "no class subfolders"],
+    ),
+    (
+        "measure-data-not-images",
+        "measure",
+        ["--model", "random:resnet18", "--data", "{fake}", *MEASURE],
+        ["fake", "could be decoded"],
+    ),
+    (
+        "measure-data-truncated",
+        "measure",
+        ["--model", "random:resnet18", "--data", "{truncated}", *MEASURE],
+        ["truncated", "could be decoded"],
+    ),
     ("measure-stats-data-missing", "measure", [*MEASURE_OK, "--stats-data", "{missing}"], ["missing", "not exist"]),
     ("measure-groups-missing", "measure", [*MEASURE_OK, "--groups", "{missing}:coil"], ["missing", "does not exist"]),
-    ("measure-groups-layout-unknown", "measure", [*MEASURE_OK, "--groups", "{images}:turntable"],
-     ["layout", "turntable"]),
+    (
+        "measure-groups-layout-unknown",
+        "measure",
+        [*MEASURE_OK, "--groups", "{images}:turntable"],
+        ["layout", "turntable"],
+    ),
     ("measure-groups-wrong-layout", "measure", [*MEASURE_OK, "--groups", "{images}:coil"], ["images", "coil"]),
     ("measure-groups-empty", "measure", [*MEASURE_OK, "--groups", "{empty}:coil"], ["empty"]),
     ("measure-stats-file-folder", "measure", [*MEASURE_OK, "--stats-file", "{empty}"], ["empty", "is a folder"]),
     ("measure-stats-file-text", "measure", [*MEASURE_OK, "--stats-file", "{text}"], ["notes.txt"]),
     ("measure-out-is-file", "measure", [*MEASURE_OK, "--out", "{text}"], ["notes.txt", "not a folder"]),
     ("measure-out-under-file", "measure", [*MEASURE_OK, "--out", "{text}/run"], ["notes.txt", "is a file"]),
-    ("measure-cache-dir-is-file", "measure", ["--model", "random:resnet18", "--data", "{images}", "--quiet",
-                                              "--cache-dir", "{text}"], ["notes.txt", "not a folder"]),  # fmt: skip
+    (
+        "measure-cache-dir-is-file",
+        "measure",
+        ["--model", "random:resnet18", "--data", "{images}", "--quiet", "--cache-dir", "{text}"],
+        ["notes.txt", "not a folder"],
+    ),
     # transfer
     ("transfer-model-missing", "transfer", ["--models", "a={missing}"], ["missing", "does not exist"]),
     ("transfer-model-folder", "transfer", ["--models", "a={empty}"], ["empty", "is a folder, not a checkpoint"]),
@@ -210,47 +305,123 @@ CASES = [
     ("transfer-image-size-small", "transfer", [*TRANSFER_OK, "--image-size", "3"], ["--image-size", "3"]),
     ("transfer-mode-unknown", "transfer", [*TRANSFER_OK, "--mode", "loose"], ["--mode", "loose"]),
     ("transfer-device-unknown", "transfer", [*TRANSFER_OK, "--device", "gpu0"], ["--device", "gpu0"]),
-    ("transfer-task-unknown", "transfer", ["--models", "a=random:resnet18", "--task", "nosuch:{split}"],
-     ["nosuch", "unknown task"]),
-    ("transfer-task-no-root", "transfer", ["--models", "a=random:resnet18", "--task", "cifar10"],
-     ["cifar10", "NAME:ROOT"]),
-    ("transfer-task-missing", "transfer", ["--models", "a=random:resnet18", "--task", "folder:{missing}"],
-     ["missing", "does not exist"]),
-    ("transfer-task-is-file", "transfer", ["--models", "a=random:resnet18", "--task", "folder:{text}"],
-     ["notes.txt", "not a folder"]),
+    (
+        "transfer-task-unknown",
+        "transfer",
+        ["--models", "a=random:resnet18", "--task", "nosuch:{split}"],
+        ["nosuch", "unknown task"],
+    ),
+    (
+        "transfer-task-no-root",
+        "transfer",
+        ["--models", "a=random:resnet18", "--task", "cifar10"],
+        ["cifar10", "NAME:ROOT"],
+    ),
+    (
+        "transfer-task-missing",
+        "transfer",
+        ["--models", "a=random:resnet18", "--task", "folder:{missing}"],
+        ["missing", "does not exist"],
+    ),
+    (
+        "transfer-task-is-file",
+        "transfer",
+        ["--models", "a=random:resnet18", "--task", "folder:{text}"],
+        ["notes.txt", "not a folder"],
+    ),
     ("transfer-task-empty", "transfer", ["--models", "a=random:resnet18", "--task", "folder:{empty}"], ["empty"]),
-    ("transfer-task-unsplit", "transfer", ["--models", "a=random:resnet18", "--task", "folder:{images}"],
-     ["images", "test"]),
+    (
+        "transfer-task-unsplit",
+        "transfer",
+        ["--models", "a=random:resnet18", "--task", "folder:{images}"],
+        ["images", "test"],
+    ),
     ("transfer-out-is-file", "transfer", [*TRANSFER_OK, "--out", "{text}"], ["notes.txt", "not a folder"]),
     # correlate
-    ("correlate-invariance-no-name", "correlate", ["--invariance", "{invariance}", "--transfer", "{transfer}"],
-     ["--invariance", "NAME=PATH"]),
-    ("correlate-invariance-missing", "correlate", ["--invariance", "a={missing}", "--transfer", "{transfer}"],
-     ["missing", "does not exist"]),
-    ("correlate-invariance-folder", "correlate", ["--invariance", "a={empty}", "--transfer", "{transfer}"],
-     ["empty", "is a folder"]),
-    ("correlate-invariance-not-json", "correlate", ["--invariance", "a={text}", "--transfer", "{transfer}"],
-     ["notes.txt", "not valid JSON"]),
-    ("correlate-invariance-binary", "correlate", ["--invariance", "a={payload}", "--transfer", "{transfer}"],
-     ["payload.pth", "not valid JSON"]),
-    ("correlate-invariance-list", "correlate", ["--invariance", "a={list_json}", "--transfer", "{transfer}"],
-     ["list.json", "list"]),
-    ("correlate-invariance-bad-rows", "correlate", ["--invariance", "a={rows_json}", "--transfer", "{transfer}"],
-     ["rows.json", "malformed row"]),
-    ("correlate-invariance-no-results", "correlate", ["--invariance", "a={no_results}", "--transfer", "{transfer}"],
-     ["no_results.json", "no synthetic"]),
-    ("correlate-transfer-missing", "correlate", ["--invariance", "a={invariance}", "--transfer", "{missing}"],
-     ["missing", "does not exist"]),
-    ("correlate-transfer-folder", "correlate", ["--invariance", "a={invariance}", "--transfer", "{empty}"],
-     ["empty", "is a folder"]),
-    ("correlate-transfer-not-json", "correlate", ["--invariance", "a={invariance}", "--transfer", "{text}"],
-     ["notes.txt", "not valid JSON"]),
-    ("correlate-transfer-list", "correlate", ["--invariance", "a={invariance}", "--transfer", "{list_json}"],
-     ["list.json", "list"]),
-    ("correlate-transfer-bad-rows", "correlate", ["--invariance", "a={invariance}", "--transfer", "{rows_json}"],
-     ["rows.json", "malformed row"]),
-    ("correlate-transfer-no-results", "correlate", ["--invariance", "a={invariance}", "--transfer", "{no_results}"],
-     ["no_results.json", "no results"]),
+    (
+        "correlate-invariance-no-name",
+        "correlate",
+        ["--invariance", "{invariance}", "--transfer", "{transfer}"],
+        ["--invariance", "NAME=PATH"],
+    ),
+    (
+        "correlate-invariance-missing",
+        "correlate",
+        ["--invariance", "a={missing}", "--transfer", "{transfer}"],
+        ["missing", "does not exist"],
+    ),
+    (
+        "correlate-invariance-folder",
+        "correlate",
+        ["--invariance", "a={empty}", "--transfer", "{transfer}"],
+        ["empty", "is a folder"],
+    ),
+    (
+        "correlate-invariance-not-json",
+        "correlate",
+        ["--invariance", "a={text}", "--transfer", "{transfer}"],
+        ["notes.txt", "not valid JSON"],
+    ),
+    (
+        "correlate-invariance-binary",
+        "correlate",
+        ["--invariance", "a={payload}", "--transfer", "{transfer}"],
+        ["payload.pth", "not valid JSON"],
+    ),
+    (
+        "correlate-invariance-list",
+        "correlate",
+        ["--invariance", "a={list_json}", "--transfer", "{transfer}"],
+        ["list.json", "list"],
+    ),
+    (
+        "correlate-invariance-bad-rows",
+        "correlate",
+        ["--invariance", "a={rows_json}", "--transfer", "{transfer}"],
+        ["rows.json", "malformed row"],
+    ),
+    (
+        "correlate-invariance-no-results",
+        "correlate",
+        ["--invariance", "a={no_results}", "--transfer", "{transfer}"],
+        ["no_results.json", "no synthetic"],
+    ),
+    (
+        "correlate-transfer-missing",
+        "correlate",
+        ["--invariance", "a={invariance}", "--transfer", "{missing}"],
+        ["missing", "does not exist"],
+    ),
+    (
+        "correlate-transfer-folder",
+        "correlate",
+        ["--invariance", "a={invariance}", "--transfer", "{empty}"],
+        ["empty", "is a folder"],
+    ),
+    (
+        "correlate-transfer-not-json",
+        "correlate",
+        ["--invariance", "a={invariance}", "--transfer", "{text}"],
+        ["notes.txt", "not valid JSON"],
+    ),
+    (
+        "correlate-transfer-list",
+        "correlate",
+        ["--invariance", "a={invariance}", "--transfer", "{list_json}"],
+        ["list.json", "list"],
+    ),
+    (
+        "correlate-transfer-bad-rows",
+        "correlate",
+        ["--invariance", "a={invariance}", "--transfer", "{rows_json}"],
+        ["rows.json", "malformed row"],
+    ),
+    (
+        "correlate-transfer-no-results",
+        "correlate",
+        ["--invariance", "a={invariance}", "--transfer", "{no_results}"],
+        ["no_results.json", "no results"],
+    ),
     ("correlate-out-is-file", "correlate", [*CORRELATE_OK, "--out", "{text}"], ["notes.txt", "not a folder"]),
     # study
     ("study-epochs-zero", "study", ["--epochs", "0"], ["--epochs", "0"]),
@@ -322,10 +493,12 @@ def isolated(tmp_path, monkeypatch):
     return make_inputs(tmp_path)
 
 
-@pytest.mark.parametrize(("case", "name", "template", "words"), CASES,
-                         ids=[(c.values if hasattr(c, "values") else c)[0] for c in CASES])
-def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(case, name, template, words, isolated, tmp_path,
-                                                                 capsys):  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "name", "template", "words"), CASES, ids=[(c.values if hasattr(c, "values") else c)[0] for c in CASES]
+)
+def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(
+    case, name, template, words, isolated, tmp_path, capsys
+):
     out = tmp_path / "out"
     argv = _with_out(name, _argv(template, isolated, out), out)
     before = _snapshot(tmp_path)
@@ -360,10 +533,13 @@ def subprocess_runs(tmp_path_factory):
         out = folder / "out"
         before = _snapshot(folder)
         process = subprocess.Popen(
-            [sys.executable, "-m", f"pipelines.{name}", *_argv(template, paths, out)], cwd=folder,
+            [sys.executable, "-m", f"pipelines.{name}", *_argv(template, paths, out)],
+            cwd=folder,
             env={**env, "INV_KERNELS_CACHE": str(folder / "cache"), "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         runs[name] = (process, folder, out, before)
     results = {}
     for name, (process, folder, out, before) in runs.items():

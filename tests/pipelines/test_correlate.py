@@ -15,11 +15,15 @@ def _write(path, payload):
 def _inputs(tmp_path, scores):
     pairs = []
     for i, (name, rotation, hue) in enumerate(scores):
-        results = {"synthetic": [{"family": "rotation", "cosine_mean": rotation}, {"family": "hue", "cosine_mean": hue}],
-                   "realworld": [{"name": "coil", "cosine_off_diagonal": rotation / 2}]}  # fmt: skip
+        results = {
+            "synthetic": [{"family": "rotation", "cosine_mean": rotation}, {"family": "hue", "cosine_mean": hue}],
+            "realworld": [{"name": "coil", "cosine_off_diagonal": rotation / 2}],
+        }
         pairs.append(f"{name}={_write(tmp_path / f'm{i}.json', results)}")
-    transfer = {"results": [{"model": n, "task": "pose", "test_score": 1.0 - r} for n, r, _ in scores]
-                + [{"model": n, "task": "flowers", "test_score": 0.5 + h} for n, _, h in scores]}  # fmt: skip
+    transfer = {
+        "results": [{"model": n, "task": "pose", "test_score": 1.0 - r} for n, r, _ in scores]
+        + [{"model": n, "task": "flowers", "test_score": 0.5 + h} for n, _, h in scores]
+    }
     return pairs, _write(tmp_path / "transfer.json", transfer)
 
 
@@ -45,5 +49,8 @@ def test_too_few_models_leave_correlation_undefined(tmp_path):
 def test_bad_input(tmp_path, capsys):
     assert correlate.main(["--invariance", "noequals", "--transfer", "x.json", "--out", str(tmp_path)]) == 2
     assert "expects NAME=PATH" in capsys.readouterr().err
-    assert correlate.main(["--invariance", f"a={tmp_path / 'missing.json'}", "--transfer", "x", "--out", str(tmp_path)]) == 2
+    assert (
+        correlate.main(["--invariance", f"a={tmp_path / 'missing.json'}", "--transfer", "x", "--out", str(tmp_path)])
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err

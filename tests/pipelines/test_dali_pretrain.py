@@ -15,8 +15,24 @@ from pipelines import pretrain as pretrain_cli
 
 pytestmark = pytest.mark.dali
 
-TINY = ["--image-size", "16", "--batch-size", "8", "--bn-splits", "2", "--queue-size", "64", "--moco-dim", "16",
-        "--workers", "1", "--log-every-steps", "1", "--knn-every", "-1"]  # fmt: skip
+TINY = [
+    "--image-size",
+    "16",
+    "--batch-size",
+    "8",
+    "--bn-splits",
+    "2",
+    "--queue-size",
+    "64",
+    "--moco-dim",
+    "16",
+    "--workers",
+    "1",
+    "--log-every-steps",
+    "1",
+    "--knn-every",
+    "-1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +67,20 @@ def test_unknown_loader_is_refused(tiny_data, tmp_path):
 
 def test_resume_mid_epoch_matches_an_uninterrupted_run(tiny_data, tmp_path):
     def config(out, **kw):
-        return PretrainConfig(data=str(tiny_data), out=str(out), image_size=16, batch_size=8, bn_splits=2,
-                              queue_size=64, moco_dim=16, workers=1, epochs=1, knn_every=-1, loader="dali", **kw)
+        return PretrainConfig(
+            data=str(tiny_data),
+            out=str(out),
+            image_size=16,
+            batch_size=8,
+            bn_splits=2,
+            queue_size=64,
+            moco_dim=16,
+            workers=1,
+            epochs=1,
+            knn_every=-1,
+            loader="dali",
+            **kw,
+        )
 
     straight = Trainer(config(tmp_path / "a"), progress=False).run()
     stopped = Trainer(config(tmp_path / "b", max_steps=1), progress=False).run()  # after step 1 of 2

@@ -12,12 +12,47 @@ from inv_kernels.study.stagecache import RESULT, StageCache, read_records
 from inv_kernels.transforms import FAMILIES
 from pipelines import study
 
-TINY = ["--image-size", "16", "--train-count", "5", "--transfer-count", "8", "--group-objects", "2",
-        "--num-images", "1", "--epochs", "1", "--batch-size", "32", "--bn-splits", "2", "--queue-size", "64",
-        "--folds", "3", "--wide", "--wide-arch", "resnet18", "--workers", "0", "--quiet", "--seeds", "0,1"]  # fmt: skip
-SECTIONS = ("## Verdicts on the paper's claims", "## Synthetic invariance", "## Spatial vs appearance invariance",
-            "## Real-world group invariance", "## Latent-factor regression", "## Transfer",
-            "## Invariance vs transfer", "## Pretraining", "## Stages of this run")  # fmt: skip
+TINY = [
+    "--image-size",
+    "16",
+    "--train-count",
+    "5",
+    "--transfer-count",
+    "8",
+    "--group-objects",
+    "2",
+    "--num-images",
+    "1",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--bn-splits",
+    "2",
+    "--queue-size",
+    "64",
+    "--folds",
+    "3",
+    "--wide",
+    "--wide-arch",
+    "resnet18",
+    "--workers",
+    "0",
+    "--quiet",
+    "--seeds",
+    "0,1",
+]
+SECTIONS = (
+    "## Verdicts on the paper's claims",
+    "## Synthetic invariance",
+    "## Spatial vs appearance invariance",
+    "## Real-world group invariance",
+    "## Latent-factor regression",
+    "## Transfer",
+    "## Invariance vs transfer",
+    "## Pretraining",
+    "## Stages of this run",
+)
 FIGURES = ("invariance_heatmap.png", "kind_scatter.png", "transfer_bars.png", "correlation_spearman.png")
 MODELS = ["default", "spatial", "appearance", "wide", "random"]
 FUSIONS = ["default+spatial", "default+appearance", "spatial+appearance", "default+spatial+appearance"]
@@ -122,7 +157,8 @@ def test_rerun_uses_the_cache_and_recomputes_only_what_is_missing_or_stale(tiny_
     (stage / RESULT).unlink()
     records = _run(out)
     assert [(r["stage"], r["status"]) for r in records if r["status"] != "cached"] == [
-        ("pretrain/appearance/seed0", "resumed")]  # fmt: skip
+        ("pretrain/appearance/seed0", "resumed")
+    ]
 
     # A changed setting: the stages it affects are recomputed (and say so), the others are reused.
     records = _run(out, "--num-images", "2")
@@ -153,8 +189,13 @@ def test_stage_cache_reuses_reruns_and_notices_changed_settings(tmp_path):
 
 def test_parse_seeds():
     assert parse_seeds("0,1") == (0, 1) and parse_seeds(" 3 , 7,11") == (3, 7, 11)
-    for text, message in (("", "comma-separated integers"), ("0,x", "'x' is not an integer"), ("0,,1", "comma"),
-                          ("1,1", "given twice"), ("-1", ">= 0")):  # fmt: skip
+    for text, message in (
+        ("", "comma-separated integers"),
+        ("0,x", "'x' is not an integer"),
+        ("0,,1", "comma"),
+        ("1,1", "given twice"),
+        ("-1", ">= 0"),
+    ):
         with pytest.raises(ValueError, match=message):
             parse_seeds(text)
 
@@ -210,9 +251,11 @@ def test_inputs_with_a_data_folder_add_its_classification_task(tmp_path, monkeyp
     assert inputs.train_root == data.resolve()
     assert [t.name for t in inputs.tasks] == ["photos", "shape", "position", "rotation", "hue"]
     assert inputs.tasks[0].kind == "classification" and len(inputs.tasks[0].trainval) == 7 * 2
-    assert [t.target_names for t in inputs.tasks[2:]] == [("pos_x", "pos_y", "pos_z"),
-                                                          ("rot_alpha", "rot_beta", "rot_gamma"),
-                                                          ("object_hue", "spotlight_hue", "background_hue")]
+    assert [t.target_names for t in inputs.tasks[2:]] == [
+        ("pos_x", "pos_y", "pos_z"),
+        ("rot_alpha", "rot_beta", "rot_gamma"),
+        ("object_hue", "spotlight_hue", "background_hue"),
+    ]
     assert [g.factor for g in inputs.group_sets] == ["viewpoint", "viewpoint", "appearance", "appearance"]
     clash = write_dataset("classification", tmp_path / "shape", size=16, count=2, progress=False)
     with pytest.raises(ValueError, match="two transfer tasks are named shape"):
@@ -221,9 +264,15 @@ def test_inputs_with_a_data_folder_add_its_classification_task(tmp_path, monkeyp
 
 def _classification_report(trained_mean: float, trained_std: float) -> dict:
     entry = lambda mean, std: {"mean": mean, "std": std}  # noqa: E731
-    return {"models": ["default", "random"],
-            "transfer": {"shape": {"kind": "classification", "entries": {
-                "default": entry(trained_mean, trained_std), "random": entry(0.20, 0.02)}}}}
+    return {
+        "models": ["default", "random"],
+        "transfer": {
+            "shape": {
+                "kind": "classification",
+                "entries": {"default": entry(trained_mean, trained_std), "random": entry(0.20, 0.02)},
+            }
+        },
+    }
 
 
 def test_training_check_warns_only_when_no_model_beats_the_random_floor():

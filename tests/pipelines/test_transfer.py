@@ -20,8 +20,18 @@ def tiny_tasks(tmp_path_factory):
 
 def test_transfer_runs_models_and_fusions_and_writes_tables(tiny_tasks, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("INV_KERNELS_CACHE", str(tmp_path / "cache"))
-    args = ["--models", "a=random:resnet18,b=random:resnet34", "--fusion", "cat,weighted", "--image-size", "32",
-            "--folds", "3", "--out", str(tmp_path / "out")]  # fmt: skip
+    args = [
+        "--models",
+        "a=random:resnet18,b=random:resnet34",
+        "--fusion",
+        "cat,weighted",
+        "--image-size",
+        "32",
+        "--folds",
+        "3",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     for name, root in tiny_tasks.items():
         args += ["--task", f"{name}:{root}"]
     assert transfer.main(args) == 0

@@ -51,8 +51,9 @@ def test_r2_per_output_is_sklearns():
 def test_ridge_path_is_ridge_with_an_intercept_for_every_alpha(n, d):
     g = torch.Generator().manual_seed(n)
     X = torch.randn(n + 15, d, generator=g, dtype=torch.float64) + 0.5
-    Y = X @ torch.randn(d, 2, generator=g, dtype=torch.float64) + 0.3 * torch.randn(n + 15, 2, generator=g,
-                                                                                   dtype=torch.float64)  # fmt: skip
+    Y = X @ torch.randn(d, 2, generator=g, dtype=torch.float64) + 0.3 * torch.randn(
+        n + 15, 2, generator=g, dtype=torch.float64
+    )
     alphas = torch.tensor([1e-3, 1.0, 100.0], dtype=torch.float64)
     pred = ridge_path(X[:n], Y[:n], X[n:], alphas)  # (3, 15, 2)
     assert pred.shape == (3, 15, 2)

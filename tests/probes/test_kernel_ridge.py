@@ -27,8 +27,11 @@ def test_kernel_ridge_parity_with_sklearn():
     folds = kfold_indices(200, 5, seed=2)
     res = fit_kernel_ridge_cv(torch.as_tensor(X), torch.as_tensor(Y), folds=folds, X_test=Xt, Y_test=Yt)
     sk = np.array(
-        [np.mean([_pipe(a, g).fit(X[tr], Y[tr]).score(X[va], Y[va]) for tr, va in folds])
-         for a in KRR_ALPHAS for g in KRR_GAMMAS]
+        [
+            np.mean([_pipe(a, g).fit(X[tr], Y[tr]).score(X[va], Y[va]) for tr, va in folds])
+            for a in KRR_ALPHAS
+            for g in KRR_GAMMAS
+        ]
     )
     np.testing.assert_allclose(res.cv_scores, sk, atol=1e-7)
     best = int(np.argmax(sk))

@@ -27,8 +27,10 @@ def _sklearn_curve(X, y, Cs, folds, metric=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return np.array(
-            [[LogisticRegression(C=C, max_iter=3000).fit(X[tr], y[tr]).score(X[va], y[va]) for C in Cs]
-             for tr, va in folds]
+            [
+                [LogisticRegression(C=C, max_iter=3000).fit(X[tr], y[tr]).score(X[va], y[va]) for C in Cs]
+                for tr, va in folds
+            ]
         ).mean(0)
 
 
@@ -60,7 +62,9 @@ def test_logistic_parity_synthetic():
     ref = _check_parity(res, X, y, Xt, yt, Cs, folds)
     assert res.best_params["C"] == pytest.approx(Cs[res.best_index])
     # the refit solves sklearn's problem: same coefficients at the chosen C (up to the gradient tolerance)
-    if res.best_index == int(np.argmax(_sklearn_curve(X, y, Cs[res.best_index : res.best_index + 1], folds[:0] or folds))):
+    if res.best_index == int(
+        np.argmax(_sklearn_curve(X, y, Cs[res.best_index : res.best_index + 1], folds[:0] or folds))
+    ):
         pass
     ours = res.extra["coef"].numpy().T
     if Cs[res.best_index] == ref.C:

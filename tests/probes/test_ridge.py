@@ -37,8 +37,10 @@ def test_ridge_parity_with_sklearn(n, d):
     assert res.test_metrics["mse"] == pytest.approx(mean_squared_error(Yt, ref.predict(Xt)), rel=1e-8)
     np.testing.assert_allclose(res.extra["coef"].numpy(), ref.coef_.T, atol=1e-7)
     mse_sk = np.array(
-        [[mean_squared_error(Y[va], Ridge(alpha=a).fit(X[tr], Y[tr]).predict(X[va])) for a in alphas[::11]]
-         for tr, va in folds]
+        [
+            [mean_squared_error(Y[va], Ridge(alpha=a).fit(X[tr], Y[tr]).predict(X[va])) for a in alphas[::11]]
+            for tr, va in folds
+        ]
     ).mean(0)
     np.testing.assert_allclose(res.extra["cv_mse"][::11], mse_sk, rtol=1e-8)
     assert res.to_dict()["best_params"]["alpha"] == pytest.approx(alphas[best])

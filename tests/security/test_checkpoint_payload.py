@@ -18,8 +18,24 @@ from pipelines import measure as measure_cli
 from pipelines import pretrain as pretrain_cli
 from pipelines import transfer as transfer_cli
 
-TINY = ["--image-size", "16", "--batch-size", "8", "--bn-splits", "2", "--queue-size", "64", "--moco-dim", "16",
-        "--workers", "0", "--knn-every", "-1", "--loader", "torchvision"]  # fmt: skip
+TINY = [
+    "--image-size",
+    "16",
+    "--batch-size",
+    "8",
+    "--bn-splits",
+    "2",
+    "--queue-size",
+    "64",
+    "--moco-dim",
+    "16",
+    "--workers",
+    "0",
+    "--knn-every",
+    "-1",
+    "--loader",
+    "torchvision",
+]
 RISK = r"could run code from the file.*--trust-checkpoint|--trust-checkpoint.*could run code from the file"
 
 
@@ -80,8 +96,9 @@ def test_measure_refuses_the_payload(payload, tmp_path, capsys):
 
 def test_transfer_refuses_the_payload(payload, tiny_data, tmp_path, capsys):
     path, marker = payload
-    code = transfer_cli.main(["--models", f"a={path}", "--task", f"folder:{tiny_data}", "--image-size", "16",
-                              "--out", str(tmp_path / "t")])  # fmt: skip
+    code = transfer_cli.main(
+        ["--models", f"a={path}", "--task", f"folder:{tiny_data}", "--image-size", "16", "--out", str(tmp_path / "t")]
+    )
     _assert_refused(code, capsys.readouterr().err, marker)
     assert not (tmp_path / "t").exists()
 
@@ -132,15 +149,26 @@ def test_export_and_measure_accept_a_trusted_module_with_the_flag(tiny_data, tmp
     assert exported.arch == "resnet18"  # recorded by the pickled MoCo module
     x = torch.randn(2, 3, 16, 16)
     assert torch.equal(exported.module(x), moco.backbone().eval()(x))
-    config = MeasureConfig(model=str(tmp_path / "moco.pth"), data=str(tiny_data), out=str(tmp_path / "m"),
-                           use_cache=False, progress=False, trust_checkpoint=True)  # fmt: skip
+    config = MeasureConfig(
+        model=str(tmp_path / "moco.pth"),
+        data=str(tiny_data),
+        out=str(tmp_path / "m"),
+        use_cache=False,
+        progress=False,
+        trust_checkpoint=True,
+    )
     assert Measurement(config).extractor.info.arch == "resnet18"
 
 
 def test_an_older_checkpoint_with_numpy_arrays_names_the_version_and_the_flag(tmp_path):
     model = MoCo("resnet18", cifar_stem=True, dim=16, queue_size=32, bn_splits=2)
-    old = {"epoch": 1, "arch": "resnet18", "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
-           "optimizer": {}, "inv_kernels": {"rng": {"numpy": np.random.get_state()}}}  # fmt: skip
+    old = {
+        "epoch": 1,
+        "arch": "resnet18",
+        "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
+        "optimizer": {},
+        "inv_kernels": {"rng": {"numpy": np.random.get_state()}},
+    }
     torch.save(old, tmp_path / "old.pth.tar")
     with pytest.raises(UntrustedCheckpointError, match=r"written by an older version.*--trust-checkpoint"):
         load_backbone(tmp_path / "old.pth.tar")

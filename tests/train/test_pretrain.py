@@ -18,8 +18,24 @@ from inv_kernels.train import PretrainConfig, Trainer, knn_top1
 from pipelines import pretrain as pretrain_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--image-size", "16", "--batch-size", "8", "--bn-splits", "2", "--queue-size", "64", "--moco-dim", "16",
-        "--workers", "0", "--knn-max-images", "40", "--log-every-steps", "1"]  # fmt: skip
+TINY = [
+    "--image-size",
+    "16",
+    "--batch-size",
+    "8",
+    "--bn-splits",
+    "2",
+    "--queue-size",
+    "64",
+    "--moco-dim",
+    "16",
+    "--workers",
+    "0",
+    "--knn-max-images",
+    "40",
+    "--log-every-steps",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +45,27 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def _tiny_config(data: Path, out: Path, **overrides) -> PretrainConfig:
-    values = dict(data=str(data), out=str(out), image_size=16, batch_size=8, bn_splits=2, queue_size=64, moco_dim=16,
-                  workers=0, knn_max_images=40, epochs=2, log_every_steps=1)  # fmt: skip
+    values = dict(
+        data=str(data),
+        out=str(out),
+        image_size=16,
+        batch_size=8,
+        bn_splits=2,
+        queue_size=64,
+        moco_dim=16,
+        workers=0,
+        knn_max_images=40,
+        epochs=2,
+        log_every_steps=1,
+    )
     values.update(overrides)
     return PretrainConfig(**values)
 
 
 def _run_cli(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.pretrain", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.pretrain", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 # python -c: pipelines.pretrain, which stops itself (SIGSTOP) once it has logged step argv[1], so that the test can
@@ -63,8 +91,9 @@ def _kill_after_step(args: list[str], step: int, stderr: Path) -> int:
     """Runs the pretraining CLI until it has logged ``step`` and SIGKILLs it there, from this process; returns its
     exit status (-9)."""
     with open(stderr, "w") as err:
-        process = subprocess.Popen([sys.executable, "-c", _STOP_AFTER_STEP, str(step), *args], cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-c", _STOP_AFTER_STEP, str(step), *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err
+        )
         try:
             _, status = os.waitpid(process.pid, os.WUNTRACED)  # returns when the run stops itself after the step
             assert os.WIFSTOPPED(status), f"the run ended before step {step}: {stderr.read_text()[-2000:]}"
@@ -97,8 +126,14 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_data, tmp_
     resumed = _run_cli([*common, "--out", str(tmp_path / "b"), "--resume", "auto"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _assert_same_state(read_checkpoint(tmp_path / "a" / LAST), read_checkpoint(tmp_path / "b" / LAST))
-    logged = [[json.loads(line)["step"] for line in (tmp_path / run / "log.jsonl").read_text().splitlines()
-               if json.loads(line)["event"] == "step"] for run in ("a", "b")]  # fmt: skip
+    logged = [
+        [
+            json.loads(line)["step"]
+            for line in (tmp_path / run / "log.jsonl").read_text().splitlines()
+            if json.loads(line)["event"] == "step"
+        ]
+        for run in ("a", "b")
+    ]
     assert logged[1] == logged[0]  # step 7, logged before the kill, is logged once
 
 
@@ -122,7 +157,9 @@ def test_cli_run_writes_checkpoint_logs_summary_and_exports(tiny_data, tmp_path,
 
 @pytest.mark.parametrize("recipe", ["default", "spatial", "appearance"])
 def test_each_recipe_trains_only_its_augmentations(tiny_data, tmp_path, recipe):
-    config = _tiny_config(tiny_data, tmp_path, recipe=recipe, batch_size=32, loader="torchvision")  # inspects its dataset
+    config = _tiny_config(
+        tiny_data, tmp_path, recipe=recipe, batch_size=32, loader="torchvision"
+    )  # inspects its dataset
     trainer = Trainer(config, progress=False)
     dataset = trainer.train_loader.dataset
     dataset.set_epoch(0)
@@ -194,11 +231,30 @@ def test_knn_top1_on_separable_and_random_features():
 
 @pytest.mark.slow
 def test_two_processes_under_torchrun_gloo(tiny_data, tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "pipelines.pretrain", "--data", str(tiny_data), *TINY, "--epochs", "1", "--max-steps", "3",
-           "--knn-every", "-1", "--out", str(tmp_path / "ddp")]  # fmt: skip
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "pipelines.pretrain",
+        "--data",
+        str(tiny_data),
+        *TINY,
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--knn-every",
+        "-1",
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
+    result = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     state = read_checkpoint(tmp_path / "ddp" / LAST)
     assert state["inv_kernels"]["world_size"] == 2 and state["inv_kernels"]["global_step"] == 3
@@ -217,8 +273,9 @@ def test_auto_loader_falls_back_to_torchvision_without_dali(tiny_data, tmp_path,
 def test_a_non_finite_loss_stops_training_before_any_checkpoint_holds_it(tiny_data, tmp_path, monkeypatch):
     """The loss is read on logged steps only (no device wait every step); a NaN at step 3 is caught at the step-4
     read, and the checkpoint on disk is the last one written before it (here: none)."""
-    trainer = Trainer(_tiny_config(tiny_data, tmp_path / "run", log_every_steps=2, epochs=3, knn_every=-1),
-                      progress=False)  # fmt: skip
+    trainer = Trainer(
+        _tiny_config(tiny_data, tmp_path / "run", log_every_steps=2, epochs=3, knn_every=-1), progress=False
+    )
     real_step = trainer._train_step
 
     def step(views):
@@ -231,4 +288,3 @@ def test_a_non_finite_loss_stops_training_before_any_checkpoint_holds_it(tiny_da
     assert not (tmp_path / "run" / LAST).exists()
     steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in steps if r.get("event") == "step"] == [2]
-

@@ -26,9 +26,22 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def _config(data: Path, out: Path, **overrides) -> PretrainConfig:
-    values = dict(data=str(data), out=str(out), image_size=16, batch_size=8, bn_splits=2, queue_size=64, moco_dim=16,
-                  workers=0, knn_max_images=40, epochs=1, log_every_steps=1, knn_every=-1, loader="torchvision",
-                  save_every_steps=2)  # fmt: skip
+    values = dict(
+        data=str(data),
+        out=str(out),
+        image_size=16,
+        batch_size=8,
+        bn_splits=2,
+        queue_size=64,
+        moco_dim=16,
+        workers=0,
+        knn_max_images=40,
+        epochs=1,
+        log_every_steps=1,
+        knn_every=-1,
+        loader="torchvision",
+        save_every_steps=2,
+    )
     values.update(overrides)
     return PretrainConfig(**values)
 
@@ -55,10 +68,10 @@ def runs(tiny_data, module_tmp_path) -> dict:
         interrupted.run()
     mid = torch.load(module_tmp_path / "resumed" / LAST, weights_only=True)
     log_before = (module_tmp_path / "resumed" / "log.jsonl").read_text()
-    resumed = Trainer(_config(tiny_data, module_tmp_path / "resumed", resume="auto", save_every_steps=0),
-                      progress=False).run()  # fmt: skip
-    return {"straight": straight, "resumed": resumed, "mid": mid, "log_before": log_before,
-            "dir": module_tmp_path}  # fmt: skip
+    resumed = Trainer(
+        _config(tiny_data, module_tmp_path / "resumed", resume="auto", save_every_steps=0), progress=False
+    ).run()
+    return {"straight": straight, "resumed": resumed, "mid": mid, "log_before": log_before, "dir": module_tmp_path}
 
 
 def _steps(log: str) -> list[int]:
@@ -124,12 +137,44 @@ def test_resume_refuses_changed_settings_naming_each(tiny_data, runs, tmp_path, 
     for name, value in changed.items():
         assert f"{name}: saved" in message and repr(value) in message, message
     assert "0.03" in message and "0.2" in message and "'torchvision'" in message and str(tiny_data) in message
-    args = ["--data", str(tiny_data), "--image-size", "16", "--batch-size", "8", "--bn-splits", "2", "--queue-size",
-            "64", "--moco-dim", "16", "--workers", "0", "--knn-max-images", "40", "--epochs", "1",
-            "--log-every-steps", "1", "--knn-every", "-1", "--loader", "torchvision", "--save-every-steps", "2",
-            "--out", str(out), "--resume", "auto"]  # fmt: skip
-    for flag, value, name in [("--lr", "0.06", "base_lr"), ("--temperature", "0.5", "temperature"),
-                              ("--loader", "dali", "loader"), ("--data", str(other_data), "data")]:  # fmt: skip
+    args = [
+        "--data",
+        str(tiny_data),
+        "--image-size",
+        "16",
+        "--batch-size",
+        "8",
+        "--bn-splits",
+        "2",
+        "--queue-size",
+        "64",
+        "--moco-dim",
+        "16",
+        "--workers",
+        "0",
+        "--knn-max-images",
+        "40",
+        "--epochs",
+        "1",
+        "--log-every-steps",
+        "1",
+        "--knn-every",
+        "-1",
+        "--loader",
+        "torchvision",
+        "--save-every-steps",
+        "2",
+        "--out",
+        str(out),
+        "--resume",
+        "auto",
+    ]
+    for flag, value, name in [
+        ("--lr", "0.06", "base_lr"),
+        ("--temperature", "0.5", "temperature"),
+        ("--loader", "dali", "loader"),
+        ("--data", str(other_data), "data"),
+    ]:
         code = pretrain_cli.main([*args, flag, value])
         err = capsys.readouterr().err
         assert code == 2 and f"{name}: saved" in err and len(err.strip().splitlines()) == 1, err
@@ -138,16 +183,23 @@ def test_resume_refuses_changed_settings_naming_each(tiny_data, runs, tmp_path, 
 def test_resume_accepts_changed_run_settings(tiny_data, runs, tmp_path):
     source = runs["dir"] / "straight" / LAST
     shutil.copy(source, tmp_path / "mid.pth.tar")
-    config = _config(tiny_data, tmp_path / "elsewhere", resume=str(tmp_path / "mid.pth.tar"), workers=1,
-                     device="cpu", max_steps=5, log_every_steps=3, save_every_steps=0)  # fmt: skip
+    config = _config(
+        tiny_data,
+        tmp_path / "elsewhere",
+        resume=str(tmp_path / "mid.pth.tar"),
+        workers=1,
+        device="cpu",
+        max_steps=5,
+        log_every_steps=3,
+        save_every_steps=0,
+    )
     trainer = Trainer(config, progress=False)
     assert trainer.global_step == 5 and trainer.epoch == 1
 
 
 def test_knn_monitor_failure_keeps_the_checkpoint_and_is_recorded(tiny_data, tmp_path):
     out = tmp_path / "run"
-    trainer = Trainer(_config(tiny_data, out, epochs=2, batch_size=16, knn_every=1, save_every_steps=0),
-                      progress=False)  # fmt: skip
+    trainer = Trainer(_config(tiny_data, out, epochs=2, batch_size=16, knn_every=1, save_every_steps=0), progress=False)
     calls = []
 
     def monitor():
@@ -190,8 +242,12 @@ def test_an_older_checkpoint_is_refused_then_resumed_with_trust(tiny_data, runs,
     out = tmp_path / "run"
     out.mkdir()
     state = torch.load(runs["dir"] / "straight" / LAST, weights_only=True)
-    state["inv_kernels"]["rng"] = {"torch": torch.get_rng_state(), "cuda": None, "python": random.getstate(),
-                                   "numpy": np.random.get_state()}  # fmt: skip
+    state["inv_kernels"]["rng"] = {
+        "torch": torch.get_rng_state(),
+        "cuda": None,
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
     torch.save(state, out / LAST)
     with pytest.raises(ValueError, match=r"written by an older version.*--trust-checkpoint"):
         Trainer(_config(tiny_data, out, resume="auto"), progress=False)

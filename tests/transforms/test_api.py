@@ -175,8 +175,11 @@ def test_iter_views_checks_before_the_first_view():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    height=st.integers(2, 23), width=st.integers(2, 23), name=st.sampled_from(list(FAMILIES)),
-    mode=st.sampled_from(MODES), data=st.data(),
+    height=st.integers(2, 23),
+    width=st.integers(2, 23),
+    name=st.sampled_from(list(FAMILIES)),
+    mode=st.sampled_from(MODES),
+    data=st.data(),
 )
 def test_awkward_sizes_any_family(height, width, name, mode, data):
     index = data.draw(st.integers(0, FAMILIES[name].k - 1))

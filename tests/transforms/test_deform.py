@@ -8,8 +8,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from inv_kernels.transforms import FAMILIES, MODES, apply_transform, clean_view
-from inv_kernels.transforms import deform
+from inv_kernels.transforms import FAMILIES, MODES, apply_transform, clean_view, deform
 from inv_kernels.transforms.grids import DEFORM_SEED_BASE
 
 SIZES = {"out_size": 28, "resize_size": 32}
@@ -17,8 +16,9 @@ CPU = torch.device("cpu")
 
 
 def smooth_image(height=60, width=80):
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij"
+    )
     return torch.stack([0.5 + 0.4 * torch.sin(xs / 7 + c) * torch.cos(ys / 9 - c) for c in range(3)])
 
 
@@ -60,7 +60,7 @@ def test_paper_noise_matches_alpha_1_blurred_uniform_noise():
     assert d.shape == (8, 2, 120, 140)
     assert float(d.abs().max()) < 1.0  # alpha = 1 times an average of U(-1, 1)
     for i, sigma in enumerate(sigmas.tolist()):
-        g = torch.exp(-torch.arange(-8, 9, dtype=torch.float64) ** 2 / (2 * sigma**2))
+        g = torch.exp(-(torch.arange(-8, 9, dtype=torch.float64) ** 2) / (2 * sigma**2))
         g = g / g.sum()
         expected = (1 / math.sqrt(3)) * float((g**2).sum())  # std of U(-1, 1) through the separable kernel
         assert float(d[i].std()) == pytest.approx(expected, rel=0.2)
@@ -72,8 +72,9 @@ def test_paper_affine_moves_the_anchor_points_by_at_most_alpha_affine():
     height, width = 90, 120
     square = min(height, width) // 3
     c0, c1 = height // 2, width // 2
-    pts1 = torch.tensor([[c0 + square, c1 + square], [c0 + square, c1 - square], [c0 - square, c1 - square]],
-                        dtype=torch.float64)
+    pts1 = torch.tensor(
+        [[c0 + square, c1 + square], [c0 + square, c1 - square], [c0 - square, c1 - square]], dtype=torch.float64
+    )
     for seed in range(5):
         inverse = deform.paper_affine(seed, height, width)
         full = torch.cat([inverse, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)])
@@ -94,18 +95,24 @@ def test_paper_views_match_a_two_stage_warp_then_remap():
     height, width = img.shape[1:]
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     seeds, sigmas = torch.tensor([11, 12, 13]), torch.tensor([10, 30, 50])
-    ours = deform.deform_views(torch.tensor(img, dtype=torch.float32), sigmas, torch.tensor([2, 5, 9]), seeds,
-                               mode="paper", resize_size=256).numpy()
+    ours = deform.deform_views(
+        torch.tensor(img, dtype=torch.float32), sigmas, torch.tensor([2, 5, 9]), seeds, mode="paper", resize_size=256
+    ).numpy()
     noise = deform.paper_noise(seeds, sigmas, height, width, CPU).numpy().astype(np.float64)
     for v in range(3):
         inv = deform.paper_affine(int(seeds[v]), height, width).numpy()
         sx, sy = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2], inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
-        ref = np.stack([
-            ndimage.map_coordinates(
-                ndimage.map_coordinates(img[c], [sy, sx], order=1, mode="mirror"),  # warpAffine
-                [ys + noise[v, 1], xs + noise[v, 0]], order=1, mode="mirror")  # remap
-            for c in range(3)
-        ])
+        ref = np.stack(
+            [
+                ndimage.map_coordinates(
+                    ndimage.map_coordinates(img[c], [sy, sx], order=1, mode="mirror"),  # warpAffine
+                    [ys + noise[v, 1], xs + noise[v, 0]],
+                    order=1,
+                    mode="mirror",
+                )  # remap
+                for c in range(3)
+            ]
+        )
         diff = np.abs(ours[v] - ref)
         assert diff.mean() < 0.01 and diff.max() < 0.1, (v, diff.mean(), diff.max())
         assert np.abs(ours[v] - img).mean() > 0.05  # and the view is really deformed
@@ -129,8 +136,9 @@ def test_corrected_views_match_torchvision_elastic_with_our_displacement():
     x = smooth_image(64, 80).float()
     grid = FAMILIES["deform"].grid("corrected")
     indices = [0, 77, 255]
-    ours = deform.deform_views(x, grid["sigma"][indices], grid["points"][indices], grid["seed"][indices],
-                               mode="corrected", resize_size=32)
+    ours = deform.deform_views(
+        x, grid["sigma"][indices], grid["points"][indices], grid["seed"][indices], mode="corrected", resize_size=32
+    )
     for j, i in enumerate(indices):
         sigma_px = float(grid["sigma"][i]) * 64 / 32
         d = deform.corrected_displacement(DEFORM_SEED_BASE + i, int(grid["points"][i]), sigma_px, 64, 80, CPU)

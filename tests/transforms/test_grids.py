@@ -11,8 +11,22 @@ from inv_kernels.transforms import APPEARANCE_FAMILIES, FAMILIES, MODES, SPATIAL
 
 PAPER_K = {
     **dict.fromkeys(
-        ["rotation", "translation", "scale", "shear", "resized_crop", "deform", "brightness", "contrast",
-         "saturation", "hue", "blur", "sharpness"], 256),
+        [
+            "rotation",
+            "translation",
+            "scale",
+            "shear",
+            "resized_crop",
+            "deform",
+            "brightness",
+            "contrast",
+            "saturation",
+            "hue",
+            "blur",
+            "sharpness",
+        ],
+        256,
+    ),
     **dict.fromkeys(["h_flip", "v_flip", "grayscale", "invert", "equalize"], 2),
     "posterize": 7,
 }
@@ -117,8 +131,13 @@ def test_blur_grid_corrected_kernel_grows_with_sigma():
 
 @pytest.mark.parametrize(
     ("name", "start", "end"),
-    [("brightness", 0.25, 5.0), ("contrast", 0.25, 5.0), ("saturation", 0.25, 5.0), ("hue", -0.5, 0.5),
-     ("sharpness", 1.0, 30.0)],
+    [
+        ("brightness", 0.25, 5.0),
+        ("contrast", 0.25, 5.0),
+        ("saturation", 0.25, 5.0),
+        ("hue", -0.5, 0.5),
+        ("sharpness", 1.0, 30.0),
+    ],
 )
 def test_factor_grids(name, start, end):
     for mode in MODES:

@@ -11,12 +11,20 @@ from torchvision.transforms import InterpolationMode
 from inv_kernels.transforms import FAMILIES, MODES, apply_transform, clean_view
 
 IDENTITIES = [
-    ("rotation", "paper", 0), ("rotation", "corrected", 0),
+    ("rotation", "paper", 0),
+    ("rotation", "corrected", 0),
     ("translation", "corrected", 136),
-    ("shear", "paper", 136), ("shear", "corrected", 136),
-    ("h_flip", "paper", 0), ("v_flip", "paper", 0), ("grayscale", "paper", 0), ("invert", "paper", 0),
-    ("equalize", "paper", 0), ("sharpness", "paper", 0), ("sharpness", "corrected", 0),
-    ("blur", "paper", 0), ("blur", "corrected", 0),
+    ("shear", "paper", 136),
+    ("shear", "corrected", 136),
+    ("h_flip", "paper", 0),
+    ("v_flip", "paper", 0),
+    ("grayscale", "paper", 0),
+    ("invert", "paper", 0),
+    ("equalize", "paper", 0),
+    ("sharpness", "paper", 0),
+    ("sharpness", "corrected", 0),
+    ("blur", "paper", 0),
+    ("blur", "corrected", 0),
 ]
 
 
@@ -68,8 +76,9 @@ def test_paper_translation_and_scale_carry_a_1_degree_shear():
     clean = clean_view(x[None])[0]
     paper_zero = apply_transform("translation", x[None], mode="paper", indices=[136])[0, 0]
     assert (paper_zero - clean).abs().max() > 0.1  # (0, 0) is not the identity in paper mode
-    sheared = TF.affine(x, angle=0.0, translate=[0, 0], scale=1.0, shear=[1.0, 0.0],
-                        interpolation=InterpolationMode.NEAREST)
+    sheared = TF.affine(
+        x, angle=0.0, translate=[0, 0], scale=1.0, shear=[1.0, 0.0], interpolation=InterpolationMode.NEAREST
+    )
     assert (paper_zero - clean_view(sheared[None])[0]).abs().max() <= 1e-4
     scale_paper, scale_corrected = (apply_transform("scale", x[None], mode=m, indices=[255])[0, 0] for m in MODES)
     assert (scale_paper - scale_corrected).abs().max() > 0.1
@@ -81,14 +90,17 @@ def test_blur_paper_kernel_truncates_large_sigma():
     corrected = apply_transform("blur", x, mode="corrected", indices=[255])[0, 0]  # through a 121-px kernel
     assert paper.std() > 2 * corrected.std()  # the truncated kernel leaves much more of the noise
     small = [0, 20]  # sigma <= 1.6: both kernels cover +-3 sigma, so the modes agree up to the far tails
-    assert (apply_transform("blur", x, mode="paper", indices=small)
-            - apply_transform("blur", x, mode="corrected", indices=small)).abs().max() <= 2e-3
+    assert (
+        apply_transform("blur", x, mode="paper", indices=small)
+        - apply_transform("blur", x, mode="corrected", indices=small)
+    ).abs().max() <= 2e-3
 
 
 def pil_box_resize(x, size, box):
     """PIL's bilinear resize of a box of a float image (mode "F"), channel by channel."""
-    channels = [Image.fromarray(c.numpy().astype(np.float32), mode="F").resize(size, Image.BILINEAR, box=box)
-                for c in x]
+    channels = [
+        Image.fromarray(c.numpy().astype(np.float32), mode="F").resize(size, Image.BILINEAR, box=box) for c in x
+    ]
     return torch.from_numpy(np.stack([np.array(c) for c in channels]))
 
 

@@ -61,8 +61,13 @@ def oracle(name, x, p, mode):
     if name == "rotation":
         return tv_clean(TF.rotate(x, float(p["angle"]), interpolation=NEAREST))
     if name in ("translation", "scale", "shear"):
-        kwargs = {"angle": 0.0, "translate": [0.0, 0.0], "scale": 1.0, "shear": p["shear"].tolist(),
-                  "interpolation": NEAREST}
+        kwargs = {
+            "angle": 0.0,
+            "translate": [0.0, 0.0],
+            "scale": 1.0,
+            "shear": p["shear"].tolist(),
+            "interpolation": NEAREST,
+        }
         if name == "translation":
             kwargs["translate"] = p["translate"].tolist()
             if mode == "corrected":  # offsets in the resized image, before the crop
@@ -79,16 +84,25 @@ def oracle(name, x, p, mode):
             return tv_clean(x)
         if name == "equalize":
             return tv_clean(TF.equalize(quantised(x)).float() / 255)
-        op = {"h_flip": TF.horizontal_flip, "v_flip": TF.vertical_flip, "invert": TF.invert,
-              "grayscale": lambda y: TF.rgb_to_grayscale(y, num_output_channels=3)}[name]
+        op = {
+            "h_flip": TF.horizontal_flip,
+            "v_flip": TF.vertical_flip,
+            "invert": TF.invert,
+            "grayscale": lambda y: TF.rgb_to_grayscale(y, num_output_channels=3),
+        }[name]
         return tv_clean(op(x))
     if name == "posterize":
         return tv_clean(TF.posterize(quantised(x), int(p["bits"])).float() / 255)
     if name == "blur":
         k, s = int(p["kernel_size"]), float(p["sigma"])
         return tv_clean(TF.gaussian_blur(x, [k, k], [s, s]))
-    op = {"brightness": TF.adjust_brightness, "contrast": TF.adjust_contrast, "saturation": TF.adjust_saturation,
-          "hue": TF.adjust_hue, "sharpness": TF.adjust_sharpness}[name]
+    op = {
+        "brightness": TF.adjust_brightness,
+        "contrast": TF.adjust_contrast,
+        "saturation": TF.adjust_saturation,
+        "hue": TF.adjust_hue,
+        "sharpness": TF.adjust_sharpness,
+    }[name]
     return tv_clean(op(x, float(p["factor"])))
 
 

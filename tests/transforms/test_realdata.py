@@ -10,10 +10,24 @@ from inv_kernels.transforms import FAMILIES, MODES, clean_view, iter_views
 
 # Grid values far from the identity, per family (identity-like values are tested in test_modes.py).
 NON_IDENTITY = {
-    "rotation": [32, 128, 200], "translation": [0, 255, 17], "scale": [0, 255], "shear": [0, 100, 255],
-    "resized_crop": [0, 100, 255], "h_flip": [1], "v_flip": [1], "deform": [0, 100, 255], "grayscale": [1],
-    "brightness": [0, 255], "contrast": [0, 255], "saturation": [0, 255], "hue": [0, 64, 200], "blur": [100, 255],
-    "sharpness": [255], "invert": [1], "equalize": [1], "posterize": [0, 3],
+    "rotation": [32, 128, 200],
+    "translation": [0, 255, 17],
+    "scale": [0, 255],
+    "shear": [0, 100, 255],
+    "resized_crop": [0, 100, 255],
+    "h_flip": [1],
+    "v_flip": [1],
+    "deform": [0, 100, 255],
+    "grayscale": [1],
+    "brightness": [0, 255],
+    "contrast": [0, 255],
+    "saturation": [0, 255],
+    "hue": [0, 64, 200],
+    "blur": [100, 255],
+    "sharpness": [255],
+    "invert": [1],
+    "equalize": [1],
+    "posterize": [0, 3],
 }
 
 

@@ -82,10 +82,13 @@ def check_folder(root_or_index: str | Path | ImageFolderIndex, *, owner: str, th
     if skipped:
         LOG.warning("%s: %s (of %d files in %s)", owner, describe_skipped(skipped), len(index), index.root)
     if not kept:
-        raise ValueError(f"{owner}: none of the {len(index)} files in {str(index.root)!r} is a usable image "
-                         f"(first: {skipped[0][0]}: {skipped[0][1]})")
-    return CheckedFolder(index.root, index.classes, tuple(p for p, _ in kept), tuple(y for _, y in kept),
-                         tuple(skipped))
+        raise ValueError(
+            f"{owner}: none of the {len(index)} files in {str(index.root)!r} is a usable image "
+            f"(first: {skipped[0][0]}: {skipped[0][1]})"
+        )
+    return CheckedFolder(
+        index.root, index.classes, tuple(p for p, _ in kept), tuple(y for _, y in kept), tuple(skipped)
+    )
 
 
 def import_dali():
@@ -108,8 +111,10 @@ def check_device_id(device_id: int | None, owner: str) -> torch.device:
     if isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0:
         raise ValueError(f"{owner}: device_id must be None (CPU decode) or a GPU index, got {device_id!r}")
     if not torch.cuda.is_available() or device_id >= torch.cuda.device_count():
-        raise RuntimeError(f"{owner}: device_id={device_id} needs CUDA GPU {device_id}, but this machine has "
-                           f"{torch.cuda.device_count() if torch.cuda.is_available() else 0}; use device_id=None")
+        raise RuntimeError(
+            f"{owner}: device_id={device_id} needs CUDA GPU {device_id}, but this machine has "
+            f"{torch.cuda.device_count() if torch.cuda.is_available() else 0}; use device_id=None"
+        )
     return torch.device("cuda", device_id)
 
 
@@ -125,8 +130,12 @@ def to_torch(output, device: torch.device) -> Tensor:
     from nvidia.dali.plugin.pytorch import feed_ndarray
     from nvidia.dali.types import DALIDataType
 
-    torch_dtypes = {DALIDataType.UINT8: torch.uint8, DALIDataType.INT32: torch.int32,
-                    DALIDataType.INT64: torch.int64, DALIDataType.FLOAT: torch.float32}
+    torch_dtypes = {
+        DALIDataType.UINT8: torch.uint8,
+        DALIDataType.INT32: torch.int32,
+        DALIDataType.INT64: torch.int64,
+        DALIDataType.FLOAT: torch.float32,
+    }
 
     if isinstance(output, TensorListGPU) and device.type == "cpu":
         output = output.as_cpu()
@@ -155,7 +164,8 @@ def decode_images(paths: list[str], device_id: int | None = None, num_threads: i
     pipe = dali.Pipeline(batch_size=1, num_threads=num_threads, device_id=device_id, seed=0)
     with pipe:
         encoded, _ = fn.readers.file(files=list(paths), labels=list(range(len(paths))), random_shuffle=False)
-        pipe.set_outputs(fn.decoders.image(encoded, device="cpu" if device_id is None else "mixed",
-                                           output_type=types.RGB))
+        pipe.set_outputs(
+            fn.decoders.image(encoded, device="cpu" if device_id is None else "mixed", output_type=types.RGB)
+        )
     pipe.build()
     return [to_torch(pipe.run()[0], torch.device("cpu"))[0].permute(2, 0, 1).contiguous() for _ in paths]

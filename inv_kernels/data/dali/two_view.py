@@ -25,7 +25,6 @@ from torch import Tensor
 
 from inv_kernels.augment.params import sample_augment_params
 from inv_kernels.augment.recipes import Recipe, get_recipe
-from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD, OUT_DTYPES
 from inv_kernels.backend import resolve_backend
 from inv_kernels.data.dali.common import (
     FolderBackedLoader,
@@ -38,6 +37,7 @@ from inv_kernels.data.dali.common import (
 from inv_kernels.data.folders import ImageFolderIndex
 from inv_kernels.data.sampler import epoch_shares
 from inv_kernels.ops.fused_augment import fused_augment
+from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD, OUT_DTYPES
 
 OWNER = "DaliTwoViewLoader"
 
@@ -79,11 +79,24 @@ class DaliTwoViewLoader(FolderBackedLoader):
 
     kind = "dali"
 
-    def __init__(self, root_or_index: str | Path | ImageFolderIndex, recipe: str | Recipe | list,
-                 out_size: int | None = None, batch_size: int = 256, *, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, device_id: int | None = None, num_threads: int = 2, drop_last: bool = True,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 out_dtype: torch.dtype = torch.float32, backend: str = "auto") -> None:
+    def __init__(
+        self,
+        root_or_index: str | Path | ImageFolderIndex,
+        recipe: str | Recipe | list,
+        out_size: int | None = None,
+        batch_size: int = 256,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        device_id: int | None = None,
+        num_threads: int = 2,
+        drop_last: bool = True,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        out_dtype: torch.dtype = torch.float32,
+        backend: str = "auto",
+    ) -> None:
         self.recipe = get_recipe(recipe)
         self.out_size = self.recipe.out_size(out_size)
         self.batch_size = check_positive_int(OWNER, "batch_size", batch_size)
@@ -94,8 +107,10 @@ class DaliTwoViewLoader(FolderBackedLoader):
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ValueError(f"{OWNER}: rank must be an int in [0, {world_size}), got {rank!r}")
         if out_dtype not in OUT_DTYPES or len(mean) != 3 or len(std) != 3 or any(v <= 0 for v in std):
-            raise ValueError(f"{OWNER}: need out_dtype in {OUT_DTYPES} and 3 mean / 3 positive std values, "
-                             f"got {out_dtype}, mean={mean}, std={std}")
+            raise ValueError(
+                f"{OWNER}: need out_dtype in {OUT_DTYPES} and 3 mean / 3 positive std values, "
+                f"got {out_dtype}, mean={mean}, std={std}"
+            )
         self.device = check_device_id(device_id, OWNER)
         resolve_backend(backend, self.device, op=f"{OWNER} (fused_augment)")  # an unusable backend fails here
         self.device_id, self.seed, self.rank, self.drop_last = device_id, seed, rank, bool(drop_last)
@@ -104,8 +119,10 @@ class DaliTwoViewLoader(FolderBackedLoader):
         self.blur_kernel = blur.kernel if blur is not None else "from_sigma"
         self.folder = check_folder(root_or_index, owner=OWNER, threads=self.num_threads)
         if self.batch_size * self.world_size > len(self.folder):
-            raise ValueError(f"batch size {self.batch_size} x {self.world_size} process(es) is larger than the "
-                             f"dataset ({len(self.folder)} images)")
+            raise ValueError(
+                f"batch size {self.batch_size} x {self.world_size} process(es) is larger than the "
+                f"dataset ({len(self.folder)} images)"
+            )
         self._dali = import_dali()
         self.epoch, self.start_step = 0, 0
 
@@ -130,15 +147,28 @@ class DaliTwoViewLoader(FolderBackedLoader):
         from nvidia.dali import fn, types
 
         # No random operator runs in DALI (the parameters come from torch), so its seed changes nothing.
-        pipe = self._dali.Pipeline(batch_size=self.batch_size, num_threads=self.num_threads,
-                                   device_id=self.device_id, seed=self.seed % 2**31, prefetch_queue_depth=2)
+        pipe = self._dali.Pipeline(
+            batch_size=self.batch_size,
+            num_threads=self.num_threads,
+            device_id=self.device_id,
+            seed=self.seed % 2**31,
+            prefetch_queue_depth=2,
+        )
         with pipe:
             # "labels" carries each file's position in self.paths, so a batch names its items itself.
-            encoded, items_out = fn.readers.file(files=files, labels=items, random_shuffle=False,
-                                                 shard_id=self.rank, num_shards=self.world_size,
-                                                 pad_last_batch=True, stick_to_shard=True, name="reader")
-            images = fn.decoders.image(encoded, device="cpu" if self.device_id is None else "mixed",
-                                       output_type=types.RGB)  # (H, W, 3) uint8 each
+            encoded, items_out = fn.readers.file(
+                files=files,
+                labels=items,
+                random_shuffle=False,
+                shard_id=self.rank,
+                num_shards=self.world_size,
+                pad_last_batch=True,
+                stick_to_shard=True,
+                name="reader",
+            )
+            images = fn.decoders.image(
+                encoded, device="cpu" if self.device_id is None else "mixed", output_type=types.RGB
+            )  # (H, W, 3) uint8 each
             sizes = images.shape(dtype=types.INT64)  # (3,) each: H, W, 3
             padded = fn.pad(images, axes=(0, 1), fill_value=0)  # (Hmax, Wmax, 3): the batch's largest
             pipe.set_outputs(padded, sizes, items_out)
@@ -158,8 +188,12 @@ class DaliTwoViewLoader(FolderBackedLoader):
             for step in range(self.start_step, self.batches_per_epoch()):
                 padded, sizes, index = pipe.run()
                 n = min(self.batch_size, count - step * self.batch_size)  # the padded last batch's real items
-                yield self._views(to_torch(padded, self.device)[:n], to_torch(sizes, torch.device("cpu"))[:n, :2],
-                                  to_torch(index, torch.device("cpu"))[:n, 0].long(), step)
+                yield self._views(
+                    to_torch(padded, self.device)[:n],
+                    to_torch(sizes, torch.device("cpu"))[:n, :2],
+                    to_torch(index, torch.device("cpu"))[:n, 0].long(),
+                    step,
+                )
         finally:
             del pipe
 
@@ -169,8 +203,26 @@ class DaliTwoViewLoader(FolderBackedLoader):
         source = torch.arange(n).repeat_interleave(2)  # (2n,): view 2i + v comes from image i, as collate's order
         generator = torch.Generator().manual_seed(batch_seed(self.seed, self.epoch, self.rank, step))
         params = sample_augment_params(self.recipe, sizes[source], generator)  # 2n views
-        views = fused_augment(padded, params, self.out_size, self.mean, self.std, self.out_dtype, self.blur_kernel,
-                              sizes=sizes, source_index=source, layout="NHWC", backend=self.backend)  # (2n, 3, S, S)
+        views = fused_augment(
+            padded,
+            params,
+            self.out_size,
+            self.mean,
+            self.std,
+            self.out_dtype,
+            self.blur_kernel,
+            sizes=sizes,
+            source_index=source,
+            layout="NHWC",
+            backend=self.backend,
+        )  # (2n, 3, S, S)
         labels = torch.tensor([self.folder.labels[i] for i in indices.tolist()], dtype=torch.int64)
-        return {"views": views.view(n, 2, 3, self.out_size, self.out_size), "params": params, "labels": labels,
-                "indices": indices, "sizes": sizes, "skipped": 0, "skipped_paths": []}
+        return {
+            "views": views.view(n, 2, 3, self.out_size, self.out_size),
+            "params": params,
+            "labels": labels,
+            "indices": indices,
+            "sizes": sizes,
+            "skipped": 0,
+            "skipped_paths": [],
+        }
