@@ -25,10 +25,10 @@ from torch import Tensor
 
 from inv_kernels import _ext
 from inv_kernels._validate import check_tensor
-from inv_kernels.augment.params import AugmentParams
 from inv_kernels.backend import resolve_backend
 from inv_kernels.ops._fused_augment_triton import fused_augment_triton
 from inv_kernels.ops._library import device_guard, register_backends
+from inv_kernels.ops.augment_params import AugmentParams
 from inv_kernels.ops.fused_augment_ref import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -35,7 +35,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from inv_kernels._validate import check_fits, check_has_values, check_tensor
-from inv_kernels.augment.params import AugmentParams
+from inv_kernels.ops.augment_params import AugmentParams
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
