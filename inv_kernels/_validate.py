@@ -29,6 +29,24 @@ def _dtype_names(dtypes: tuple[torch.dtype, ...]) -> str:
     return ", ".join(str(d).removeprefix("torch.") for d in dtypes)
 
 
+def as_tensor(op: str, name: str, value: object) -> object:
+    """A NumPy array as a tensor sharing its memory where it can (a copy for negative strides or a read-only
+    array); anything else unchanged, for ``check_tensor`` to judge. The public entry of every op calls it, so the
+    ops take arrays and return tensors."""
+    if type(value).__module__ != "numpy" or not hasattr(value, "__array_interface__"):
+        return value
+    import numpy as np
+
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor or a NumPy array, got {type(value).__name__}")
+    if not value.flags.writeable or any(stride < 0 for stride in value.strides):
+        value = value.copy()
+    try:
+        return torch.from_numpy(value)
+    except TypeError as error:
+        raise TypeError(f"{op}: {name} has a NumPy dtype torch does not take ({value.dtype}): {error}") from None
+
+
 def check_tensor(
     op: str,
     name: str,

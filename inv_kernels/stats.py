@@ -66,7 +66,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from inv_kernels._validate import FLOAT_DTYPES, check_finite, check_matrix_fits, check_nonempty, check_tensor
+from inv_kernels._validate import FLOAT_DTYPES, as_tensor, check_finite, check_matrix_fits, check_nonempty, check_tensor
 from inv_kernels.io import atomic_torch_save
 
 __all__ = ["FeatureStats", "RunningMoments", "SingularCovarianceWarning"]
@@ -218,8 +218,8 @@ class RunningMoments:
         """Adds a batch of feature rows.
 
         Args:
-            features: (n, D) floating tensor (float32, float64, float16 or bfloat16), n >= 1, on the accumulators'
-                device (any device for the first batch). Converted to float64 on that device.
+            features: (n, D) floating tensor (float32, float64, float16 or bfloat16) or NumPy array, n >= 1, on the
+                accumulators' device (any device for the first batch). Converted to float64 on that device.
 
         Returns:
             self, for chaining.
@@ -231,6 +231,7 @@ class RunningMoments:
                 not fit in memory.
         """
         op = "RunningMoments.update"
+        features = as_tensor(op, "features", features)
         check_tensor(op, "features", features, ndim=2, layout="(n, D)", dtypes=FLOAT_DTYPES)
         check_nonempty(op, "features", features)
         if self._dim is not None and features.shape[1] != self._dim:
@@ -483,7 +484,7 @@ class FeatureStats:
     Build with ``from_moments`` / ``from_features``; persist with ``save`` / ``load``.
 
     Attributes:
-        mean: (D,) float64 mean mu.
+        mean: (D,) float64 mean mu (mean, cov and chol may be given as NumPy arrays; they are kept as tensors).
         cov: (D, D) float64 unbiased sample covariance S (as np.cov), before any shrinkage.
         chol: (D, D) float64 lower Cholesky factor C of the covariance used (``covariance_used()`` = C C^T).
         count: number of feature rows N.
@@ -506,7 +507,8 @@ class FeatureStats:
     def __post_init__(self) -> None:
         op = "FeatureStats"
         for name in ("mean", "cov", "chol"):
-            value = getattr(self, name)
+            value = as_tensor(op, name, getattr(self, name))
+            object.__setattr__(self, name, value)  # frozen: the one conversion at construction
             if not isinstance(value, Tensor):
                 raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(value).__name__}")
             if value.dtype != _F64:
@@ -650,7 +652,7 @@ class FeatureStats:
         """``from_moments(RunningMoments().update(features), ...)`` for features that fit in memory at once.
 
         Args:
-            features: (N, D) floating tensor, N >= 2.
+            features: (N, D) floating tensor or NumPy array, N >= 2.
             shrinkage, model_id, strict, max_condition: as ``from_moments``.
 
         Returns:

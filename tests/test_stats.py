@@ -496,7 +496,7 @@ def test_shape_dtype_and_empty_errors():
     with pytest.raises(TypeError, match="dtype in"):
         m.update(torch.ones(3, 4, dtype=torch.int64))
     with pytest.raises(TypeError, match="must be a torch.Tensor"):
-        m.update(np.ones((3, 4)))
+        m.update([[1.0] * 4] * 3)  # NumPy arrays are taken (tests/ops/test_numpy_inputs.py)
     m.update(torch.randn(3, 4))
     with pytest.raises(ValueError, match=r"must have D=4 columns .* got shape \(3, 5\) \(D=5\)"):
         m.update(torch.randn(3, 5))

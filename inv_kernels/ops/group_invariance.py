@@ -34,6 +34,7 @@ from torch import Tensor
 from inv_kernels import _ext
 from inv_kernels._triton import tl, triton, triton_interpreting
 from inv_kernels._validate import (
+    as_tensor,
     check_finite,
     check_nonempty,
     check_positive,
@@ -355,7 +356,8 @@ def group_invariance(
     mean pairwise Mahalanobis distance; and their means over groups.
 
     Args:
-        features: (N, D) float32, float64, float16 or bfloat16 features, one row per image.
+        features: (N, D) float32, float64, float16 or bfloat16 features, one row per image (a tensor or a NumPy
+            array, as group_ids, mean and whitening may be).
         group_ids: (N,) integer tensor on features' device: the group of each row (any values, any order).
         stats: an object with ``.mean`` (D,) and ``.whitening_matrix(dtype=, device=)`` (D, D), such as
             ``inv_kernels.stats.FeatureStats``; or None, with ``mean`` and ``whitening``.
@@ -366,7 +368,7 @@ def group_invariance(
         check_finite_inputs: raise on NaN/Inf features, and on whitened features that overflow.
 
     Returns:
-        GroupInvariance: per-group tensors in ascending group-id order (float32, float64 for float64 features),
+        GroupInvariance: per-group tensors (for NumPy inputs too) in ascending group-id order (float32, float64 for float64 features),
         without gradient, and the means over groups.
 
     Warns:
@@ -380,6 +382,8 @@ def group_invariance(
             device; eps <= 0; a whitening matrix too large for the memory available; NaN/Inf.
         RuntimeError: an explicitly requested backend that cannot run here.
     """
+    features, group_ids = as_tensor(OP, "features", features), as_tensor(OP, "group_ids", group_ids)
+    mean, whitening = as_tensor(OP, "mean", mean), as_tensor(OP, "whitening", whitening)
     prepared = _prepare(OP, features, group_ids, stats, mean, whitening, eps, check_finite_inputs)
     chosen = resolve_backend(backend, features.device, op=OP)
     if chosen == "reference":

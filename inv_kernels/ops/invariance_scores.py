@@ -53,6 +53,7 @@ from torch import Tensor
 from inv_kernels import _ext
 from inv_kernels._triton import matmul_input_precision, tl, triton, triton_interpreting
 from inv_kernels._validate import (
+    as_tensor,
     check_finite,
     check_nonempty,
     check_positive,
@@ -464,7 +465,8 @@ def invariance_scores(
     """Whitened cosine and Mahalanobis distance of every (clean image, view) pair, and the paper's reductions.
 
     Args:
-        clean: (n, D) float32, float64, float16 or bfloat16 features of the clean images, n, D >= 1.
+        clean: (n, D) float32, float64, float16 or bfloat16 features of the clean images, n, D >= 1 (tensors or
+            NumPy arrays, here and for views, mean and whitening).
         views: (n, k, D) features of k transformed views per image (clean's dtype and device, k >= 1); any strides
             (a stride-0 expanded tensor is fine).
         stats: an object with ``.mean`` (D,) and ``.whitening_matrix(dtype=, device=)`` (D, D), such as
@@ -480,7 +482,7 @@ def invariance_scores(
             on scores that overflow (features or statistics too large for the whitening's dtype).
 
     Returns:
-        InvarianceScores on the compute device: cosine and distance (n, k), their per-value nanmeans (k,) and the
+        InvarianceScores (tensors, for NumPy inputs too) on the compute device: cosine and distance (n, k), their per-value nanmeans (k,) and the
         summaries; float32 tensors (float64 for float64 features), without gradient.
 
     Warns:
@@ -496,6 +498,8 @@ def invariance_scores(
             features or statistics.
         RuntimeError: an explicitly requested backend that cannot run here.
     """
+    clean, views = as_tensor(OP, "clean", clean), as_tensor(OP, "views", views)
+    mean, whitening = as_tensor(OP, "mean", mean), as_tensor(OP, "whitening", whitening)
     check_tensor(OP, "clean", clean, ndim=2, layout="(n, D)")
     check_tensor(OP, "views", views, ndim=3, layout="(n, k, D)")
     check_same_dtype(OP, clean=clean, views=views)

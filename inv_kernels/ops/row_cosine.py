@@ -24,6 +24,7 @@ from torch import Tensor
 from inv_kernels import _ext
 from inv_kernels._triton import tl, triton, triton_interpreting
 from inv_kernels._validate import (
+    as_tensor,
     check_finite,
     check_nonempty,
     check_positive,
@@ -334,15 +335,15 @@ def row_cosine(
     """Cosine similarity of matching rows of x and y, with gradients to both.
 
     Args:
-        x: (M, D) float32, float64, float16 or bfloat16 tensor, M, D >= 1; any strides.
-        y: (M, D) tensor of x's dtype and device.
+        x: (M, D) float32, float64, float16 or bfloat16 tensor or NumPy array, M, D >= 1; any strides.
+        y: (M, D) tensor or array of x's dtype and device.
         eps: lower clamp of each row norm (> 0); a zero row gives a cosine of 0.
         backend: "auto", "reference", "cpu", "triton" or "cuda" (see inv_kernels.backend).
         check_finite_inputs: raise on NaN/Inf inputs, or values so large that a row's squared norm overflows (one
             extra read of x and y; skipped under torch.compile).
 
     Returns:
-        (M,) tensor of x's dtype, in [-1, 1] up to rounding.
+        (M,) tensor of x's dtype, in [-1, 1] up to rounding (a tensor for NumPy inputs too).
 
     Raises:
         TypeError: a non-tensor, a non-floating dtype, or x and y of different dtypes.
@@ -350,6 +351,7 @@ def row_cosine(
             device, eps <= 0, NaN/Inf or values whose squares overflow.
         RuntimeError: an explicitly requested backend that cannot run here.
     """
+    x, y = as_tensor(OP, "x", x), as_tensor(OP, "y", y)
     check_tensor(OP, "x", x, ndim=2, layout="(M, D)")
     check_tensor(OP, "y", y, ndim=2, layout="(M, D)")
     check_same_dtype(OP, x=x, y=y)
