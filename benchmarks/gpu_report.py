@@ -30,6 +30,7 @@ import torch
 
 import inv_kernels
 from inv_kernels.io import atomic_write_bytes, atomic_write_json
+from inv_kernels.reporting import markdown_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/benchmarks (the asv suite) and the cases
 import gpu_report_cases  # noqa: E402
@@ -206,23 +207,28 @@ def markdown(report: dict) -> str:
         f"Measured in this run: copy {rates['copy_gbps']:.4g} GB/s; matrix product (TFLOP/s) {mm}.",
         "Floor = max(bytes / copy bandwidth, FLOPs / product rate of the kernel's arithmetic dtype).",
         "",
-        "| kernel | shape | dtype | impl | time (ms) | baseline | baseline (ms) | speed-up | floor (ms) | % of floor "
-        "| peak (MiB) |",
-        "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|",
     ]
-    skipped = {}
+    header = ["kernel", "shape", "dtype", "impl", "time (ms)", "baseline", "baseline (ms)", "speed-up", "floor (ms)"]
+    header += ["% of floor", "peak (MiB)"]
+    rows, skipped = [], {}
     for r in report["rows"]:
-        head = f"| {r['kernel']} | {r['shape']} | {r['dtype']} | {r['impl']} |"
+        head = [r["kernel"], r["shape"], r["dtype"], r["impl"]]
         if "skipped" in r:
             skipped.setdefault((r["impl"], r["skipped"]), set()).add(r["kernel"])
         elif "error" in r:
-            lines.append(f"{head} **failed**: {r['error'][:200]} | | | | | | |")
+            rows.append(head + [f"**failed**: {r['error'][:200]}"] + [""] * 6)
         else:
-            lines.append(
-                f"{head} {r['time_ms']:.4g} | {r['baseline']} | {_fmt(r.get('baseline_ms'), '.4g')} | "
-                f"{_fmt(r.get('speedup'), '.2f')} | {r['floor_ms']:.3g} | {r['pct_of_floor']:.1f} | "
-                f"{_fmt(r['peak_mib'], '.1f')} |"
+            rows.append(
+                head
+                + [
+                    f"{r['time_ms']:.4g}",
+                    r["baseline"],
+                    _fmt(r.get("baseline_ms"), ".4g"),
+                    _fmt(r.get("speedup"), ".2f"),
+                ]
+                + [f"{r['floor_ms']:.3g}", f"{r['pct_of_floor']:.1f}", _fmt(r["peak_mib"], ".1f")]
             )
+    lines.append(markdown_table(header, rows, align="llllrlrrrrr"))
     if skipped:
         lines += ["", "Not run here:", ""]
         lines += [f"- {impl} ({', '.join(sorted(kernels))}): {why}" for (impl, why), kernels in skipped.items()]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from benchmarks import _workloads as work
+from inv_kernels.reporting import markdown_table
 
 NOT_OURS = {"reference", "torchvision", "inf-cl", "numpy", "torch float64"}  # baselines and rivals
 
@@ -211,22 +212,14 @@ def evaluate(report: dict) -> list[dict]:
 
 def markdown(verdicts: list[dict]) -> list[str]:
     """The goals section of the report."""
-    lines = [
-        "",
-        "## Speed and memory goals",
-        "",
-        "| part | goal | verdict | best of ours (impl, dtype) | time (ms) | peak (MiB) |",
-        "|---|---|---|---|---:|---:|",
-    ]
+    rows = []
     for v in verdicts:
         best = v["best"]
         if best is None:
-            lines.append(f"| {v['part']} | {v['goal']} | {v['verdict']} ({v.get('why', '')}) | | | |")
+            rows.append([v["part"], v["goal"], f"{v['verdict']} ({v.get('why', '')})", "", "", ""])
             continue
         peak = "n/a" if best.get("peak_mib") is None else f"{best['peak_mib']:.1f}"
         verdict = f"**{v['verdict']}**" if v["verdict"] != "met" else "met"
-        lines.append(
-            f"| {v['part']} | {v['goal']} | {verdict} | {best['impl']}, {best['dtype']} | "
-            f"{best['time_ms']:.4g} | {peak} |"
-        )
-    return lines
+        rows.append([v["part"], v["goal"], verdict, f"{best['impl']}, {best['dtype']}", f"{best['time_ms']:.4g}", peak])
+    header = ["part", "goal", "verdict", "best of ours (impl, dtype)", "time (ms)", "peak (MiB)"]
+    return ["", "## Speed and memory goals", "", markdown_table(header, rows, align="llllrr")]

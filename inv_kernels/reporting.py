@@ -15,13 +15,23 @@ from inv_kernels.io import atomic_write_bytes
 DPI = 110  # the resolution of every figure the project writes
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str | None = None) -> str:
     """A Markdown table: a header row, the separator, then one line per row; cells are written with ``str``.
 
+    Args:
+        header: the column names.
+        rows: one sequence of cells per row, as many as the header.
+        align: one letter per column, ``l`` (left) or ``r`` (right, for numbers); default all left.
+
     Raises:
-        ValueError: a row with another number of cells than the header (named by its position).
+        ValueError: a row with another number of cells than the header (named by its position), or an ``align``
+            of another length or with other letters.
     """
-    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    align = align or "l" * len(header)
+    if len(align) != len(header) or set(align) - {"l", "r"}:
+        raise ValueError(f"markdown_table: align must be one of l/r per column ({len(header)}), got {align!r}")
+    separator = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
+    lines = ["| " + " | ".join(map(str, header)) + " |", separator]
     for number, row in enumerate(rows):
         if len(row) != len(header):
             raise ValueError(f"markdown_table: row {number} has {len(row)} cells, the header {len(header)}")

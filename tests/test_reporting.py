@@ -38,3 +38,12 @@ def test_a_figure_is_written_as_png_and_closed(tmp_path):
     path = reporting.write_png(fig, tmp_path / "figure.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not plt.fignum_exists(fig.number)
+
+
+def test_a_markdown_table_right_aligns_the_columns_it_is_told_to():
+    table = reporting.markdown_table(["name", "ms"], [["a", 1.5]], align="lr")
+    assert table.splitlines()[1] == "|---|---:|"
+    with pytest.raises(ValueError, match="align"):
+        reporting.markdown_table(["name", "ms"], [], align="l")
+    with pytest.raises(ValueError, match="align"):
+        reporting.markdown_table(["name", "ms"], [], align="lc")
