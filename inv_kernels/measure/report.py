@@ -9,17 +9,18 @@ from inv_kernels.reporting import pyplot, write_csv, write_png
 
 def plot_synthetic(rows: list[dict], path: Path, title: str) -> Path:
     """Bar charts of cosine invariance (higher: more invariant) and Mahalanobis distance per family, spatial
-    families first, then appearance ones."""
+    families first, then appearance ones; a degenerate family has no bar and is labelled so."""
     plt = pyplot()
     ordered = sorted(rows, key=lambda r: (r["kind"] != "spatial", r["family"]))
-    names = [r["family"] for r in ordered]
+    names = [r["family"] + (" (degenerate)" if r.get("degenerate") else "") for r in ordered]
     colours = ["tab:blue" if r["kind"] == "spatial" else "tab:orange" for r in ordered]
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.55 * len(names) * 2), 4.2))
     for ax, key, label in (
         (axes[0], "cosine_mean", "whitened cosine (higher: more invariant)"),
         (axes[1], "distance_mean", "Mahalanobis distance (lower: more invariant)"),
     ):
-        ax.bar(range(len(names)), [r[key] for r in ordered], color=colours)
+        values = [float("nan") if r[key] is None else r[key] for r in ordered]  # a degenerate family: no bar
+        ax.bar(range(len(names)), values, color=colours)
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
         ax.set_title(label, fontsize=10)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:blue", "tab:orange")]

@@ -1,8 +1,13 @@
 """Synthetic invariance (docs/METHOD.md 4.1): for each image, its clean view and the k transformed views of a family go
 through the model; the whitened cosine and Mahalanobis distance of every (clean, view) pair are scored in batches,
-then averaged over images per parameter value (nanmean) and over values."""
+then averaged over images per parameter value (nanmean) and over values.
 
-from dataclasses import asdict, dataclass
+A family whose views all leave the clean image unchanged (translation when the crop size equals the resize size; any
+family whose view features all equal the clean ones) is degenerate: it is reported with the reason and a warning, and
+not scored (a score of 1.0 would claim perfect invariance where nothing was varied)."""
+
+import warnings
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor
@@ -11,6 +16,11 @@ from tqdm import tqdm
 from inv_kernels.measure.features import sample_indices
 from inv_kernels.ops.invariance_scores import invariance_scores
 from inv_kernels.transforms import MODES, clean_view, get_family, iter_views
+from inv_kernels.transforms.grids import degenerate_reason
+
+
+class DegenerateFamilyWarning(UserWarning):
+    """A transform family's views all equal the clean image, so it is not scored."""
 
 
 @dataclass
@@ -20,10 +30,13 @@ class FamilyResult:
     mode: str  # "paper" or "corrected"
     k: int
     num_images: int
-    cosine_mean: float  # mean over values of the nanmean over images (higher: more invariant)
-    distance_mean: float  # likewise for the Mahalanobis distance (lower: more invariant)
+    cosine_mean: float | None  # mean over values of the nanmean over images (higher: more invariant); None: degenerate
+    distance_mean: float | None  # likewise for the Mahalanobis distance (lower: more invariant); None: degenerate
     cosine_per_value: list[float]
     distance_per_value: list[float]
+    degenerate: str | None = None  # why the views all equal the clean image (then the scores are None)
+    cosine_std_per_value: list[float] = field(default_factory=list)  # spread over images (empty: degenerate)
+    distance_std_per_value: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,6 +129,27 @@ def family_features(
     return out
 
 
+def views_equal_clean(clean: Tensor, views: Tensor) -> bool:
+    """Whether every view's features equal its clean view's (up to the rounding of another batch size).
+
+    Args:
+        clean: (n, D) features of the clean views; views: (n, k, D) features of the transformed views.
+    """
+    clean = clean.float().cpu()
+    scale = float(clean.abs().max()) if clean.numel() else 0.0
+    return torch.allclose(views.float().cpu(), clean[:, None].expand_as(views), rtol=1e-4, atol=1e-5 * max(scale, 1.0))
+
+
+def _degenerate(family: str, k: int, n: int, mode: str, reason: str) -> FamilyResult:
+    warnings.warn(
+        f"transform family {family!r} is degenerate ({reason}): it is reported as degenerate, not scored",
+        DegenerateFamilyWarning,
+        stacklevel=3,
+    )
+    nan = [float("nan")] * k
+    return FamilyResult(family, get_family(family).kind, mode, k, n, None, None, nan, nan, reason)
+
+
 @torch.no_grad()
 def score_family(
     clean: Tensor,
@@ -126,6 +160,8 @@ def score_family(
     mode: str = "paper",
     images_per_score: int = 16,
     backend: str = "auto",
+    out_size: int | None = None,
+    resize_size: int | None = None,
 ) -> FamilyResult:
     """A family's invariance from features: per (image, value) scores, nanmean over images, mean over values.
 
@@ -134,6 +170,12 @@ def score_family(
         views: (n, k, D) features of the transformed views (row [i, j]: image i, value j).
         stats: FeatureStats of the model on a statistics set; scoring runs on its device in float32.
         family: the family's name (for its kind and k).
+        out_size, resize_size: the sizes the views were made at; given, a grid that cannot vary the image at these
+            sizes (``grids.degenerate_reason``) makes the family degenerate.
+
+    Returns:
+        The FamilyResult; a degenerate family (see the module docstring) has ``degenerate`` set, None scores and NaN
+        per-value lists, and a DegenerateFamilyWarning names it and the reason.
     """
     fam = get_family(family)
     n, k, _ = views.shape
@@ -142,6 +184,11 @@ def score_family(
             f"score_family: expected clean (n, D) and views (n, {fam.k}, D) for {family!r}, got "
             f"{tuple(clean.shape)} and {tuple(views.shape)}"
         )
+    reason = degenerate_reason(family, out_size, resize_size) if out_size and resize_size else None
+    if reason is None and views_equal_clean(clean, views):
+        reason = "every view's features equal the clean view's: the views leave the images unchanged"
+    if reason is not None:
+        return _degenerate(family, k, n, mode, reason)
     cosine = torch.empty(n, k, dtype=torch.float64)
     distance = torch.empty(n, k, dtype=torch.float64)
     device = stats.device
@@ -157,6 +204,8 @@ def score_family(
         distance[first:last] = result.distance.double().cpu()
     per_value_cos = torch.nanmean(cosine, dim=0)  # (k,)
     per_value_dist = torch.nanmean(distance, dim=0)
+    std_cos = torch.nanmean((cosine - per_value_cos).square(), dim=0).sqrt()  # (k,) spread over images
+    std_dist = torch.nanmean((distance - per_value_dist).square(), dim=0).sqrt()
     return FamilyResult(
         family,
         fam.kind,
@@ -167,6 +216,8 @@ def score_family(
         float(per_value_dist.mean()),
         per_value_cos.tolist(),
         per_value_dist.tolist(),
+        cosine_std_per_value=std_cos.tolist(),
+        distance_std_per_value=std_dist.tolist(),
     )
 
 
@@ -204,7 +255,17 @@ def measure_family(
         batch_size=batch_size,
         progress=progress,
     )
-    return score_family(clean, views, stats, family, mode=mode, images_per_score=images_per_score, backend=backend)
+    return score_family(
+        clean,
+        views,
+        stats,
+        family,
+        mode=mode,
+        images_per_score=images_per_score,
+        backend=backend,
+        out_size=out_size,
+        resize_size=resize_size,
+    )
 
 
 def measure_synthetic(

@@ -73,6 +73,18 @@ def translation_offsets(out_size: int, resize_size: int, k: int = 256) -> Tensor
     return _f32(a * resize_size)  # float32 product, as float(a * resize) in the reference
 
 
+def degenerate_reason(name: str, out_size: int, resize_size: int) -> str | None:
+    """Why every view of a family's grid leaves the clean image unchanged at these sizes (so its score would say
+    nothing about invariance), or None when the grid varies the image.
+
+    Translation moves the image within the margin that cropping ``out_size`` from ``resize_size`` leaves; when the
+    two are equal every offset is 0 px (in paper mode the views differ only by the stray 1 degree shear).
+    """
+    if name == "translation" and not bool(translation_offsets(out_size, resize_size).abs().gt(0).any()):
+        return f"every offset is 0 px: the crop size ({out_size}) equals the resize size ({resize_size})"
+    return None
+
+
 def translation_grid(mode: str, out_size: int, resize_size: int) -> dict[str, Tensor]:
     """translate (256, 2) (tx, ty) pixels, tx varying slowest; shear (256, 2) degrees: (1, 0) in paper mode."""
     a = translation_offsets(out_size, resize_size).tolist()
