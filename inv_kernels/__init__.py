@@ -33,7 +33,27 @@ HAS_DALI: bool = importlib.util.find_spec("nvidia") is not None and importlib.ut
 
 __version__ = "0.1.0"
 
+# The one-call API and its result objects, imported on first use (they pull in the measurement and transfer code).
+_LAZY = {
+    "measure_invariance": "api",
+    "evaluate_transfer": "api",
+    "compare": "api",
+    "MeasureResult": "results",
+    "TransferResult": "results",
+    "Comparison": "results",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"inv_kernels.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'inv_kernels' has no attribute {name!r}")
+
+
 __all__ = [
+    *_LAZY,
     "BACKENDS",
     "C_MISSING",
     "FeatureStats",

@@ -10,7 +10,9 @@ the number of fused models as in the reference code (``probes.grid``).
 import itertools
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import torch.nn as nn
 from tqdm import tqdm
 
 from inv_kernels.data.folders import skipped_record
@@ -19,13 +21,14 @@ from inv_kernels.fusion import fuse, weighted_fusion
 from inv_kernels.measure.model import FeatureExtractor, load_extractor
 from inv_kernels.models.backbones import ARCHS
 from inv_kernels.probes import fit_logistic_cv, fit_ridge_cv, logistic_Cs, ridge_alphas
+from inv_kernels.provenance import provenance
 
 FUSIONS = ("cat", "add", "mean", "weighted")
 
 
 @dataclass
 class TransferConfig:
-    models: dict[str, str]  # name -> checkpoint path or random:<arch>
+    models: dict[str, str | nn.Module]  # name -> checkpoint path, random:<arch> or a model object
     tasks: list[DownstreamTask]
     fusions: tuple[str, ...] = ("cat",)
     combos: str = "all"  # "all": every subset of 2 or more models; "none"; or "a+b,a+b+c"
@@ -37,6 +40,7 @@ class TransferConfig:
     seed: int = 0
     progress: bool = True
     trust_checkpoint: bool = False  # read checkpoints only full unpickling reads (they could run code from the file)
+    call: str | None = None  # the Python call recorded in the results' provenance (None: the command line)
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> "TransferConfig":
@@ -50,7 +54,9 @@ class TransferConfig:
         if not self.models:
             raise ValueError("models names no model")
         for name, spec in self.models.items():
-            if not name or not spec:
+            if isinstance(spec, nn.Module) and name:
+                continue
+            if not name or not spec or not isinstance(spec, str):
                 raise ValueError(f"model {name!r}={spec!r}: expected NAME=CHECKPOINT or NAME=random:<arch>")
             arch = spec.removeprefix("random:") if spec.startswith("random:") else None
             if arch is not None and arch not in ARCHS and not arch.startswith("timm:"):
@@ -88,6 +94,49 @@ def model_combinations(names: list[str], combos: str) -> list[tuple[str, ...]]:
             raise ValueError(f"fusion {combo!r}: needs 2 or more of the models {', '.join(names)}")
         chosen.append(members)
     return singles + chosen
+
+
+def parse_tasks(specs: list[str]) -> list[tuple[str, str]]:
+    """(name, root) of each task spec NAME:ROOT; ValueError / FileNotFoundError / NotADirectoryError name the spec
+    with an unknown name or a root that is not an existing folder (nothing is read)."""
+    from inv_kernels.downstream import ADAPTERS
+
+    parsed = []
+    for spec in specs:
+        name, _, root = spec.partition(":")
+        if not root:
+            raise ValueError(f"--task {spec!r}: expected NAME:ROOT (the dataset's folder)")
+        if name not in ADAPTERS:
+            raise ValueError(f"--task {spec!r}: unknown task {name!r}; known: {', '.join(ADAPTERS)}")
+        if not Path(root).exists():
+            raise FileNotFoundError(f"--task {spec!r}: folder {root} does not exist")
+        if not Path(root).is_dir():
+            raise NotADirectoryError(f"--task {spec!r}: {root} is not a folder")
+        parsed.append((name, root))
+    return parsed
+
+
+def build_tasks(specs: list[str], mode: str, size: int | None, progress: bool) -> list[DownstreamTask]:
+    """The tasks of NAME:ROOT specs (images at ``size``, default the paper's 224), or without specs the built-in
+    generated classification and latent-regression sets (at ``size``, default 64)."""
+    from inv_kernels.downstream import get_task
+
+    if not specs:
+        size = size or 64
+        from inv_kernels.data import generated_dataset
+
+        return [
+            get_task(
+                f"generated_{kind}",
+                generated_dataset(kind, size=size, progress=progress),
+                mode=mode,
+                out_size=size,
+                resize_size=size,
+            )
+            for kind in ("classification", "latents")
+        ]
+    sizes = {"out_size": size, "resize_size": size} if size else {}
+    return [get_task(name, root, mode=mode, **sizes) for name, root in parse_tasks(specs)]
 
 
 def _probe(task: DownstreamTask, X, y, X_test, y_test, members: int, wide: bool, cfg: TransferConfig, kept=None):
@@ -200,8 +249,13 @@ def evaluate_transfer(cfg: TransferConfig, extractors: dict[str, FeatureExtracto
             "mode": cfg.mode,
             "folds": cfg.folds,
             "fusions": list(cfg.fusions),
-            "models": cfg.models,
+            "models": {
+                name: spec if isinstance(spec, str) else type(spec).__name__ for name, spec in cfg.models.items()
+            },
             "device": str(device),
         },
         "skipped_images": skipped,
+        "provenance": provenance(
+            device=device, call=cfg.call, model_hash={name: ext.info.model_id for name, ext in extractors.items()}
+        ),
     }

@@ -21,6 +21,7 @@ LAYERS = {
     "inv_kernels.distributed": 0,
     "inv_kernels.hashing": 0,
     "inv_kernels.io": 0,
+    "inv_kernels.provenance": 0,
     "inv_kernels.reporting": 0,
     "inv_kernels.testing": 0,
     # 1 ops
@@ -40,7 +41,8 @@ LAYERS = {
     "inv_kernels.probes": 4,
     # 5 training
     "inv_kernels.train": 5,
-    # 6 studies
+    # 6 studies, and the one-call Python API over them
+    "inv_kernels.api": 6,
     "inv_kernels.correlation": 6,
     "inv_kernels.fusion": 6,
     "inv_kernels.study": 6,

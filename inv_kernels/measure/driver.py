@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from tqdm import tqdm
 
 from inv_kernels.backend import BACKENDS
@@ -27,9 +28,10 @@ from inv_kernels.hashing import digest_lines
 from inv_kernels.io import check_output_dir, check_output_file
 from inv_kernels.measure.cache import STORAGE, MeasureCache, auto_storage
 from inv_kernels.measure.features import folder_moments, load_images, path_features, sample_indices
-from inv_kernels.measure.model import load_extractor
+from inv_kernels.measure.model import FeatureExtractor, ModelInfo, load_extractor
 from inv_kernels.measure.report import write_results
 from inv_kernels.measure.synthetic import family_features, sample_images, score_family
+from inv_kernels.provenance import provenance
 from inv_kernels.stats import FeatureStats, RunningMoments
 from inv_kernels.transforms import APPEARANCE_FAMILIES, FAMILIES, MODES, SPATIAL_FAMILIES, get_family
 
@@ -41,16 +43,18 @@ PAPER_NUM_IMAGES = 1000
 class MeasureConfig:
     """Settings of one measurement run (docs/METHOD.md sections 3-4 defaults where they apply)."""
 
-    model: str  # a checkpoint path (ours, official MoCo, the paper's, an export, torchvision) or random:<arch>
+    # a checkpoint path (ours, official MoCo, the paper's, an export, torchvision), random:<arch>, or an nn.Module
+    # taking (B, 3, S, S) ImageNet-normalised images to (B, D) features (put in eval mode on the run's device)
+    model: str | nn.Module
     arch: str | None = None  # for checkpoints that do not record it
     data: str | None = None  # image folder (class subfolders, or train/ and test/ ones); None: built-in data
     stats_data: str | None = None  # folder for the statistics pass; default: data
     stats_images: int | None = None  # cap on statistics images (None: all)
     num_images: int | None = None  # images per family (None: 1000, or 32 on the built-in data)
     same_images: bool = False  # both modes draw the same images (without replacement; paper mode's own draw repeats)
-    transforms: tuple[str, ...] = ("all",)  # family names, or "all" / "spatial" / "appearance"
+    transforms: tuple[str, ...] = ("all",)  # family names, or "all" / "spatial" / "appearance"; or one comma list
     mode: str = "paper"
-    groups: tuple[str, ...] = ()  # multi-view folders as "PATH" or "PATH:LAYOUT"
+    groups: tuple[str, ...] = ()  # multi-view folders as "PATH" or "PATH:LAYOUT" (one string: one folder)
     out: str = "runs/measure"
     device: str = "auto"
     batch_size: int = 256
@@ -66,7 +70,16 @@ class MeasureConfig:
     use_cache: bool = True  # False: compute every feature, read and write no cache
     cache_precision: str = "auto"  # dtype of cached features: "float16", "float32", or "auto" (by conditioning)
     trust_checkpoint: bool = False  # read a checkpoint only full unpickling reads (it could run code from the file)
+    call: str | None = None  # the Python call recorded in the results' provenance (None: the command line)
+    data_label: str | None = None  # how the results name the images (None: their folder)
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One string names one thing: "h_flip,rotation" is two families, not a sequence of letters.
+        if isinstance(self.transforms, str):
+            self.transforms = tuple(t.strip() for t in self.transforms.split(",") if t.strip())
+        if isinstance(self.groups, (str, Path)):
+            self.groups = (str(self.groups),)
 
     def validate(self) -> "MeasureConfig":
         """Checks every setting that needs no file; returns self.
@@ -74,6 +87,10 @@ class MeasureConfig:
         Raises:
             ValueError: naming the setting, what it must be and what it is.
         """
+        if not isinstance(self.model, (str, nn.Module)) or not self.model:
+            raise TypeError(
+                f"model must be a checkpoint path, random:<arch> or a torch.nn.Module, got {type(self.model).__name__}"
+            )
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
         for name, low in (("num_images", 1), ("stats_images", 1), ("out_size", 16), ("resize_size", 16)):
@@ -131,6 +148,39 @@ def _default_groups(size: int, progress: bool) -> list[tuple[str, str]]:
     ]
 
 
+def module_extractor(module: nn.Module, *, device: torch.device, image_size: int) -> FeatureExtractor:
+    """A feature extractor of a model object, identified by the hash of its weights.
+
+    Args:
+        module: takes (B, 3, S, S) ImageNet-normalised images and returns (B, D) features; put in eval mode on
+            ``device``.
+        image_size: S of the probe image that finds D.
+
+    Raises:
+        ValueError: the module does not return a 2-D (B, D) tensor.
+    """
+    weights = {name: value for name, value in module.state_dict().items() if isinstance(value, torch.Tensor)}
+    info = ModelInfo(
+        f"module:{type(module).__name__}@{digest_tensors(weights)[:16]}", type(module).__name__, 0, None, None
+    )
+    extractor = FeatureExtractor(module, info, device)
+    probe = extractor(torch.zeros(1, 3, image_size, image_size))
+    if not isinstance(probe, torch.Tensor) or probe.dim() != 2:
+        shape = tuple(probe.shape) if isinstance(probe, torch.Tensor) else type(probe).__name__
+        raise ValueError(
+            f"model: expected a module returning (B, D) features for (B, 3, S, S) images, got {shape} for "
+            f"(1, 3, {image_size}, {image_size}); pool or flatten its output"
+        )
+    info.feature_dim = probe.shape[1]
+    return extractor
+
+
+def parameter_values(grid: dict[str, torch.Tensor]) -> list[dict]:
+    """The parameter values of each grid row: [{name: number or list}, ...], k rows (the grid's first dimension)."""
+    names = sorted(grid)
+    return [{name: grid[name][j].tolist() for name in names} for j in range(len(grid[names[0]]) if names else 0)]
+
+
 def _parse_group_spec(spec: str) -> tuple[str, str]:
     path, _, layout = spec.rpartition(":") if ":" in spec and not Path(spec).exists() else (spec, "", "auto")
     return path, layout or "auto"
@@ -144,7 +194,8 @@ class Measurement:
     and run the same configuration.
     """
 
-    def __init__(self, config: MeasureConfig):
+    def __init__(self, config: MeasureConfig, stats: FeatureStats | None = None):
+        """``stats``: statistics of this model to use instead of a statistics pass (their dimension is checked)."""
         self.config = config.validate()
         self.families = resolve_families(config.transforms)
         self.out = check_output_dir(config.out)
@@ -154,14 +205,17 @@ class Measurement:
             check_output_dir(config.cache_dir, "feature cache folder")
         self.ctx = DistContext.from_environment(config.device)
         self.device = self.ctx.device
-        self.extractor = load_extractor(
-            config.model, device=self.device, arch=config.arch, seed=config.seed, trust=config.trust_checkpoint
-        )
+        if isinstance(config.model, nn.Module):
+            self.extractor = module_extractor(config.model, device=self.device, image_size=config.out_size or 224)
+        else:
+            self.extractor = load_extractor(
+                config.model, device=self.device, arch=config.arch, seed=config.seed, trust=config.trust_checkpoint
+            )
         trained = self.extractor.info.image_size
         self.out_size = config.out_size or trained or 224
         self.resize_size = config.resize_size or round(self.out_size * 256 / 224)
-        self.saved_stats = None
-        if config.stats_file and Path(config.stats_file).is_file():
+        self.saved_stats = self._given_stats(stats)
+        if stats is None and config.stats_file and Path(config.stats_file).is_file():
             self.saved_stats = FeatureStats.load(
                 config.stats_file,
                 expected_model_id=self.extractor.info.model_id,
@@ -194,6 +248,18 @@ class Measurement:
         self.progress = config.progress and self.ctx.is_main
         self.undecodable = 0
         self.skipped: dict[str, dict] = {}  # per image set read: its unusable images (skipped_record)
+
+    def _given_stats(self, stats: FeatureStats | None) -> FeatureStats | None:
+        if stats is None:
+            return None
+        if not isinstance(stats, FeatureStats):
+            raise TypeError(f"stats must be an inv_kernels.FeatureStats, got {type(stats).__name__}")
+        if stats.dim != self.extractor.info.feature_dim:
+            raise ValueError(
+                f"stats: statistics of {stats.dim}-d features, but the model gives "
+                f"{self.extractor.info.feature_dim}-d features"
+            )
+        return stats
 
     def _find_group_sets(self, specs):
         if not specs:
@@ -274,9 +340,10 @@ class Measurement:
         if clean is not None:
             self.skipped["images"] = skipped_record(skipped_among(paths, clean["positions"].tolist()))
         clean = None if clean is None else clean["features"].float()  # (n, D), n decodable images
-        synthetic = []
+        synthetic, grids = [], []
         for family in tqdm(self.families, desc="transform families", unit="family", disable=not self.progress):
             grid = get_family(family).grid(cfg.mode, out_size=self.out_size, resize_size=self.resize_size)
+            grids.append(grid)
             key = {**images_key, "family": family, "mode": cfg.mode, "grid": digest_tensors(grid)}
             views = self._features(
                 f"measure-{family}",
@@ -316,19 +383,26 @@ class Measurement:
                     "resize_size": self.resize_size,
                     "num_images": clean.shape[0],
                     "families": self.families,
-                    "data": str(self.index.root),
+                    "data": cfg.data_label or str(self.index.root),
                     "backend": cfg.backend,
                     "device": str(self.device),
                     "world_size": self.ctx.world_size,
                 },
                 "sampling": sampling,
                 "statistics": stats.summary(),
-                "synthetic": [r.to_dict() for r in synthetic],
+                # each per-value score beside the transform parameters it was measured at
+                "synthetic": [{**r.to_dict(), "values": parameter_values(g)} for r, g in zip(synthetic, grids)],
                 "realworld": realworld,
                 "undecodable_images": self.undecodable + len(paths) - clean.shape[0],
                 "skipped_images": self.skipped,
                 "feature_cache": self.cache.summary(),
                 "time_s": time.time() - started,
+                "provenance": provenance(
+                    device=self.device,
+                    call=cfg.call,
+                    model_hash=self.extractor.info.model_id,
+                    condition_number=stats.condition_number,
+                ),
             }
             results["files"] = {k: str(v) for k, v in write_results(results, self.out).items()}
         return broadcast_object(self.ctx, results)

@@ -7,7 +7,7 @@ family whose view features all equal the clean ones) is degenerate: it is report
 not scored (a score of 1.0 would claim perfect invariance where nothing was varied)."""
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor
@@ -35,6 +35,8 @@ class FamilyResult:
     cosine_per_value: list[float]
     distance_per_value: list[float]
     degenerate: str | None = None  # why the views all equal the clean image (then the scores are None)
+    cosine_std_per_value: list[float] = field(default_factory=list)  # spread over images (empty: degenerate)
+    distance_std_per_value: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -202,6 +204,8 @@ def score_family(
         distance[first:last] = result.distance.double().cpu()
     per_value_cos = torch.nanmean(cosine, dim=0)  # (k,)
     per_value_dist = torch.nanmean(distance, dim=0)
+    std_cos = torch.nanmean((cosine - per_value_cos).square(), dim=0).sqrt()  # (k,) spread over images
+    std_dist = torch.nanmean((distance - per_value_dist).square(), dim=0).sqrt()
     return FamilyResult(
         family,
         fam.kind,
@@ -212,6 +216,8 @@ def score_family(
         float(per_value_dist.mean()),
         per_value_cos.tolist(),
         per_value_dist.tolist(),
+        cosine_std_per_value=std_cos.tolist(),
+        distance_std_per_value=std_dist.tolist(),
     )
 
 
