@@ -6,13 +6,14 @@ across real view groups (generated turntables and lighting, plus --groups folder
 latents, probes transfer of every model and fusion, and writes report.md (tables, figures, verdicts on the paper's
 claims with the spread over seeds), report.json (every number) and figures/ under --out. Every stage is cached under
 --out: rerunning skips finished stages and continues an interrupted one. Without --data it uses the built-in
-generated scenes at 32 px, sized to run in about 20 minutes on 2 CPU cores (docs/STUDY.md).
+generated scenes at 32 px with three seeds, sized to run within 35 minutes on 2 CPU cores (docs/STUDY.md); --quick
+is a one-seed first look in about 5 minutes, which gives no verdicts.
 """
 
 import argparse
 import sys
 
-from inv_kernels.study.config import StudyConfig, parse_seeds
+from inv_kernels.study.config import QUICK, StudyConfig, parse_seeds
 from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, number, report
 
 PROG = "python -m pipelines.study"
@@ -104,12 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--latent-trainval", type=integer(1), default=None, help="cap on kernel-ridge training images")
     measure.add_argument("--folds", type=integer(2), default=DEFAULTS.folds)
     run = p.add_argument_group("run")
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="a first look in about 5 minutes: "
+        + ", ".join(
+            f"{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in QUICK.items()
+        )
+        + " (flags given explicitly win); one seed gives no verdicts",
+    )
     run.add_argument("--out", default=DEFAULTS.out, help="output folder (stages are cached here)")
     run.add_argument("--device", type=device, default=DEFAULTS.device, help="auto, cpu, cuda or cuda:<i>")
     run.add_argument("--workers", type=integer(0), default=DEFAULTS.workers, help="data loader processes")
     run.add_argument("--eval-batch-size", type=integer(1), default=DEFAULTS.eval_batch_size)
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; with --quick, the QUICK settings replace the defaults of the flags not given."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**{k: ",".join(map(str, v)) if k == "seeds" else v for k, v in QUICK.items()})
+        args = parser.parse_args(argv)
+    return args
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
@@ -157,7 +177,7 @@ def print_verdicts(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     from inv_kernels.study.run import prepare, run_study
 
     try:

@@ -29,7 +29,8 @@ def seed_stats(per_seed: dict[int, float]) -> dict:
 
 
 def synthetic_table(measured: dict, models, seeds) -> dict:
-    """model -> family -> {"kind", "cosine": stats, "distance": stats}, families in FAMILIES order."""
+    """model -> family -> {"kind", "cosine": stats, "distance": stats, "degenerate": the reason when a seed's
+    measurement found the family degenerate (its scores are then left out), else None}, families in FAMILIES order."""
     table = {}
     for model in models:
         rows = {seed: {r["family"]: r for r in measured[(model, seed)]["synthetic"]} for seed in seeds}
@@ -38,6 +39,9 @@ def synthetic_table(measured: dict, models, seeds) -> dict:
                 "kind": FAMILIES[family].kind,
                 "cosine": seed_stats({s: rows[s][family]["cosine_mean"] for s in seeds}),
                 "distance": seed_stats({s: rows[s][family]["distance_mean"] for s in seeds}),
+                "degenerate": next(
+                    (rows[s][family].get("degenerate") for s in seeds if rows[s][family].get("degenerate")), None
+                ),
             }
             for family in FAMILIES
             if all(family in rows[s] for s in seeds)
@@ -45,12 +49,14 @@ def synthetic_table(measured: dict, models, seeds) -> dict:
     return table
 
 
-def family_average(measured: dict, model: str, seeds, families) -> dict:
-    """seed_stats of the per-seed mean cosine invariance over ``families``."""
+def family_average(measured: dict, model: str, seeds, families, key: str = "cosine_mean") -> dict:
+    """seed_stats of the per-seed mean of ``key`` (the cosine invariance, or "distance_mean") over the scored
+    ``families`` (a degenerate family, whose score is None, is left out)."""
     per_seed = {}
     for seed in seeds:
-        rows = {r["family"]: r["cosine_mean"] for r in measured[(model, seed)]["synthetic"]}
-        per_seed[seed] = float(np.mean([rows[f] for f in families if f in rows]))
+        rows = {r["family"]: r[key] for r in measured[(model, seed)]["synthetic"]}
+        values = [rows[f] for f in families if rows.get(f) is not None]
+        per_seed[seed] = float(np.mean(values)) if values else None
     return seed_stats(per_seed)
 
 

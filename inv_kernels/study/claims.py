@@ -4,6 +4,12 @@ A comparison of two seed-averaged scores a and b has ``margin = mean(a) - mean(b
 std(b)^2)`` (the seed standard deviations, ddof 1, combined as for a difference). "a beats b" means margin > spread;
 "a is within noise of b" means margin >= -spread. With one seed there is no spread and a claim that needs one is
 reported as not assessable. Verdicts are "agrees", "disagrees" or "not assessable"; nothing is tuned toward them.
+
+The claims that rest on invariance (1a, 1b, 1c, 2) are checked on both measures the measurement gives: the whitened
+cosine (``verdict``; higher: more invariant) and the Mahalanobis distance (``verdict_distance``; lower: more
+invariant, so its margin is distance(other) - distance(model)). ``metrics_agree`` says whether the two verdicts are
+the same, and ``disagreements`` holds a sentence for every comparison the two measures rank the other way round and
+for differing verdicts. A degenerate transform family (not scored) is left out of a claim and named in its summary.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from inv_kernels.study.aggregate import family_average, latent_group_average
 
 SPATIAL_CLAIM_FAMILIES = ("resized_crop", "translation", "scale", "h_flip")
 APPEARANCE_CLAIM_FAMILIES = ("brightness", "contrast", "saturation", "hue", "grayscale", "blur")
+# The families that the recipes' own augmentations apply (random resized crop and flip; colour jitter, grayscale, blur).
+SPATIAL_AUGMENTATION_FAMILIES = ("resized_crop", "h_flip")
+APPEARANCE_AUGMENTATION_FAMILIES = APPEARANCE_CLAIM_FAMILIES
 HUE_LATENTS = tuple(LATENT_NAMES[i] for i in (7, 8, 9))
 POSE_LATENTS = tuple(LATENT_NAMES[i] for i in range(7))  # position, rotation and spotlight position (docs/METHOD.md 5)
 CORE = ("default", "spatial", "appearance")
@@ -41,7 +50,56 @@ def _verdict(flags: list, need_all: bool) -> str:
 
 
 def _claim(cid: str, paper: str, test: str, verdict: str, summary: str, rows: list[dict]) -> dict:
-    return {"id": cid, "paper": paper, "test": test, "verdict": verdict, "summary": summary, "rows": rows}
+    return {
+        "id": cid,
+        "paper": paper,
+        "test": test,
+        "verdict": verdict,
+        "summary": summary,
+        "rows": rows,
+        "verdict_distance": None,  # claims that rest on invariance set it (``_on_both_measures``)
+        "metrics_agree": None,
+        "disagreements": [],
+    }
+
+
+def compare_both(cos_a: dict, cos_b: dict, dist_a: dict, dist_b: dict) -> dict:
+    """``compare`` of a against b on the whitened cosine, and its ``distance_*`` counterparts on the Mahalanobis
+    distance, where lower is more invariant (distance_margin = distance(b) - distance(a), positive when a is more
+    invariant)."""
+    d = compare(dist_b, dist_a)
+    return {**compare(cos_a, cos_b), **{f"distance_{k}": v for k, v in d.items()}}
+
+
+def _on_both_measures(claim: dict, flag: str, need_all: bool, label: str) -> dict:
+    """Sets the claim's distance verdict, whether the measures agree and a sentence per disagreement. ``flag`` is
+    the row test ("beats" or "within_noise"); ``label`` the row key naming the comparison; a row's "model" and
+    "other" name the two sides."""
+    claim["verdict_distance"] = _verdict([r[f"distance_{flag}"] for r in claim["rows"]], need_all=need_all)
+    claim["metrics_agree"] = claim["verdict_distance"] == claim["verdict"]
+    sentences = []
+    if not claim["metrics_agree"]:
+        sentences.append(
+            f"Claim {claim['id']}: the whitened cosine gives '{claim['verdict']}' and the Mahalanobis distance "
+            f"'{claim['verdict_distance']}'."
+        )
+    for r in claim["rows"]:
+        if (r["margin"] > 0) != (r["distance_margin"] > 0):
+            sentences.append(
+                f"On {r[label]} (claim {claim['id']}), the whitened cosine ranks the {r['model']} model "
+                f"{_side(r['margin'])} the {r['other']} model ({r['margin']:+.3f}), the Mahalanobis distance ranks it "
+                f"{_side(r['distance_margin'])} ({r['distance_margin']:+.3f})."
+            )
+    claim["disagreements"] = sentences
+    return claim
+
+
+def _side(margin: float) -> str:
+    return "above" if margin > 0 else "below"
+
+
+def _degenerate_note(families: list[str]) -> str:
+    return f"; left out: {', '.join(f'{f} (degenerate: its views leave the images unchanged)' for f in families)}"
 
 
 def _fmt(c: dict) -> str:
@@ -56,16 +114,16 @@ def invariance_claims(synthetic: dict) -> list[dict]:
         ("1a", SPATIAL_CLAIM_FAMILIES, "spatial", "appearance", "spatial"),
         ("1b", APPEARANCE_CLAIM_FAMILIES, "appearance", "spatial", "appearance"),
     ):
-        rows = []
+        rows, degenerate = [], []
         for family in families:
-            c = compare(synthetic[winner][family]["cosine"], synthetic[loser][family]["cosine"])
+            w, lo = synthetic[winner][family], synthetic[loser][family]
+            if any(x["cosine"]["mean"] is None or x["distance"]["mean"] is None for x in (w, lo)):
+                degenerate.append(family)
+                continue
+            c = compare_both(w["cosine"], lo["cosine"], w["distance"], lo["distance"])
             rows.append(
-                {
-                    "family": family,
-                    winner: synthetic[winner][family]["cosine"]["mean"],
-                    loser: synthetic[loser][family]["cosine"]["mean"],
-                    **c,
-                }
+                {"family": family, "model": winner, "other": loser}
+                | {winner: w["cosine"]["mean"], loser: lo["cosine"]["mean"], **c}
             )
         verdict = _verdict([r["beats"] for r in rows], need_all=True)
         ahead = sum(r["margin"] > 0 for r in rows)
@@ -73,18 +131,17 @@ def invariance_claims(synthetic: dict) -> list[dict]:
         summary = (
             f"the {winner} model is more invariant than the {loser} model on {ahead} of {len(rows)} {kind} "
             f"families, by more than the seed spread on {beyond} of {len(rows)}"
+        ) + (_degenerate_note(degenerate) if degenerate else "")
+        claim = _claim(
+            cid,
+            f"[A] models become invariant to their training augmentations: {winner} > {loser} on {kind} "
+            f"transforms ({', '.join(families)})",
+            "invariance margin > seed spread on every family (whitened cosine; also Mahalanobis distance)",
+            verdict,
+            summary,
+            rows,
         )
-        claims.append(
-            _claim(
-                cid,
-                f"[A] models become invariant to their training augmentations: {winner} > {loser} on {kind} "
-                f"transforms ({', '.join(families)})",
-                "whitened-cosine invariance, margin > seed spread on every family",
-                verdict,
-                summary,
-                rows,
-            )
-        )
+        claims.append(_on_both_measures(claim, "beats", True, "family"))
     return claims
 
 
@@ -96,21 +153,25 @@ def default_claim(measured: dict, seeds) -> dict:
         ("appearance", APPEARANCE_CLAIM_FAMILIES, "spatial"),
     ):
         d, o = family_average(measured, "default", seeds, families), family_average(measured, other, seeds, families)
-        rows.append({"kind": kind, "default": d["mean"], other: o["mean"], **compare(d, o)})
+        dd = family_average(measured, "default", seeds, families, key="distance_mean")
+        od = family_average(measured, other, seeds, families, key="distance_mean")
+        rows.append(
+            {"kind": kind, "label": f"the {kind} families", "model": "default", "other": other}
+            | {"default": d["mean"], other: o["mean"]}
+            | compare_both(d, o, dd, od)
+        )
     verdict = _verdict([r["within_noise"] for r in rows], need_all=True)
-    summary = "; ".join(
-        f"{r['kind']} families: default minus {'appearance' if r['kind'] == 'spatial' else 'spatial'} {_fmt(r)}"
-        for r in rows
-    )
-    return _claim(
+    summary = "; ".join(f"{r['kind']} families: default minus {r['other']} {_fmt(r)}" for r in rows)
+    claim = _claim(
         "1c",
         "[A] (docs/METHOD.md 11, claim 1) the default model is high on both kinds of transform",
         "default's mean invariance over each kind's claim families >= that of the model not trained on "
-        "that kind, within noise",
+        "that kind, within noise (whitened cosine; also Mahalanobis distance)",
         verdict,
         summary,
         rows,
     )
+    return _on_both_measures(claim, "within_noise", True, "label")
 
 
 def realworld_claim(realworld: dict) -> dict:
@@ -120,19 +181,24 @@ def realworld_claim(realworld: dict) -> dict:
         if entry["factor"] not in ("viewpoint", "appearance"):
             continue
         winner, loser = ("spatial", "appearance") if entry["factor"] == "viewpoint" else ("appearance", "spatial")
-        c = compare(realworld[winner][name]["cosine_off_diagonal"], realworld[loser][name]["cosine_off_diagonal"])
-        rows.append({"set": name, "factor": entry["factor"], "expected_winner": winner, **c})
+        w, lo = realworld[winner][name], realworld[loser][name]
+        c = compare_both(w["cosine_off_diagonal"], lo["cosine_off_diagonal"], w["distance"], lo["distance"])
+        rows.append(
+            {"set": name, "factor": entry["factor"], "expected_winner": winner, "model": winner, "other": loser, **c}
+        )
     verdict = _verdict([r["beats"] for r in rows], need_all=True)
     summary = "; ".join(f"{r['set']}: {r['expected_winner']} minus other {_fmt(r)}" for r in rows)
-    return _claim(
+    claim = _claim(
         "2",
         "[A] learned invariance carries over to real changes of pose and lighting ([D] spatial > "
         "appearance on viewpoint groups, appearance > spatial on lighting groups)",
-        "off-diagonal group cosine, margin > seed spread on every group set",
+        "off-diagonal group invariance, margin > seed spread on every group set (whitened cosine; also "
+        "Mahalanobis distance)",
         verdict,
         summary,
         rows,
     )
+    return _on_both_measures(claim, "beats", True, "set")
 
 
 def latent_claim(latents: dict, seeds) -> dict:

@@ -1,8 +1,9 @@
 """The study's settings: one dataclass, the single source of defaults for the library and ``python -m pipelines.study``.
 
-The defaults are sized so that the whole study (two seeds of the default, spatial and appearance models and the
-random floor, on the built-in generated scenes at 32 px) runs on 2 CPU cores in about 20 minutes (docs/STUDY.md has
-the measured time). ``validate()`` checks every setting and ``check_inputs()`` every input folder before any work.
+The defaults are the smallest pretraining budget that met the training-health criteria on the built-in generated
+scenes at 32 px, with three seeds of the default, spatial and appearance models and the random floor, sized to run on
+2 CPU cores within 35 minutes (docs/STUDY.md has the budgets tried and the measured time). ``validate()`` checks
+every setting and ``check_inputs()`` every input folder before any work.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from inv_kernels.transforms import MODES
 CORE_MODELS: tuple[str, ...] = ("default", "spatial", "appearance")
 WIDE = "wide"  # the capacity control: the default recipe on a larger network
 RANDOM = "random"  # the floor: a randomly initialised network, no training
+# ``--quick``: a first look in about 5 minutes on 2 CPU cores. One seed has no spread, so it gives no verdict.
+QUICK: dict = {"seeds": (0,), "epochs": 5, "num_images": 8, "transfer_count": 40, "group_objects": 10}
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -73,7 +76,7 @@ class StudyConfig:
 
     data: str | None = None  # folder with train/ and test/ (or val/) class folders; None: the built-in scenes
     out: str = "runs/study"
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
     wide: bool = False  # also pretrain the capacity control (the default recipe on wide_arch)
     random: bool = True  # also measure and probe a randomly initialised network (the floor)
     arch: str = "resnet18"
@@ -81,10 +84,10 @@ class StudyConfig:
     cifar_stem: bool = False  # the random floor always has the standard stem, so keep False to compare like with like
     image_size: int | None = None  # None: 32 on the built-in data, 64 with --data
     # pretraining (MoCo v2, docs/METHOD.md 2.1, scaled down)
-    epochs: int = 5
-    batch_size: int = 64
+    epochs: int = 20
+    batch_size: int = 128
     bn_splits: int = 8  # split-batch BN groups (MoCo's shuffle BN on one process); batch_size must be a multiple
-    base_lr: float = 0.12  # scaled by batch / 256 (0.03 at batch 64)
+    base_lr: float = 0.12  # scaled by batch / 256 (0.06 at batch 128), cosine schedule
     queue_size: int = 1024
     moco_momentum: float = 0.99
     temperature: float = 0.2
@@ -95,9 +98,9 @@ class StudyConfig:
     transfer_count: int = 100  # generated images per class for the transfer and latent sets (test: a quarter)
     group_objects: int = 20  # objects per generated turntable / lighting set
     # measurement (docs/METHOD.md section 4)
-    num_images: int = 8  # images per synthetic transform family (each gives 3,089 views over the 18 families)
+    num_images: int = 16  # images per synthetic transform family (each gives 3,089 views over the 18 families)
     stats_images: int | None = None  # cap on the statistics pass (None: the whole training split)
-    shrinkage: str = "none"  # covariance: none (a ridge with a warning when singular), ledoit_wolf, or a number
+    shrinkage: str = "ledoit_wolf"  # covariance: none (a ridge with a warning when singular), ledoit_wolf, or a number
     mode: str = "paper"  # transforms, probes and group layouts: the reference code's quirks, or "corrected"
     groups: tuple[str, ...] = ()  # extra multi-view folders as PATH or PATH:LAYOUT
     # latent regression (docs/METHOD.md section 5) and transfer (sections 6-7)

@@ -3,7 +3,6 @@ on the paper's claims, for people) and ``figures/*.png`` under the study's outpu
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from pathlib import Path
@@ -12,9 +11,9 @@ import torch
 
 from inv_kernels.io import atomic_write_bytes, atomic_write_json
 from inv_kernels.reporting import markdown_table
-from inv_kernels.study import aggregate, claims, figures
+from inv_kernels.study import aggregate, claims, figures, health
 from inv_kernels.study.claims import AGREES, DISAGREES
-from inv_kernels.study.config import RANDOM, StudyConfig
+from inv_kernels.study.config import StudyConfig
 from inv_kernels.transforms import APPEARANCE_FAMILIES, SPATIAL_FAMILIES
 
 
@@ -47,6 +46,8 @@ def build_report(
             measured, model, seeds, claims.APPEARANCE_CLAIM_FAMILIES
         )
     invariance, scores = aggregate.correlation_inputs(measured, transfer, models, seeds, tasks)
+    logs = {key: health.read_step_log(Path(e["backbone"]).parent / "log.jsonl") for key, e in pretrained.items()}
+    health_table = health.health_table(logs, measured, cfg.trained_models, seeds, has_random=cfg.random)
     pretraining = {
         model: {
             str(seed): {
@@ -88,6 +89,7 @@ def build_report(
         "seeds": seeds,
         "families": {"spatial": list(SPATIAL_FAMILIES), "appearance": list(APPEARANCE_FAMILIES)},
         "pretraining": pretraining,
+        "health": health_table,
         "synthetic": synthetic,
         "kind_summary": summary,
         "realworld": realworld,
@@ -121,32 +123,95 @@ def verdict_text(verdict: str) -> str:
         return "agrees with the paper"
     if verdict == DISAGREES:
         return "**DISAGREES with the paper**"
-    return "not assessable (one seed: no spread)"
+    if verdict is None:
+        return "-"
+    return "needs >= 2 seeds"
 
 
-def _training_check(report: dict) -> list[str]:
-    """A warning when no pretrained model beats the random network on any classification task beyond the seed
-    spread: the verdicts then compare models that have hardly learned, and test little of the paper."""
-    trained = [m for m in report["models"] if m != RANDOM]
-    tasks = {
-        name: t for name, t in report["transfer"].items() if t["kind"] == "classification" and RANDOM in t["entries"]
-    }
-    if not tasks or not trained:
-        return []
-    for task in tasks.values():
-        floor = task["entries"][RANDOM]
-        for model in trained:
-            entry = task["entries"].get(model)
-            if entry and entry["mean"] - floor["mean"] > math.hypot(entry["std"] or 0.0, floor["std"] or 0.0):
-                return []
-    names = ", ".join(tasks)
-    return [
-        "**Training check: no pretrained model beats the random network on classification "
-        f"({names}) by more than the seed spread.** The pretraining was too short (or the data too hard) for the "
-        "models to learn much, so the verdicts below compare barely trained networks and test little of the "
-        "paper; train longer (`--epochs`) before reading them as evidence.",
+def _yes(flag) -> str:
+    return "n/a" if flag is None else ("yes" if flag else "**no**")
+
+
+def _health_warning(table: dict, seeds: list) -> list[str]:
+    if table["healthy"] is False:
+        return [
+            "**Health check: not every model meets the training-health criteria** (docs/STUDY.md), so the verdicts "
+            "below compare models that did not train enough and are not evidence for or against the paper. "
+            "Failed: " + "; ".join(table["failures"]) + ".",
+            "",
+        ]
+    if table["healthy"] is None:
+        reason = "one seed gives no spread" if len(seeds) < 2 else "the random floor was not measured"
+        return [f"Health check: criterion (a) cannot be checked ({reason}), so no model is called healthy.", ""]
+    return ["Health check: every model meets the training-health criteria (docs/STUDY.md).", ""]
+
+
+def health_section(report: dict) -> list[str]:
+    """The "Training health" section: a row per model and seed (loss, pretext accuracy, invariance to its own
+    augmentations against the random network) and a row per model over seeds, then the health warning."""
+    table = report["health"]
+    lines = [
+        "## Training health",
+        "",
+        "Criteria fixed in advance (docs/STUDY.md): (a) the mean whitened cosine over the families of the model's own "
+        "augmentations beats the random network's by more than the seed spread; (b) the loss has flattened: the last "
+        f"20% of steps gave less than {health.LATE_DROP_MAX:.0%} of the total drop (windows of "
+        f"{health.WINDOW:.0%} of the steps); (c) no collapse: the last window's pretext accuracy is at most "
+        f"{health.COLLAPSE_TOLERANCE} below the best of the second half.",
         "",
     ]
+    rows = []
+    for model, h in table["models"].items():
+        for seed, r in h["seeds"].items():
+            loss, acc = r["loss"], r["accuracy"]
+            rows.append(
+                [
+                    model,
+                    seed,
+                    str(r["steps"]),
+                    f"{loss['first']:.3f} -> {loss['last']:.3f}" if "first" in loss else "-",
+                    _num(loss.get("late_fraction"), ".0%"),
+                    _yes(loss["passes"]),
+                    f"{acc['best_late']:.3f} -> {acc['last']:.3f}" if "last" in acc else "-",
+                    _yes(acc["passes"]),
+                    f"{_num(r['invariance'], '.3f')} vs {_num(r['random'], '.3f')} ({_num(r['invariance_margin'])})",
+                    "",
+                    "",
+                ]
+            )
+        inv = h["invariance"]
+        rows.append(
+            [
+                model,
+                "all",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                f"margin {_num(inv['margin'])} (spread {_num(inv['spread'], '.3f')})",
+                "needs >= 2 seeds" if inv["passes"] is None and inv["margin"] is not None else _yes(inv["passes"]),
+                _yes(h["healthy"]),
+            ]
+        )
+    header = [
+        "model",
+        "seed",
+        "steps",
+        "loss (first -> last window)",
+        "late drop / total drop",
+        "(b) flattened",
+        "pretext accuracy (best late -> last)",
+        "(c) no collapse",
+        "own-family cosine vs random (margin)",
+        "(a) beyond random",
+        "healthy",
+    ]
+    lines += [markdown_table(header, rows), ""]
+    families = "; ".join(f"{m}: {', '.join(h['families'])}" for m, h in table["models"].items())
+    lines += [f"Own-augmentation families: {families}.", ""]
+    return lines + _health_warning(table, report["seeds"])
 
 
 def _claims_section(report: dict) -> list[str]:
@@ -157,16 +222,45 @@ def _claims_section(report: dict) -> list[str]:
         "ddof 1); within noise when the difference is at least minus that spread. Tags as docs/METHOD.md section 11.",
         "",
     ]
-    lines += _training_check(report)
-    rows = [[c["id"], c["paper"], c["test"], c["summary"], verdict_text(c["verdict"])] for c in report["claims"]]
-    lines.append(markdown_table(["claim", "the paper says", "test", "this study", "verdict"], rows))
+    if len(report["seeds"]) < 2:
+        lines += [
+            "**One seed cannot give verdicts:** a claim compares models beyond the spread over seeds, and one seed "
+            'has none, so every verdict below reads "needs >= 2 seeds". Use this run as a first look only.',
+            "",
+        ]
+    lines += _health_warning(report["health"], report["seeds"])
+    rows = [
+        [
+            c["id"],
+            c["paper"],
+            c["test"],
+            c["summary"],
+            verdict_text(c["verdict"]),
+            verdict_text(c["verdict_distance"]),
+            "-" if c["metrics_agree"] is None else ("agree" if c["metrics_agree"] else "**differ**"),
+        ]
+        for c in report["claims"]
+    ]
+    header = [
+        "claim",
+        "the paper says",
+        "test",
+        "this study (whitened cosine where invariance)",
+        "verdict (whitened cosine)",
+        "verdict (Mahalanobis distance)",
+        "the two measures",
+    ]
+    lines.append(markdown_table(header, rows))
     disagreements = [c for c in report["claims"] if c["verdict"] == DISAGREES]
     lines.append("")
     if disagreements:
-        lines += ["**Where this study disagrees with the paper:**", ""]
+        lines += ["**Where this study disagrees with the paper (whitened cosine):**", ""]
         lines += [f"- Claim {c['id']} does not hold here: {c['summary']}." for c in disagreements]
-    else:
+    elif len(report["seeds"]) >= 2:
         lines.append("No claim assessed here disagrees with the paper.")
+    sentences = [s for c in report["claims"] for s in c["disagreements"]]
+    lines += ["", "**Where the whitened cosine and the Mahalanobis distance disagree:**", ""]
+    lines += [f"- {s}" for s in sentences] if sentences else ["- Nowhere: the two measures rank every pair alike."]
     return lines + [""]
 
 
@@ -182,10 +276,18 @@ def _invariance_sections(report: dict) -> list[str]:
         "",
     ]
     rows = [
-        [f, synthetic[models[0]][f]["kind"]] + [pm(synthetic[m][f]["cosine"]) for m in models]
+        [f, synthetic[models[0]][f]["kind"]]
+        + [pm(synthetic[m][f]["cosine"]) if not synthetic[m][f].get("degenerate") else "degenerate" for m in models]
         for f in synthetic[models[0]]
     ]
     lines += [markdown_table(["family", "kind", *models], rows), ""]
+    degenerate = {f: r["degenerate"] for m in models for f, r in synthetic[m].items() if r.get("degenerate")}
+    if degenerate:
+        lines += [
+            "Degenerate families (their views leave the images unchanged, so they are not scored and are left out "
+            "of the claims): " + "; ".join(f"{f}: {why}" for f, why in degenerate.items()) + ".",
+            "",
+        ]
     lines += ["## Spatial vs appearance invariance", "", "![spatial vs appearance](figures/kind_scatter.png)", ""]
     summary = report["kind_summary"]
     rows = [
@@ -216,11 +318,20 @@ def _invariance_sections(report: dict) -> list[str]:
                 _num(r["margin"]),
                 _num(r["spread"], ".3f"),
                 "yes" if r["beats"] else ("n/a" if r["beats"] is None else "no"),
+                _num(r["distance_margin"]),
+                _num(r["distance_spread"], ".3f"),
+                "yes" if r["distance_beats"] else ("n/a" if r["distance_beats"] is None else "no"),
             ]
             for r in claim["rows"]
         ]
-        lines += [f"Claim {claim['id']}: {winner} model against {loser} model.", ""]
-        lines += [markdown_table(["family", winner, loser, "margin", "seed spread", "beyond spread"], rows), ""]
+        lines += [
+            f"Claim {claim['id']}: {winner} model against {loser} model (cosine margin: {winner} minus {loser}; "
+            f"distance margin: {loser} minus {winner}, as lower distance is more invariant).",
+            "",
+        ]
+        header = ["family", winner, loser, "cosine margin", "seed spread", "beyond spread"]
+        header += ["distance margin", "distance spread", "beyond spread (distance)"]
+        lines += [markdown_table(header, rows), ""]
     realworld = report["realworld"]
     sets = list(realworld[models[0]])
     lines += [
@@ -340,7 +451,8 @@ def markdown(report: dict) -> str:
         f"Transfer tasks: {', '.join(t['name'] + ' (' + t['metric'] + ')' for t in report['inputs']['tasks'])}.",
         "",
     ]
-    lines += _claims_section(report) + _invariance_sections(report) + _transfer_sections(report)
+    lines += health_section(report) + _claims_section(report) + _invariance_sections(report)
+    lines += _transfer_sections(report)
     lines += _run_sections(report)
     return "\n".join(lines) + "\n"
 

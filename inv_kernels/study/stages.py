@@ -50,6 +50,7 @@ def pretrain_config(cfg: StudyConfig, inputs: StudyInputs, model: str, seed: int
         knn_every=0 if cfg.knn else -1,
         max_steps=cfg.max_steps,
         resume="auto",
+        log_every_steps=1,  # every step's loss and pretext accuracy in log.jsonl: the health check reads them
     )
 
 
