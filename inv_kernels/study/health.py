@@ -4,8 +4,9 @@ The criteria (docs/STUDY.md, "Training health") were fixed before any verdict wa
     (a) invariance beyond the untrained network: the model's mean whitened cosine over the families of its own
         training augmentations (``OWN_FAMILIES``) minus the random network's of the same seed; over seeds, the mean
         margin must exceed the seed spread sqrt(std(model)^2 + std(random)^2) (one seed: not checkable);
-    (b) the loss has flattened: with windows of ``WINDOW`` of the steps, total drop = first window - last window
-        must be positive, and the late drop (the window ending at 80% - the last window) below ``LATE_DROP_MAX`` of it;
+    (b) the loss has flattened: with windows of ``WINDOW`` of the steps, total drop = highest window - last window
+        (the highest, not the first: MoCo's loss rises while the queue fills with real keys) must be positive, and
+        the late drop (the window ending at 80% - the last window) below ``LATE_DROP_MAX`` of it;
     (c) no collapse: the last window's pretext accuracy is at most ``COLLAPSE_TOLERANCE`` below the best window of
         the second half of the run.
 
@@ -73,11 +74,13 @@ def _too_few(steps: list[int]) -> str | None:
 
 
 def loss_flattened(steps: list[int], losses: list[float]) -> dict:
-    """Criterion (b): {"first", "last", "total_drop", "late_drop", "late_fraction", "passes", "reason"}."""
+    """Criterion (b): {"first" (the highest window), "last", "total_drop", "late_drop", "late_fraction", "passes",
+    "reason"}."""
     short = _too_few(steps)
     if short:
         return {"passes": False, "reason": short}
-    first = window_mean(steps, losses, 0.0, WINDOW)
+    windows = [window_mean(steps, losses, i * WINDOW, (i + 1) * WINDOW) for i in range(round(1 / WINDOW))]
+    first = max(w for w in windows if w is not None)
     last = window_mean(steps, losses, 1.0 - WINDOW, 1.0)
     at_80 = window_mean(steps, losses, 0.8 - WINDOW, 0.8)
     total, late = first - last, at_80 - last

@@ -199,7 +199,7 @@ def health_section(report: dict) -> list[str]:
         "model",
         "seed",
         "steps",
-        "loss (first -> last window)",
+        "loss (highest -> last window)",
         "late drop / total drop",
         "(b) flattened",
         "pretext accuracy (best late -> last)",

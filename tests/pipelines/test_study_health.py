@@ -167,3 +167,11 @@ def test_defaults_are_three_seeds_of_the_chosen_budget():
     cfg = StudyConfig().validate()
     assert cfg.seeds == (0, 1, 2) and cfg.batch_size == 128 and cfg.queue_size == 1024
     assert cfg.moco_momentum == 0.99 and cfg.base_lr == 0.12 and cfg.shrinkage == "ledoit_wolf"
+
+
+def test_loss_drop_counts_from_the_highest_window_as_the_queue_fills():
+    # MoCo's loss rises while the queue fills with real keys, then falls and levels off
+    steps, losses = _curve(lambda t: 5.0 + 2.0 * min(t / 0.2, 1.0) - 2.5 * (1 - math.exp(-8 * max(t - 0.2, 0.0))))
+    flat = health.loss_flattened(steps, losses)
+    assert flat["first"] > health.window_mean(steps, losses, 0.0, 0.1) + 0.5  # the peak, not the low start
+    assert flat["passes"] and flat["total_drop"] > 1.5
