@@ -11,6 +11,7 @@ import sys
 
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
 from inv_kernels.train.config import BUILTIN_RECIPES, LOADERS, RESUME_MAY_CHANGE, PretrainConfig
+from inv_kernels.train.factor_monitor import factor_sentence, factor_table
 from pipelines._cli import INPUT_ERRORS, ArgumentParser, report
 
 DEFAULTS = PretrainConfig()
@@ -116,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor.add_argument("--knn-k", type=int, default=DEFAULTS.knn_k)
     monitor.add_argument("--knn-max-images", type=int, default=None, help="cap on train and test images")
+    monitor.add_argument(
+        "--factor-monitor",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the last epoch, probe what the network learned about the built-in scenes' factors (shape, hues, "
+        "position, rotation, light) and measure its invariance to the recipe's augmentations, each against the "
+        "untrained network (default: on for the built-in data; it needs their known factors)",
+    )
     return p
 
 
@@ -152,6 +161,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
         knn_data=args.knn_data,
         knn_k=args.knn_k,
         knn_max_images=args.knn_max_images,
+        factor_monitor=args.factor_monitor,
         max_steps=args.max_steps,
         resume=args.resume,
         trust_checkpoint=args.trust_checkpoint,
@@ -180,6 +190,19 @@ def print_summary(summary: dict) -> None:
     knn = [(h["epoch"], h["knn_top1"]) for h in summary["history"] if h.get("knn_top1") is not None]
     if knn:
         print("kNN top-1 by epoch: " + ", ".join(f"{e}: {100 * v:.1f}%" for e, v in knn))
+    print_factor_monitor(summary)
+
+
+def print_factor_monitor(summary: dict) -> None:
+    """The factor monitor's table and verdict (or its failure), where the run has one."""
+    result, error = summary.get("factor_monitor"), summary.get("factor_monitor_error")
+    if error:
+        print(f"factor monitor failed: {error}")
+    if result:
+        scenes = result["settings"]["test_scenes"]
+        print(f"\nwhat the network learned, against the untrained network ({scenes} held-out scenes):")
+        print(factor_table(result))
+        print(factor_sentence(result))
 
 
 def main(argv: list[str] | None = None) -> int:

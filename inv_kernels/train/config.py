@@ -21,6 +21,7 @@ RESUME_MAY_CHANGE = (
     "max_steps",
     "log_every_steps",
     "save_every_steps",
+    "factor_monitor",
 )
 _PATH_SETTINGS = ("data", "knn_data")  # the same folder may be named differently
 
@@ -67,6 +68,9 @@ class PretrainConfig:
     knn_data: str | None = None  # folder with train/ and test/ class subfolders; None: the built-in data's
     knn_k: int = 200
     knn_max_images: int | None = None  # cap on train and test images for the monitor
+    # after the last epoch, probe the built-in scenes' factors and the recipe's invariances against the untrained network
+    # (train.factor_monitor); None: on for the built-in data (it needs the scenes' latents), off for a data folder
+    factor_monitor: bool | None = None
     max_steps: int | None = None  # stop after this many steps in total (tests, smoke runs)
     resume: str | None = None  # "auto": the output folder's last checkpoint, or a checkpoint path
     trust_checkpoint: bool = False  # resume from a checkpoint only full unpickling reads (it could run code from it)
@@ -96,6 +100,10 @@ class PretrainConfig:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.factor_monitor and self.data is not None:
+            raise ValueError(
+                f"factor_monitor needs the built-in scenes (their factors are known); it cannot run on data {self.data}"
+            )
         return self
 
     def to_dict(self) -> dict:

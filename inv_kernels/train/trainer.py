@@ -51,6 +51,7 @@ from inv_kernels.models.checkpoint import (
 )
 from inv_kernels.models.moco import MoCo
 from inv_kernels.train.config import RESUME_MAY_CHANGE, PretrainConfig, resume_differences
+from inv_kernels.train.factor_monitor import factor_monitor, untrained_backbone
 from inv_kernels.train.knn import knn_monitor
 
 
@@ -533,9 +534,36 @@ class Trainer:
             "world_size": self.dist.world_size,
             "loader": self.loader,
         }
+        summary.update(self._factor_monitor())
         if self.dist.is_main:
             atomic_write_json(summary, self.out / "summary.json")
         return summary
+
+    def _factor_monitor(self) -> dict:
+        """``factor_monitor``: what the trained network learned about the built-in scenes, against the network the run
+        started from (train.factor_monitor), on the main process after the last checkpoint; None where it is off. A
+        failure loses nothing: it is a warning, a ``factor_monitor_failed`` log event and ``factor_monitor_error``."""
+        cfg = self.config
+        if not self.dist.is_main or not (cfg.data is None if cfg.factor_monitor is None else cfg.factor_monitor):
+            return {"factor_monitor": None, "factor_monitor_error": None}
+        try:
+            with torch.random.fork_rng(devices=[self.device.index] if self.device.type == "cuda" else []):
+                result = factor_monitor(
+                    self.model.backbone(),
+                    untrained_backbone(cfg.arch, cifar_stem=self.cifar_stem, seed=cfg.seed),
+                    recipe=cfg.recipe,
+                    image_size=self.image_size,
+                    device=self.device,
+                    amp=self.amp,
+                )
+            return {"factor_monitor": result, "factor_monitor_error": None}
+        except Exception as error:  # the monitor is a report: the trained model is saved already
+            message = f"{type(error).__name__}: {error}"
+            warnings.warn(
+                f"factor monitor failed: {message}; the run and its checkpoint are kept", RuntimeWarning, stacklevel=2
+            )
+            self._log({"event": "factor_monitor_failed", "step": self.global_step, "error": message})
+            return {"factor_monitor": None, "factor_monitor_error": message}
 
 
 def pretrain(config: PretrainConfig, *, progress: bool = True) -> dict:
