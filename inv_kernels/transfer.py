@@ -19,7 +19,7 @@ from inv_kernels.data.folders import skipped_record
 from inv_kernels.downstream import DownstreamTask, task_features
 from inv_kernels.fusion import fuse, weighted_fusion
 from inv_kernels.measure.model import FeatureExtractor, load_extractor
-from inv_kernels.models.backbones import ARCHS
+from inv_kernels.models.backbones import check_arch
 from inv_kernels.probes import fit_logistic_cv, fit_ridge_cv, logistic_Cs, ridge_alphas
 from inv_kernels.provenance import provenance
 
@@ -40,6 +40,8 @@ class TransferConfig:
     seed: int = 0
     progress: bool = True
     trust_checkpoint: bool = False  # read checkpoints only full unpickling reads (they could run code from the file)
+    # model name -> keywords of measure.model.load_extractor (arch, image_size, layer, mean, std, precision)
+    load_options: dict[str, dict] = field(default_factory=dict)
     call: str | None = None  # the Python call recorded in the results' provenance (None: the command line)
     extra: dict = field(default_factory=dict)
 
@@ -58,12 +60,11 @@ class TransferConfig:
                 continue
             if not name or not spec or not isinstance(spec, str):
                 raise ValueError(f"model {name!r}={spec!r}: expected NAME=CHECKPOINT or NAME=random:<arch>")
-            arch = spec.removeprefix("random:") if spec.startswith("random:") else None
-            if arch is not None and arch not in ARCHS and not arch.startswith("timm:"):
-                raise ValueError(
-                    f"model {name!r}: unknown architecture {arch!r} in {spec!r}; expected random: and "
-                    f"one of {', '.join(ARCHS)} or timm:<name>"
-                )
+            if spec.startswith("random:"):
+                try:
+                    check_arch(spec.removeprefix("random:"))
+                except ValueError as error:
+                    raise ValueError(f"model {name!r}: {error} (in {spec!r})") from None
         if not self.fusions:
             raise ValueError(f"fusions names no fusion; expected one or more of {', '.join(FUSIONS)}")
         for fusion in self.fusions:
@@ -185,7 +186,9 @@ def load_models(cfg: TransferConfig) -> dict[str, FeatureExtractor]:
 
     device = resolve_device(cfg.validate().device)
     return {
-        name: load_extractor(spec, device=device, seed=cfg.seed, trust=cfg.trust_checkpoint)
+        name: load_extractor(
+            spec, device=device, seed=cfg.seed, trust=cfg.trust_checkpoint, **cfg.load_options.get(name, {})
+        )
         for name, spec in cfg.models.items()
     }
 

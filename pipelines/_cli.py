@@ -251,3 +251,47 @@ def device(text: str) -> str:
     if kind not in ("auto", "cpu", "cuda"):
         raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:<i>, got {text!r}")
     return text
+
+
+def triple(text: str) -> tuple[float, float, float]:
+    """An argparse ``type``: three finite numbers, comma-separated (an RGB mean or standard deviation)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected 3 comma-separated finite numbers (R,G,B), got {text!r}")
+    return values
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, features: bool = True, per_model: bool = False) -> None:
+    """The flags that say which model to read and what of it to measure, shared by every entry point that reads a
+    model: --arch, and with ``features`` --layer, --mean, --std, --precision. ``per_model``: --arch and --layer also
+    take NAME=VALUE,... (one value per model of --models)."""
+    each = " (NAME=VALUE,... for one per model)" if per_model else ""
+    parser.add_argument(
+        "--arch",
+        default=None,
+        help="architecture of the checkpoint: a torchvision name (resnet50, vit_b_16, ...), resnet50w3 or "
+        f"timm:NAME; needed where the file records none, and overrides what it records{each}",
+    )
+    if not features:
+        return
+    parser.add_argument(
+        "--layer",
+        default=None,
+        help="measure this module's output (a name of model.named_modules(), e.g. layer3 or blocks.6), pooled: "
+        f"global average of (N,C,H,W) maps, class token (else mean token) of (N,T,D) tokens; default: the model's "
+        f"pooled output{each}",
+    )
+    parser.add_argument(
+        "--mean", type=triple, default=None, help="R,G,B normalisation mean (default: a timm model's, else ImageNet's)"
+    )
+    parser.add_argument("--std", type=triple, default=None, help="R,G,B normalisation std (with --mean)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="forward pass precision (default: bf16 autocast on a GPU, fp32 on the CPU)",
+    )

@@ -19,7 +19,7 @@ from inv_kernels.distributed import leave_process_group
 from inv_kernels.measure.driver import MeasureConfig
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
 from inv_kernels.reporting import markdown_table
-from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, number, report
+from pipelines._cli import INPUT_ERRORS, ArgumentParser, add_model_arguments, device, integer, number, report
 
 PROG = "python -m pipelines.measure"
 
@@ -39,10 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         required=True,
-        help="checkpoint (pretraining, exported backbone, official MoCo, the "
-        "paper's, torchvision state dict) or random:<arch> for a random network",
+        help="checkpoint (pretraining, exported backbone, official MoCo v2/v3, solo-learn, lightly, the paper's, "
+        "torchvision or timm state dict, .safetensors; docs/MEASURE.md) or random:<arch> for a random network",
     )
-    p.add_argument("--arch", default=None, help="architecture, for checkpoints that do not record it")
+    add_model_arguments(p)
     p.add_argument("--data", default=None, help="image folder for statistics and synthetic views (default: built-in)")
     p.add_argument("--stats-data", default=None, help="folder for the statistics pass (default: --data)")
     p.add_argument("--stats-images", type=integer(1), default=None, help="cap on statistics images (default: all)")
@@ -136,16 +136,22 @@ def main(argv: list[str] | None = None) -> int:
         cache_precision=args.cache_precision,
         progress=not args.quiet,
         trust_checkpoint=args.trust_checkpoint,
+        layer=args.layer,
+        mean=args.mean,
+        std=args.std,
+        precision=args.precision,
     )
     try:
         measurement = Measurement(config)
         results = measurement.run()
-    except (*INPUT_ERRORS, RuntimeError) as error:
+    except (*INPUT_ERRORS, RuntimeError, ImportError) as error:
         leave_process_group(synchronise=False)
         return report(PROG, error)
     leave_process_group()
     if not measurement.ctx.is_main:
         return 0
+    if results["model"].get("load"):
+        print(results["model"]["load"]["summary"])
     print(
         f"model {results['model']['model_id']} ({results['model']['arch']}), {results['settings']['mode']} mode, "
         f"{results['settings']['num_images']} images, statistics condition number "

@@ -9,13 +9,14 @@ checked (the checkpoints loaded) before any data is read or rendered, and --out 
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from inv_kernels.data.folders import describe_records
 from inv_kernels.io import atomic_write_bytes, atomic_write_json, check_output_dir
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
 from inv_kernels.reporting import markdown_table, pyplot, write_csv, write_png
-from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, report
+from pipelines._cli import INPUT_ERRORS, ArgumentParser, add_model_arguments, device, integer, report
 
 PROG = "python -m pipelines.transfer"
 
@@ -35,6 +36,29 @@ def parse_models(text: str) -> dict[str, str]:
     if not models:
         raise ValueError("--models names no model")
     return models
+
+
+def per_model(flag: str, text: str | None, models: dict[str, str]) -> dict[str, str | None]:
+    """The value of --arch / --layer for each model: one VALUE for every model, or NAME=VALUE,... (models not named
+    get none); ValueError names a model that --models does not have."""
+    if text is None:
+        return dict.fromkeys(models)
+    if "=" not in text:
+        return dict.fromkeys(models, text)
+    values: dict[str, str | None] = dict.fromkeys(models)
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, value = part.partition("=")
+        if name not in models or not value:
+            raise ValueError(f"{flag} {part!r}: expected NAME=VALUE with NAME one of {', '.join(models)}")
+        values[name] = value
+    return values
+
+
+def load_options(args, models: dict[str, str], size: int) -> dict[str, dict]:
+    """load_extractor's keywords for each model, from --arch, --layer, --mean, --std, --precision and the image size."""
+    arch, layer = per_model("--arch", args.arch, models), per_model("--layer", args.layer, models)
+    common = {"image_size": size, "mean": args.mean, "std": args.std, "precision": args.precision}
+    return {name: {**common, "arch": arch[name], "layer": layer[name]} for name in models}
 
 
 def parse_tasks(specs: list[str]) -> list[tuple[str, str]]:
@@ -141,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/transfer")
     parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
+    add_model_arguments(parser, per_model=True)
     args = parser.parse_args(argv)
     from inv_kernels.transfer import TransferConfig, evaluate_transfer, load_models
 
     try:
+        models = parse_models(args.models)
+        size = args.image_size or (224 if args.task else 64)
         config = TransferConfig(
-            models=parse_models(args.models),
+            models=models,
             tasks=[],
             fusions=tuple(f.strip() for f in args.fusion.split(",") if f.strip()),
             combos=args.combos,
@@ -157,14 +184,19 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             seed=args.seed,
             trust_checkpoint=args.trust_checkpoint,
+            load_options=load_options(args, models, size),
         ).validate()
         parse_tasks(args.task)
         out = check_output_dir(args.out, "--out folder")
         extractors = load_models(config)  # every checkpoint is read before any data work
+        for extractor in extractors.values():
+            if extractor.info.load:
+                print(extractor.info.load["summary"])
         config.tasks = build_tasks(args.task, args.mode, args.image_size, True)
         results = evaluate_transfer(config, extractors)
-    except (*INPUT_ERRORS, RuntimeError) as error:
+    except (*INPUT_ERRORS, RuntimeError, ImportError) as error:
         return report(PROG, error)
+    results["models"] = {name: asdict(extractor.info) for name, extractor in extractors.items()}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(results, out / "transfer.json")
     write_csv(results["results"], out / "transfer.csv")

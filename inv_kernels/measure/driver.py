@@ -72,6 +72,10 @@ class MeasureConfig:
     trust_checkpoint: bool = False  # read a checkpoint only full unpickling reads (it could run code from the file)
     call: str | None = None  # the Python call recorded in the results' provenance (None: the command line)
     data_label: str | None = None  # how the results name the images (None: their folder)
+    layer: str | None = None  # measure this module's output, pooled (None: the model's pooled output)
+    mean: tuple[float, float, float] | None = None  # normalisation (None: a timm model's own, else ImageNet's)
+    std: tuple[float, float, float] | None = None
+    precision: str | None = None  # fp32 or bf16 autocast (None: bf16 autocast on a GPU, fp32 on the CPU)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -209,7 +213,16 @@ class Measurement:
             self.extractor = module_extractor(config.model, device=self.device, image_size=config.out_size or 224)
         else:
             self.extractor = load_extractor(
-                config.model, device=self.device, arch=config.arch, seed=config.seed, trust=config.trust_checkpoint
+                config.model,
+                device=self.device,
+                arch=config.arch,
+                seed=config.seed,
+                trust=config.trust_checkpoint,
+                image_size=config.out_size,
+                layer=config.layer,
+                mean=config.mean,
+                std=config.std,
+                precision=config.precision,
             )
         trained = self.extractor.info.image_size
         self.out_size = config.out_size or trained or 224

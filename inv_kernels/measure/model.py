@@ -1,10 +1,14 @@
-"""The model whose invariance is measured: any checkpoint ``load_backbone`` reads, or a random network, wrapped as a
-feature extractor that takes images in [0, 1] and returns pooled features.
+"""The model whose invariance is measured, wrapped as a feature extractor that takes images in [0, 1] and returns one
+feature vector per image: any model ``models.load.load_model`` reads (checkpoints of many layouts, ``random:<arch>``,
+an ``nn.Module``).
 
-On a GPU the forward pass runs under bf16 autocast in channels_last; features come back as float32.
+What is measured: the model's pooled output, or the output of any named module (``layer``), pooled: global average
+over H x W for (N, C, H, W) feature maps; for (N, T, D) token outputs the class token when the model has one, else
+the mean token. Images are normalised with ``mean``/``std``, else a timm model's pretrained-config normalisation,
+else ImageNet's. Precision: ``fp32``, or ``bf16`` autocast (default: bf16 autocast on a GPU, fp32 on the CPU); on a GPU
+the forward pass runs in channels_last. Features come back as float32.
 """
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,40 +16,118 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from inv_kernels.models.backbones import build_backbone
-from inv_kernels.models.checkpoint import load_backbone
+from inv_kernels.models.load import file_digest, load_model
 from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 
+PRECISIONS = ("fp32", "bf16")
+OUTPUT = "model output"
 
-def file_digest(path: Path, chunk: int = 1 << 22) -> str:
-    """The first 16 hex digits of the file's SHA-256: the identity of a checkpoint in caches and stats files."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+__all__ = ["PRECISIONS", "FeatureExtractor", "ModelInfo", "file_digest", "load_extractor"]
 
 
 @dataclass
 class ModelInfo:
-    model_id: str  # identifies the weights: "<file name>@<sha256 prefix>" or "random:<arch>:seed<s>"
+    model_id: str  # identifies the weights and what is measured: "<file name>@<sha256 prefix>", "random:<arch>:seed<s>"
     arch: str
     feature_dim: int
     image_size: int | None  # the training view size recorded in our checkpoints, else None
     recipe: str | None
+    layer: str | None = None  # the module whose output is measured (None: the model's pooled output)
+    pooling: str = OUTPUT
+    mean: tuple[float, ...] = tuple(IMAGENET_MEAN)
+    std: tuple[float, ...] = tuple(IMAGENET_STD)
+    normalisation: str = "ImageNet"  # ImageNet, given, or timm pretrained config
+    precision: str = "fp32"  # of the forward pass: fp32, or bf16 (autocast)
+    load: dict | None = None  # models.load.LoadReport.to_dict(): how the checkpoint's keys were matched
+
+
+class LayerOutput(nn.Module):
+    """A model's named module's output, pooled to (B, D): (B, C, H, W) -> mean over H, W; (B, T, D) -> the class token
+    (``class_token`` says whether there is one) or the mean token; (B, D) as it is."""
+
+    def __init__(self, model: nn.Module, layer: str, class_token: bool):
+        super().__init__()
+        self.model, self.class_token = model, class_token
+        self.layer, self.pooling = find_layer(model, layer), OUTPUT
+        self._output: Tensor | None = None
+        self.layer.register_forward_hook(self._keep)
+
+    def _keep(self, module, inputs, output) -> None:
+        self._output = output[0] if isinstance(output, (tuple, list)) else output
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.model(x)  # (B, 3, S, S)
+        out, self._output = self._output, None
+        if out.ndim == 4:
+            self.pooling = "global average over H x W"
+            return out.mean(dim=(2, 3))  # (B, C, H, W) -> (B, C)
+        if out.ndim == 3:
+            self.pooling = "class token" if self.class_token else "mean token"
+            return out[:, 0] if self.class_token else out.mean(dim=1)  # (B, T, D) -> (B, D)
+        if out.ndim == 2:
+            self.pooling = "none"
+            return out
+        raise ValueError(f"layer output of shape {tuple(out.shape)}: expected (N, C, H, W), (N, T, D) or (N, D)")
+
+
+def find_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module named ``name`` (as ``model.named_modules()`` names it; a wrapped model's ``body.`` may be left out).
+
+    Raises:
+        ValueError: no such module; the message lists the model's top-level modules.
+    """
+    modules = dict(model.named_modules())
+    found = modules.get(name) if name else None
+    found = found if found is not None else modules.get(f"body.{name}")
+    if found is None:
+        top = getattr(model, "body", model)
+        names = [child for child, _ in top.named_children()]
+        raise ValueError(
+            f"unknown layer {name!r}; expected a module name of the model (named_modules()), e.g. one of "
+            f"{', '.join(names[:12])}{', ...' if len(names) > 12 else ''} or a dotted name below them"
+        )
+    return found
+
+
+def _has_class_token(model: nn.Module) -> bool:
+    body = getattr(model, "body", model)
+    return getattr(body, "cls_token", None) is not None or getattr(body, "class_token", None) is not None
+
+
+def _triple(name: str, value) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or not all(v == v and abs(v) != float("inf") for v in values):
+        raise ValueError(f"{name} must be 3 finite numbers (one per RGB channel), got {value!r}")
+    if name == "std" and min(values) <= 0:
+        raise ValueError(f"std must be 3 numbers > 0, got {value!r}")
+    return values
 
 
 class FeatureExtractor:
-    """Callable: images (B, 3, S, S) float in [0, 1] -> features (B, D) float32 (ImageNet normalisation inside)."""
+    """Callable: images (B, 3, S, S) float in [0, 1] -> features (B, D) float32 (normalisation inside)."""
 
-    def __init__(self, module: nn.Module, info: ModelInfo, device: torch.device, *, amp: bool = True):
+    def __init__(
+        self,
+        module: nn.Module,
+        info: ModelInfo,
+        device: torch.device,
+        *,
+        amp: bool = True,
+        precision: str | None = None,
+    ):
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (or None), got {precision!r}")
         self.info, self.device = info, device
-        self.amp = amp and device.type == "cuda"
+        self.amp = precision == "bf16" if precision else amp and device.type == "cuda"
+        info.precision = "bf16" if self.amp else "fp32"
         self.module = module.to(device).eval()
         if device.type == "cuda":
             self.module = self.module.to(memory_format=torch.channels_last)
-        self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        self.mean = torch.tensor(info.mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(info.std, device=device).view(1, 3, 1, 1)
 
     @torch.no_grad()
     def __call__(self, images: Tensor) -> Tensor:
@@ -57,28 +139,57 @@ class FeatureExtractor:
 
 
 def load_extractor(
-    spec: str, *, device: torch.device, arch: str | None = None, seed: int = 0, amp: bool = True, trust: bool = False
+    spec: "str | Path | nn.Module",
+    *,
+    device: torch.device,
+    arch: str | None = None,
+    seed: int = 0,
+    amp: bool = True,
+    trust: bool = False,
+    image_size: int | None = None,
+    layer: str | None = None,
+    mean=None,
+    std=None,
+    precision: str | None = None,
 ) -> FeatureExtractor:
-    """A feature extractor from a checkpoint path, or from ``random:<arch>`` (a seeded random initialisation; the
-    paper's floor, docs/METHOD.md section 2).
+    """A feature extractor of a checkpoint path, ``random:<arch>`` (a seeded random initialisation; the paper's floor,
+    docs/METHOD.md section 2) or an ``nn.Module`` (``models.load.load_model``).
 
     Args:
-        trust: read a checkpoint that only full unpickling reads (loading it could run code from the file; see
-            ``models.checkpoint.read_checkpoint``).
+        arch: the architecture (overrides what the file records; needed where it records none).
+        image_size: the input size S (default: the checkpoint's training size, else 224); ViTs are built for it.
+        trust: read a checkpoint that only full unpickling reads (loading it could run code from the file).
+        layer: measure this module's output, pooled (None: the model's pooled output).
+        mean, std: 3 numbers each (default: a timm model's pretrained config, else ImageNet's).
+        precision: ``fp32`` or ``bf16`` autocast (None: bf16 autocast on a GPU when ``amp``, else fp32).
 
     Raises:
-        FileNotFoundError, ValueError: as ``load_backbone`` (``UntrustedCheckpointError`` without ``trust``); an
-        unknown architecture.
+        FileNotFoundError, ValueError: as ``load_model`` (``UntrustedCheckpointError`` without ``trust``); an unknown
+        architecture or layer; a bad mean, std or precision. ImportError: a timm architecture without timm.
     """
-    if spec.startswith("random:"):
-        name = spec.removeprefix("random:")
-        torch.manual_seed(seed)
-        backbone = build_backbone(name, cifar_stem=False)
-        info = ModelInfo(f"random:{name}:seed{seed}", name, backbone.feature_dim, None, None)
-        return FeatureExtractor(backbone.module, info, device, amp=amp)
-    path = Path(spec)
-    loaded = load_backbone(path, arch=arch, trust=trust)
-    info = ModelInfo(
-        f"{path.name}@{file_digest(path)}", loaded.arch, loaded.feature_dim, loaded.image_size, loaded.recipe
-    )
-    return FeatureExtractor(loaded.module, info, device, amp=amp)
+    given = {
+        "mean": mean if mean is None else _triple("mean", mean),
+        "std": std if std is None else _triple("std", std),
+    }
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (or None), got {precision!r}")
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std, or neither (the model's own normalisation)")
+    module, report = load_model(spec, arch, image_size=image_size, trust=trust, seed=seed)
+    info = ModelInfo(report.model_id, report.arch, report.feature_dim, report.image_size, report.recipe)
+    info.load = report.to_dict() if report.source != "random" else None
+    if given["mean"] is not None:
+        info.mean, info.std, info.normalisation = given["mean"], given["std"], "given"
+    elif report.mean is not None:
+        info.mean, info.std, info.normalisation = report.mean, report.std, "timm pretrained config"
+    if layer:
+        module = LayerOutput(module, layer, _has_class_token(module))
+        with torch.no_grad():
+            info.feature_dim = int(module(torch.zeros(1, 3, report.input_size, report.input_size)).shape[1])
+        info.layer, info.pooling = layer, module.pooling
+    options = [f"layer={layer}"] if layer else []
+    options += [f"mean={info.mean},std={info.std}"] if info.normalisation == "given" else []
+    options += [f"precision={precision}"] if precision else []
+    if options:  # caches and statistics files are keyed by the id: other features, another id
+        info.model_id += f"[{';'.join(options)}]"
+    return FeatureExtractor(module, info, device, amp=amp, precision=precision)

@@ -1,5 +1,5 @@
-"""Checkpoints: pretraining state in the official MoCo layout, exported backbones, and loading a backbone from any
-of them (also from the paper's reference code's checkpoints and plain torchvision state dicts).
+"""Checkpoints: reading them safely, and writing pretraining state in the official MoCo layout (loading a model from
+any checkpoint layout is ``models.load``).
 
 A pretraining checkpoint is a dict with ``epoch``, ``arch``, ``state_dict`` (keys ``module.encoder_q.*``,
 ``module.encoder_k.*``, ``module.queue``, ``module.queue_ptr``, as the official code writes under DDP) and
@@ -10,14 +10,14 @@ so no code from the file runs. The project's checkpoints hold nothing else (RNG 
 values, ``rng_state``), nor do the official MoCo ones or torchvision state dicts. A file that needs full unpickling (a
 pickled ``nn.Module``, NumPy arrays as in checkpoints of older versions of this project, any other object) is refused
 with ``UntrustedCheckpointError``, unless the caller trusts it: ``trust=True`` in Python, ``--trust-checkpoint`` on the
-command line of every entry point that reads checkpoints. A trusted pickled module is read as its state dict.
+command line of every entry point that reads checkpoints. A trusted pickled module is read as its state dict (and the
+module itself, for a caller that uses it as it is).
 """
 
 import pickle
 import random
 import re
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +25,8 @@ import torch
 import torch.nn as nn
 
 from inv_kernels.io import atomic_torch_save
-from inv_kernels.models.backbones import build_backbone
 
 LAST = "checkpoint_last.pth.tar"
-PREFIX_Q = "module.encoder_q."
 TRUST_FLAG = "--trust-checkpoint"
 TRUST_HELP = (
     "read a checkpoint that only full unpickling reads (a pickled module, or one written by an older version "
@@ -77,7 +75,7 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict:
     Args:
         path: the file.
         trust: unpickle whatever the file holds (it could run code from the file); a pickled ``nn.Module`` is then
-            read as ``{"state_dict": its state dict, "arch": its ``arch`` attribute if any}``.
+            read as ``{"state_dict": its state dict, "module": the module, "arch": its ``arch`` attribute if any}``.
 
     Raises:
         FileNotFoundError: no such file. IsADirectoryError: a folder.
@@ -99,7 +97,8 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict:
         raise ValueError(f"checkpoint {path} cannot be read ({type(error).__name__}: {_first_line(error)})") from None
     if trust and isinstance(state, nn.Module):
         module = state
-        state = {"state_dict": module.state_dict(), **({"arch": module.arch} if hasattr(module, "arch") else {})}
+        arch = {"arch": module.arch} if isinstance(getattr(module, "arch", None), str) else {}
+        state = {"state_dict": module.state_dict(), "module": module, **arch}
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
     return state
@@ -171,94 +170,10 @@ def save_pretraining_checkpoint(path: str | Path, *, model, optimizer, epoch: in
     return atomic_torch_save(state, path)
 
 
-@dataclass
-class LoadedBackbone:
-    module: nn.Module  # eval mode; (B, 3, H, W) -> (B, feature_dim)
-    feature_dim: int
-    arch: str
-    cifar_stem: bool
-    source: str  # "pretraining", "export", "torchvision"
-    image_size: int | None = None  # the training view size our checkpoints and exports record
-    recipe: str | None = None  # the augmentation recipe they record
-    epoch: int | None = None  # completed pretraining epochs, where recorded
+def __getattr__(name: str):
+    """Loading lives in ``models.load``; its names are also found here, where earlier versions kept them."""
+    if name in ("LoadedBackbone", "export_backbone", "load_backbone"):
+        from inv_kernels.models import load
 
-
-def _backbone_weights(state: dict, path: Path) -> tuple[dict, str]:
-    if "backbone" in state:  # our export
-        return state["backbone"], "export"
-    if "state_dict" in state:
-        weights = state["state_dict"]
-        if any(key.startswith(PREFIX_Q) or key.startswith("encoder_q.") for key in weights):
-            encoder = {key.split("encoder_q.", 1)[1]: value for key, value in weights.items() if "encoder_q." in key}
-            return {k: v for k, v in encoder.items() if not k.startswith("fc.")}, "pretraining"
-        return strip_module_prefix(weights), "torchvision"
-    if all(isinstance(v, torch.Tensor) for v in state.values()) and "conv1.weight" in state:
-        return state, "torchvision"
-    raise ValueError(f"{path}: not a checkpoint this project reads (no 'backbone', 'state_dict' or ResNet weights)")
-
-
-def load_backbone(path: str | Path, *, arch: str | None = None, trust: bool = False) -> LoadedBackbone:
-    """The feature extractor stored in ``path``: a pretraining checkpoint (ours, the official MoCo's or the paper's),
-    an exported backbone, or a torchvision state dict. The head is dropped; the feature is the pooled output.
-
-    Args:
-        path: the file.
-        arch: the architecture, when the file does not record it (torchvision state dicts).
-        trust: read a file that only full unpickling reads, such as a pickled ``nn.Module`` (loading it could run
-            code from the file; see ``read_checkpoint``).
-
-    Raises:
-        FileNotFoundError, ValueError: a missing or unreadable file, an unknown layout, or weights that do not fit
-        the architecture (the message names the architecture and the mismatching keys).
-        UntrustedCheckpointError: (a ValueError) without ``trust``, a file only full unpickling reads.
-    """
-    path = Path(path)
-    state = read_checkpoint(path, trust=trust)
-    weights, source = _backbone_weights(state, path)
-    arch = arch or state.get("arch")
-    if arch is None:
-        raise ValueError(f"{path} does not record its architecture: pass arch=")
-    conv1 = weights.get("conv1.weight")
-    cifar_stem = bool(state.get("cifar_stem", conv1 is not None and conv1.shape[-1] == 3))
-    backbone = build_backbone(arch, cifar_stem=cifar_stem)
-    weights = {k: v for k, v in weights.items() if not k.startswith("fc.")}
-    try:
-        missing, unexpected = backbone.module.load_state_dict(weights, strict=False)
-    except RuntimeError as error:  # shape mismatches
-        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-        raise ValueError(f"{path}: weights do not fit architecture {arch!r} ({first} ...)") from None
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: weights do not fit architecture {arch!r} (missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]})"
-        )
-    backbone.module.eval()
-    extra = state.get("inv_kernels") if isinstance(state.get("inv_kernels"), dict) else {}
-    config = extra.get("config") if isinstance(extra.get("config"), dict) else {}
-    return LoadedBackbone(
-        backbone.module,
-        backbone.feature_dim,
-        arch,
-        cifar_stem,
-        source,
-        image_size=extra.get("image_size") or state.get("image_size"),
-        recipe=config.get("recipe") or state.get("recipe"),
-        epoch=state.get("epoch"),
-    )
-
-
-def export_backbone(checkpoint: str | Path, out: str | Path, *, trust: bool = False) -> Path:
-    """Writes the query encoder's backbone (no head, no key encoder, no queue) of a pretraining checkpoint to ``out``,
-    as tensors and plain values (readable without trust whatever ``trust`` allowed reading)."""
-    loaded = load_backbone(checkpoint, trust=trust)
-    payload = {
-        "arch": loaded.arch,
-        "cifar_stem": loaded.cifar_stem,
-        "feature_dim": loaded.feature_dim,
-        "backbone": loaded.module.state_dict(),
-        "source_checkpoint": str(checkpoint),
-        "epoch": loaded.epoch,
-        "recipe": loaded.recipe,
-        "image_size": loaded.image_size,
-    }
-    return atomic_torch_save(payload, out)
+        return getattr(load, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

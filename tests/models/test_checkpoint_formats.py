@@ -36,7 +36,7 @@ def test_official_moco_layout_loads_weights_only(tmp_path, loads):
     }
     torch.save(official, tmp_path / "checkpoint_0199.pth.tar")
     loaded = load_backbone(tmp_path / "checkpoint_0199.pth.tar")
-    assert loaded.source == "pretraining" and loaded.arch == "resnet18" and not loaded.cifar_stem
+    assert loaded.source == "moco_v2" and loaded.arch == "resnet18" and not loaded.cifar_stem
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(loaded.module(x), model.eval().backbone().eval()(x))
     assert loads and all(flag is True for flag in loads)

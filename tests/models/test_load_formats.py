@@ -1,0 +1,341 @@
+"""Bring your own model: every checkpoint layout ``inv_kernels.models.load`` reads, each made here from randomly
+initialised torchvision and timm models and saved the way its source project saves it, loaded (the features equal the
+source backbone's) and run through ``pipelines.measure`` and ``pipelines.transfer`` on tiny data."""
+
+import copy
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+
+from inv_kernels.data import write_dataset
+from inv_kernels.models.load import load_model
+from pipelines import export as export_cli
+from pipelines import measure as measure_cli
+from pipelines import transfer as transfer_cli
+
+timm = pytest.importorskip("timm", reason="timm is not installed (pip install timm)")
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    return write_dataset("classification", tmp_path_factory.mktemp("sets") / "cls", size=SIZE, count=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_latents(tmp_path_factory):
+    """A regression task: its ridge probe is quick beside a logistic one."""
+    return write_dataset("latents", tmp_path_factory.mktemp("sets") / "lat", size=SIZE, count=3, progress=False)
+
+
+def _resnet18() -> nn.Module:
+    return torchvision.models.resnet18(weights=None, num_classes=10)
+
+
+def _headless(model: nn.Module) -> nn.Module:
+    """The model without its classifier / projection head: the reference features."""
+    model = copy.deepcopy(model)
+    if hasattr(model, "reset_classifier"):
+        model.reset_classifier(0)
+    else:
+        model.fc = nn.Identity()
+    return model.eval()
+
+
+def _mlp(dim_in: int, dim_out: int = 16) -> nn.Module:
+    return nn.Sequential(nn.Linear(dim_in, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, dim_out))
+
+
+def _prefixed(prefix: str, module: nn.Module) -> dict:
+    return {f"{prefix}{k}": v for k, v in module.state_dict().items()}
+
+
+def _vit(**kwargs) -> nn.Module:
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=SIZE, **kwargs)
+
+
+def moco_v2(tmp_path):
+    """facebookresearch/moco main_moco.py: {epoch, arch, state_dict (module.encoder_q.* with the MLP head as fc,
+    module.encoder_k.*, module.queue, module.queue_ptr), optimizer}."""
+    encoder = _resnet18()
+    encoder.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 16))
+    state = {
+        **_prefixed("module.encoder_q.", encoder),
+        **_prefixed("module.encoder_k.", encoder),
+        "module.queue": torch.randn(16, 64),
+        "module.queue_ptr": torch.zeros(1, dtype=torch.long),
+    }
+    optimizer = torch.optim.SGD(encoder.parameters(), lr=0.03, momentum=0.9).state_dict()
+    path = tmp_path / "checkpoint_0199.pth.tar"
+    torch.save({"epoch": 200, "arch": "resnet18", "state_dict": state, "optimizer": optimizer}, path)
+    return path, None, _headless(encoder), "module.encoder_q."
+
+
+def moco_v3_resnet(tmp_path):
+    """facebookresearch/moco-v3: module.base_encoder.* (fc: the projection MLP), module.momentum_encoder.*,
+    module.predictor.*."""
+    encoder = _resnet18()
+    encoder.fc = _mlp(512)
+    state = {
+        **_prefixed("module.base_encoder.", encoder),
+        **_prefixed("module.momentum_encoder.", encoder),
+        **_prefixed("module.predictor.", _mlp(16)),
+    }
+    path = tmp_path / "moco_v3_r18.pth.tar"
+    torch.save({"epoch": 100, "state_dict": state}, path)
+    return path, "resnet18", _headless(encoder), "module.base_encoder."
+
+
+def moco_v3_vit(tmp_path):
+    """MoCo v3's ViT: a timm VisionTransformer whose ``head`` is the projection MLP."""
+    encoder = _vit(num_classes=0)
+    reference = copy.deepcopy(encoder).eval()
+    encoder.head = _mlp(192)
+    state = {**_prefixed("module.base_encoder.", encoder), **_prefixed("module.momentum_encoder.", encoder)}
+    state.update(_prefixed("module.predictor.", _mlp(16)))
+    path = tmp_path / "moco_v3_vit.pth.tar"
+    torch.save({"epoch": 300, "state_dict": state}, path)
+    return path, "timm:vit_tiny_patch16_224", reference, "module.base_encoder."
+
+
+def solo_learn(tmp_path):
+    """solo-learn: a Lightning checkpoint, state_dict with backbone.* (fc already Identity), projector.*,
+    momentum_backbone.*, momentum_projector.*."""
+    backbone = _resnet18()
+    backbone.fc = nn.Identity()
+    state = {
+        **_prefixed("backbone.", backbone),
+        **_prefixed("projector.", _mlp(512)),
+        **_prefixed("momentum_backbone.", backbone),
+        **_prefixed("momentum_projector.", _mlp(512)),
+    }
+    path = tmp_path / "byol-epoch=99.ckpt"
+    torch.save({"epoch": 99, "global_step": 1000, "pytorch-lightning_version": "2.1.0", "state_dict": state}, path)
+    return path, "resnet18", backbone.eval(), "backbone."
+
+
+def lightly(tmp_path):
+    """lightly's tutorials: ``nn.Sequential(*list(resnet.children())[:-1])`` saved as its state dict."""
+    resnet = _resnet18()
+    path = tmp_path / "lightly_backbone.pth"
+    torch.save(nn.Sequential(*list(resnet.children())[:-1]).state_dict(), path)
+    return path, "resnet18", _headless(resnet), ""
+
+
+def lightly_model(tmp_path):
+    """A lightly model (``self.backbone`` the Sequential, ``self.projection_head``) saved as its state dict."""
+    resnet = _resnet18()
+    state = {
+        **_prefixed("backbone.", nn.Sequential(*list(resnet.children())[:-1])),
+        **_prefixed("projection_head.", _mlp(512)),
+    }
+    path = tmp_path / "simclr.pt"
+    torch.save(state, path)
+    return path, "resnet18", _headless(resnet), "backbone."
+
+
+def safetensors_convnext(tmp_path):
+    """A timm ConvNeXt's state dict (classifier included) as a .safetensors file."""
+    from safetensors.torch import save_file
+
+    model = timm.create_model("convnext_atto", pretrained=False, num_classes=10)
+    path = tmp_path / "convnext_atto.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path, "timm:convnext_atto", _headless(model), ""
+
+
+def timm_vit_state_dict(tmp_path):
+    model = _vit(num_classes=10)
+    path = tmp_path / "vit_tiny.pth"
+    torch.save(model.state_dict(), path)
+    return path, "timm:vit_tiny_patch16_224", _headless(model), ""
+
+
+def torchvision_state_dict(tmp_path):
+    model = _resnet18()
+    path = tmp_path / "resnet18.pth"
+    torch.save({"model": model.state_dict()}, path)
+    return path, "resnet18", _headless(model), ""
+
+
+FORMATS = [
+    moco_v2,
+    moco_v3_resnet,
+    moco_v3_vit,
+    solo_learn,
+    lightly,
+    lightly_model,
+    safetensors_convnext,
+    timm_vit_state_dict,
+    torchvision_state_dict,
+]
+
+
+def _exit_code(main, args: list[str]) -> int:
+    """What ``python -m`` would exit with (argument errors raise SystemExit)."""
+    try:
+        return main(args)
+    except SystemExit as stop:
+        return stop.code
+
+
+def _measure_args(model: str, data, out, *extra: str) -> list[str]:
+    return [
+        "--model",
+        model,
+        "--data",
+        str(data),
+        "--num-images",
+        "2",
+        "--transforms",
+        "h_flip",
+        "--crop-size",
+        str(SIZE),
+        "--resize-size",
+        str(SIZE),
+        "--stats-images",
+        "4",
+        "--shrinkage",
+        "ledoit_wolf",
+        "--workers",
+        "0",
+        "--no-cache",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("make", FORMATS, ids=[f.__name__ for f in FORMATS])
+def test_checkpoint_format_loads_and_runs_through_measure_and_transfer(
+    make, tiny_set, tiny_latents, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("INV_KERNELS_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    path, arch, reference, prefix = make(tmp_path)
+    module, report = load_model(path, arch=arch, image_size=SIZE)
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(module.eval()(x), reference(x), atol=1e-5)
+    assert report.stripped == prefix and not report.missing and not report.unexpected
+    arch_args = ["--arch", arch] if arch else []
+
+    assert measure_cli.main(_measure_args(str(path), tiny_set, tmp_path / "measure", *arch_args)) == 0
+    printed = capsys.readouterr().out
+    assert f"loaded {report.arch}" in printed
+    results = json.loads((tmp_path / "measure" / "results.json").read_text())
+    assert results["model"]["load"]["stripped"] == prefix and results["model"]["load"]["source"] == report.source
+
+    args = ["--models", f"m={path}", *arch_args, "--image-size", str(SIZE), "--folds", "2", "--combos", "none"]
+    args += ["--task", f"generated_latents:{tiny_latents}", "--out", str(tmp_path / "transfer")]
+    assert transfer_cli.main(args) == 0
+    transfer = json.loads((tmp_path / "transfer" / "transfer.json").read_text())
+    assert transfer["models"]["m"]["load"]["stripped"] == prefix
+    assert transfer["results"][0]["feature_dim"] == report.feature_dim
+
+
+def test_report_names_what_was_stripped_and_dropped(tmp_path):
+    path, _, _, _ = moco_v2(tmp_path)
+    _, report = load_model(path, image_size=SIZE)
+    assert report.source == "moco_v2" and report.arch == "resnet18"
+    assert report.dropped_head == ["fc.0.bias", "fc.0.weight", "fc.2.bias", "fc.2.weight"]
+    assert set(report.ignored) == {"module.encoder_k", "module.queue", "module.queue_ptr"}
+    text = report.summary()
+    assert "stripped 'module.encoder_q.'" in text and "module.encoder_k" in text and "head fc" in text
+
+
+def test_partial_load_is_reported_and_too_few_keys_is_an_error(tmp_path):
+    resnet = _resnet18()
+    state = resnet.state_dict()
+    state.pop("layer4.1.bn2.running_var")
+    state["extra.weight"] = torch.zeros(3)
+    torch.save(state, tmp_path / "partial.pth")
+    _, report = load_model(tmp_path / "partial.pth", arch="resnet18", image_size=SIZE)
+    assert report.missing == ["layer4.1.bn2.running_var"] and report.unexpected == ["extra.weight"]
+    torch.save({k: v for k, v in state.items() if k.startswith("layer4")}, tmp_path / "few.pth")
+    with pytest.raises(ValueError, match="weights do not fit architecture 'resnet18'.*of the model's"):
+        load_model(tmp_path / "few.pth", arch="resnet18", image_size=SIZE)
+    torch.save(state, tmp_path / "noarch.pth")
+    with pytest.raises(ValueError, match="does not record its architecture: pass --arch"):
+        load_model(tmp_path / "noarch.pth")
+
+
+def test_pickled_module_needs_the_trust_opt_in(tmp_path, capsys):
+    model = _resnet18()
+    torch.save(model, tmp_path / "full.pth")
+    with pytest.raises(ValueError, match="--trust-checkpoint"):
+        load_model(tmp_path / "full.pth")
+    module, report = load_model(tmp_path / "full.pth", trust=True, image_size=SIZE)
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(module.eval()(x), _headless(model)(x), atol=1e-5)
+    assert report.source == "pickled_module" and report.feature_dim == 512
+    assert measure_cli.main(_measure_args(str(tmp_path / "full.pth"), tmp_path, tmp_path / "m")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--trust-checkpoint" in err
+
+
+def test_a_module_object_and_random_names(tmp_path):
+    model = _resnet18().eval()
+    module, report = load_model(model, image_size=SIZE)
+    assert module is model and report.source == "module" and report.feature_dim == 10
+    assert report.model_id.startswith("module:ResNet@")
+    _, vit = load_model("random:vit_b_16", image_size=SIZE)
+    assert vit.arch == "vit_b_16" and vit.feature_dim == 768
+    _, small = load_model("random:timm:vit_tiny_patch16_224", image_size=SIZE)
+    assert small.feature_dim == 192 and small.mean == (0.5, 0.5, 0.5)
+
+
+def test_timm_model_at_a_size_it_cannot_take_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"timm:convnext_atto does not run on 16 px images.*224"):
+        load_model("random:timm:convnext_atto", image_size=16)
+
+
+def test_layer_normalisation_and_precision_are_chosen_and_recorded(tiny_set, tmp_path, capsys):
+    args = _measure_args("random:resnet18", tiny_set, tmp_path / "a", "--layer", "layer3", "--precision", "bf16")
+    assert measure_cli.main([*args, "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"]) == 0
+    model = json.loads((tmp_path / "a" / "results.json").read_text())["model"]
+    assert model["layer"] == "layer3" and model["feature_dim"] == 256
+    assert model["pooling"] == "global average over H x W" and model["precision"] == "bf16"
+    assert model["mean"] == [0.5, 0.5, 0.5] and model["std"] == [0.25, 0.25, 0.25]
+    args = _measure_args("random:timm:vit_tiny_patch16_224", tiny_set, tmp_path / "b", "--layer", "blocks.0")
+    assert measure_cli.main(args) == 0
+    model = json.loads((tmp_path / "b" / "results.json").read_text())["model"]
+    assert model["pooling"] == "class token" and model["feature_dim"] == 192
+    assert model["mean"] == [0.5, 0.5, 0.5] and model["normalisation"] == "timm pretrained config"
+    capsys.readouterr()
+    for bad, expected in (
+        (["--layer", "layer9"], "unknown layer 'layer9'"),
+        (["--precision", "fp8"], "--precision"),
+        (["--mean", "0.5,0.5"], "--mean"),
+        (["--arch", "resnet7"], "unknown architecture 'resnet7'"),
+    ):
+        out = tmp_path / "bad"
+        assert _exit_code(measure_cli.main, _measure_args("random:resnet18", tiny_set, out, *bad)) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err and not out.exists()
+
+
+def test_export_reads_any_format_with_arch(tmp_path, capsys):
+    path, arch, reference, _ = solo_learn(tmp_path)
+    assert export_cli.main([str(path), str(tmp_path / "b.pth"), "--arch", arch]) == 0
+    module, report = load_model(tmp_path / "b.pth", image_size=SIZE)
+    assert report.source == "export" and report.arch == "resnet18"
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(module.eval()(x), reference(x), atol=1e-5)
+    assert export_cli.main([str(path), str(tmp_path / "c.pth")]) == 2
+    assert "pass --arch" in capsys.readouterr().err
+
+
+def test_missing_timm_is_named(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timm", None)
+    with pytest.raises(ImportError, match="pip install timm"):
+        load_model("random:timm:convnext_atto", image_size=SIZE)
