@@ -91,10 +91,10 @@ class LoadReport:
         if self.renamed:
             parts.append(f"renamed {self.renamed}")
         if self.ignored:
-            parts.append("ignored " + ", ".join(f"{k} ({n} keys)" for k, n in self.ignored.items()))
+            parts.append("ignored " + ", ".join(f"{k} ({_keys(n)})" for k, n in self.ignored.items()))
         if self.dropped_head:
             heads = sorted({key.split(".")[0] for key in self.dropped_head})
-            parts.append(f"dropped head {', '.join(heads)} ({len(self.dropped_head)} keys)")
+            parts.append(f"dropped head {', '.join(heads)} ({_keys(len(self.dropped_head))})")
         for name in ("missing", "unexpected"):
             keys = getattr(self, name)
             if keys:
@@ -103,6 +103,10 @@ class LoadReport:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "summary": self.summary()}
+
+
+def _keys(count: int) -> str:
+    return f"{count} key{'' if count == 1 else 's'}"
 
 
 def state_digest(module: nn.Module) -> str:

@@ -77,8 +77,8 @@ def run_pretrain(cache: StageCache, cfg: StudyConfig, inputs: StudyInputs, model
     pcfg = pretrain_config(cfg, inputs, model, seed, cache.folder(name))
 
     def compute(folder: Path) -> dict:
-        from inv_kernels.measure.model import file_digest
-        from inv_kernels.models.checkpoint import LAST, export_backbone
+        from inv_kernels.models.checkpoint import LAST
+        from inv_kernels.models.load import export_backbone, file_digest
         from inv_kernels.train import Trainer
 
         summary = Trainer(pcfg, progress=cfg.progress).run()

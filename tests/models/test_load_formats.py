@@ -291,6 +291,13 @@ def test_a_module_object_and_random_names(tmp_path):
     assert small.feature_dim == 192 and small.mean == (0.5, 0.5, 0.5)
 
 
+def test_vit_saved_at_another_size_has_its_position_embedding_resampled(tmp_path):
+    torch.save(_vit(num_classes=0).state_dict(), tmp_path / "vit32.pth")
+    _, report = load_model(tmp_path / "vit32.pth", arch="timm:vit_tiny_patch16_224", image_size=48)
+    assert report.renamed == "timm checkpoint filter" and report.loaded == report.expected
+    assert report.input_size == 48 and not report.missing
+
+
 def test_timm_model_at_a_size_it_cannot_take_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"timm:convnext_atto does not run on 16 px images.*224"):
         load_model("random:timm:convnext_atto", image_size=16)
