@@ -40,6 +40,35 @@ class ArgumentParser(argparse.ArgumentParser):
         fail(self.prog, message)
 
 
+def boolean(text: str) -> bool:
+    """An argparse ``type``: true/false, yes/no, on/off or 1/0."""
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+class BooleanFlag(argparse.BooleanOptionalAction):
+    """``--flag`` / ``--no-flag`` (argparse.BooleanOptionalAction), and ``--flag true|false`` as well."""
+
+    def __init__(self, option_strings, dest, default=None, **kwargs):
+        super().__init__(option_strings, dest, default=default, **kwargs)
+        self.nargs = "?"
+        self.metavar = "BOOL"
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string is not None and option_string.startswith("--no-"):
+            if values is not None:
+                raise argparse.ArgumentError(self, f"takes no value, got {values!r}")
+            setattr(namespace, self.dest, False)
+            return
+        try:
+            setattr(namespace, self.dest, True if values is None else boolean(values))
+        except argparse.ArgumentTypeError as error:
+            raise argparse.ArgumentError(self, str(error)) from None
+
+
 # -- settings files: --config FILE.yaml and the resolved settings a run writes ------------------------------------
 CONFIG_FILE = "config.yaml"  # the resolved settings each run writes beside its results
 
@@ -85,7 +114,7 @@ def _given(action: argparse.Action, argv: list[str]) -> bool:
 def _convert(action: argparse.Action, value: object) -> object:
     """A settings-file value as the command line would give it (types, ranges and choices checked)."""
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)):
-        if not isinstance(value, bool):
+        if not isinstance(value, bool) and not (value is None and action.default is None):  # None: "automatic"
             raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
         return value
     if value is None:

@@ -1,5 +1,9 @@
 """MoCo v2 pretraining with a chosen augmentation recipe: ``python -m pipelines.pretrain``.
 
+The official MoCo flags work as aliases (``-a``, ``-b``, ``-j``, ``--wd``, ``--moco-k``, ``--moco-m``, ``--moco-t``,
+``--cos``); boolean flags work bare (``--amp``, ``--no-amp``) or with a value (``--amp false``); ``--config FILE.yaml``
+reads settings, and ``<out>/config.yaml`` records the ones a run used.
+
 Without ``--data`` it trains on the built-in generated scenes (rendered once into the cache). Writes
 ``<out>/checkpoint_last.pth.tar`` (official MoCo layout; read by ``python -m pipelines.export`` and the measurement
 tools), ``<out>/log.jsonl`` (one JSON record per logged step and epoch) and ``<out>/summary.json``.
@@ -12,17 +16,18 @@ import sys
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
 from inv_kernels.train.config import BUILTIN_RECIPES, LOADERS, RESUME_MAY_CHANGE, PretrainConfig
 from inv_kernels.train.factor_monitor import factor_sentence, factor_table
-from pipelines._cli import INPUT_ERRORS, ArgumentParser, report
+from pipelines._cli import (
+    CONFIG_FILE,
+    INPUT_ERRORS,
+    ArgumentParser,
+    BooleanFlag,
+    add_config_argument,
+    parse_args,
+    report,
+    write_settings,
+)
 
 DEFAULTS = PretrainConfig()
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--image-size", type=int, default=None, help="view side in pixels (default 64 on the built-in data, else 224)"
     )
-    data.add_argument("--workers", type=int, default=DEFAULTS.workers, help="data loader processes (DALI: threads)")
+    data.add_argument(
+        "--workers", "-j", type=int, default=DEFAULTS.workers, help="data loader processes (DALI: threads)"
+    )
     data.add_argument(
         "--loader",
         default=DEFAULTS.loader,
@@ -57,20 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model = p.add_argument_group("model")
     model.add_argument(
-        "--arch", default=DEFAULTS.arch, help="resnet18, resnet34, resnet50, resnet101, resnet50w3, or timm:<name>"
+        "--arch",
+        "-a",
+        default=DEFAULTS.arch,
+        help="resnet18, resnet34, resnet50, resnet101, resnet50w3, or timm:<name>",
     )
     model.add_argument(
         "--cifar-stem",
-        type=_bool,
+        action=BooleanFlag,
         default=None,
         help="3x3 stem without max-pool (default: on for images of 32 px or less)",
     )
     model.add_argument("--objective", default=DEFAULTS.objective, choices=("moco", "simclr"))
     model.add_argument("--moco-dim", type=int, default=DEFAULTS.moco_dim, help="projection dimension")
-    model.add_argument("--queue-size", type=int, default=DEFAULTS.queue_size, help="MoCo queue length K")
-    model.add_argument("--moco-momentum", type=float, default=DEFAULTS.moco_momentum, help="key encoder momentum")
-    model.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
-    model.add_argument("--mlp", type=_bool, default=DEFAULTS.mlp, help="2-layer MLP head (MoCo v2)")
+    model.add_argument("--queue-size", "--moco-k", type=int, default=DEFAULTS.queue_size, help="MoCo queue length K")
+    model.add_argument(
+        "--moco-momentum", "--moco-m", type=float, default=DEFAULTS.moco_momentum, help="key encoder momentum"
+    )
+    model.add_argument("--temperature", "--moco-t", type=float, default=DEFAULTS.temperature)
+    model.add_argument("--mlp", action=BooleanFlag, default=DEFAULTS.mlp, help="2-layer MLP head (MoCo v2)")
     model.add_argument(
         "--bn-splits",
         type=int,
@@ -79,13 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     optim = p.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
-    optim.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="total over all processes")
+    optim.add_argument("--batch-size", "-b", type=int, default=DEFAULTS.batch_size, help="total over all processes")
     optim.add_argument(
         "--lr", type=float, default=DEFAULTS.base_lr, help="learning rate at batch 256 (scaled linearly with the batch)"
     )
-    optim.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay)
+    optim.add_argument("--weight-decay", "--wd", type=float, default=DEFAULTS.weight_decay)
     optim.add_argument("--momentum", type=float, default=DEFAULTS.momentum)
-    optim.add_argument("--cosine", type=_bool, default=DEFAULTS.cosine, help="cosine learning-rate schedule")
+    optim.add_argument(
+        "--cosine", "--cos", action=BooleanFlag, default=DEFAULTS.cosine, help="cosine learning-rate schedule"
+    )
     optim.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total")
     run = p.add_argument_group("run")
     run.add_argument("--out", default=DEFAULTS.out, help="output folder")
@@ -98,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     run.add_argument("--seed", type=int, default=DEFAULTS.seed)
     run.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:<i>")
-    run.add_argument("--amp", type=_bool, default=DEFAULTS.amp, help="bf16 autocast on CUDA")
-    run.add_argument("--channels-last", type=_bool, default=DEFAULTS.channels_last, help="on CUDA")
+    run.add_argument("--amp", action=BooleanFlag, default=DEFAULTS.amp, help="bf16 autocast on CUDA")
+    run.add_argument("--channels-last", action=BooleanFlag, default=DEFAULTS.channels_last, help="on CUDA")
     run.add_argument("--compile", action="store_true", help="torch.compile the model")
     run.add_argument("--save-every-steps", type=int, default=DEFAULTS.save_every_steps, help="0: each epoch end")
     run.add_argument("--log-every-steps", type=int, default=DEFAULTS.log_every_steps)
@@ -125,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "position, rotation, light) and measure its invariance to the recipe's augmentations, each against the "
         "untrained network (default: on for the built-in data; it needs their known factors)",
     )
+    add_config_argument(p)
     return p
 
 
@@ -206,7 +221,8 @@ def print_factor_monitor(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
     from inv_kernels.distributed import leave_process_group
     from inv_kernels.train.trainer import Trainer
 
@@ -214,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(config_from_args(args))
     except (*INPUT_ERRORS, ImportError, RuntimeError) as error:
         return report("python -m pipelines.pretrain", error)
+    if trainer.dist.is_main:  # the settings, replayable with --config
+        write_settings(parser, args, trainer.out / CONFIG_FILE)
     summary = trainer.run()
     leave_process_group()
     if trainer.dist.is_main:
