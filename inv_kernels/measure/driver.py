@@ -28,7 +28,7 @@ from inv_kernels.hashing import digest_lines
 from inv_kernels.io import check_output_dir, check_output_file
 from inv_kernels.measure.cache import STORAGE, MeasureCache, auto_storage
 from inv_kernels.measure.features import folder_moments, load_images, path_features, sample_indices
-from inv_kernels.measure.model import FeatureExtractor, ModelInfo, load_extractor
+from inv_kernels.measure.model import load_extractor
 from inv_kernels.measure.report import write_results
 from inv_kernels.measure.synthetic import family_features, sample_images, score_family
 from inv_kernels.provenance import provenance
@@ -152,33 +152,6 @@ def _default_groups(size: int, progress: bool) -> list[tuple[str, str]]:
     ]
 
 
-def module_extractor(module: nn.Module, *, device: torch.device, image_size: int) -> FeatureExtractor:
-    """A feature extractor of a model object, identified by the hash of its weights.
-
-    Args:
-        module: takes (B, 3, S, S) ImageNet-normalised images and returns (B, D) features; put in eval mode on
-            ``device``.
-        image_size: S of the probe image that finds D.
-
-    Raises:
-        ValueError: the module does not return a 2-D (B, D) tensor.
-    """
-    weights = {name: value for name, value in module.state_dict().items() if isinstance(value, torch.Tensor)}
-    info = ModelInfo(
-        f"module:{type(module).__name__}@{digest_tensors(weights)[:16]}", type(module).__name__, 0, None, None
-    )
-    extractor = FeatureExtractor(module, info, device)
-    probe = extractor(torch.zeros(1, 3, image_size, image_size))
-    if not isinstance(probe, torch.Tensor) or probe.dim() != 2:
-        shape = tuple(probe.shape) if isinstance(probe, torch.Tensor) else type(probe).__name__
-        raise ValueError(
-            f"model: expected a module returning (B, D) features for (B, 3, S, S) images, got {shape} for "
-            f"(1, 3, {image_size}, {image_size}); pool or flatten its output"
-        )
-    info.feature_dim = probe.shape[1]
-    return extractor
-
-
 def parameter_values(grid: dict[str, torch.Tensor]) -> list[dict]:
     """The parameter values of each grid row: [{name: number or list}, ...], k rows (the grid's first dimension)."""
     names = sorted(grid)
@@ -209,21 +182,18 @@ class Measurement:
             check_output_dir(config.cache_dir, "feature cache folder")
         self.ctx = DistContext.from_environment(config.device)
         self.device = self.ctx.device
-        if isinstance(config.model, nn.Module):
-            self.extractor = module_extractor(config.model, device=self.device, image_size=config.out_size or 224)
-        else:
-            self.extractor = load_extractor(
-                config.model,
-                device=self.device,
-                arch=config.arch,
-                seed=config.seed,
-                trust=config.trust_checkpoint,
-                image_size=config.out_size,
-                layer=config.layer,
-                mean=config.mean,
-                std=config.std,
-                precision=config.precision,
-            )
+        self.extractor = load_extractor(
+            config.model,
+            device=self.device,
+            arch=config.arch,
+            seed=config.seed,
+            trust=config.trust_checkpoint,
+            image_size=config.out_size,
+            layer=config.layer,
+            mean=config.mean,
+            std=config.std,
+            precision=config.precision,
+        )
         trained = self.extractor.info.image_size
         self.out_size = config.out_size or trained or 224
         self.resize_size = config.resize_size or round(self.out_size * 256 / 224)
