@@ -7,7 +7,8 @@
 The sets (docs/DATA.md): classification (ImageFolder of JPEGs, class = shape), coil (turntables, COIL-100 names),
 aloi (light directions, light colour temperatures and turntables, ALOI names) and latents (Causal3DIdent layout:
 images with the ten latents in .npy files). Each is written atomically and reused when complete. A JSON summary of
-what was written goes to stdout (and to --json). Every argument and output path is checked before anything is
+what was written goes to stdout (and to --json), with the settings, which go to OUT/generate_config.yaml too
+(``--config`` replays them). Every argument and output path is checked before anything is
 rendered or written; a folder at OUT/<kind> that this project did not write is never replaced.
 """
 
@@ -24,18 +25,44 @@ from inv_kernels.data.cache import cache_root, check_replaceable, read_manifest
 from inv_kernels.data.generated import DEFAULT_COUNTS, DEFAULT_SIZE, KINDS, generated_dataset, write_dataset
 from inv_kernels.data.scenes import MAX_SIZE, MIN_SIZE
 from inv_kernels.io import atomic_write_bytes, atomic_write_json, check_output_dir, check_output_file
-from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, fail, integer
+from pipelines._cli import (
+    INPUT_ERRORS,
+    ArgumentParser,
+    add_config_argument,
+    device,
+    fail,
+    integer,
+    resolved_settings,
+    write_settings,
+)
+from pipelines._cli import (
+    parse_args as parse_with_config,
+)
 
 PROG = "python -m pipelines.generate"
+SETTINGS_FILE = "generate_config.yaml"  # beside the sets in --out: the settings, replayable with --config
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def kinds(text: str) -> list[str]:
+    """An argparse ``type``: a comma list of set kinds."""
+    chosen = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in chosen if k not in KINDS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(KINDS)}, got {text!r}")
+    return chosen
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog=PROG,
         description="Render the built-in generated datasets (3D scenes with known factors) and a contact sheet.",
     )
     parser.add_argument(
-        "--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="which sets to generate (default: all)"
+        "--kinds",
+        nargs="+",
+        type=kinds,
+        default=[list(KINDS)],
+        help=f"which sets to generate, a comma list of {', '.join(KINDS)} (default: all)",
     )
     parser.add_argument(
         "--size",
@@ -78,7 +105,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON summary to this file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    return parser.parse_args(argv)
+    add_config_argument(parser)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """The settings, --config read; --kinds as one list without repeats."""
+    args = parse_with_config(parser or build_parser(), argv)
+    args.kinds = list(dict.fromkeys(k for group in args.kinds for k in ([group] if isinstance(group, str) else group)))
+    return args
 
 
 def check_outputs(args: argparse.Namespace, kinds: list[str]) -> None:
@@ -107,13 +142,14 @@ def check_outputs(args: argparse.Namespace, kinds: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     """Runs the command line; returns the summary. Bad arguments or outputs exit with code 2 before any work."""
-    args = parse_args(argv)
-    kinds = [] if args.no_sets else list(dict.fromkeys(args.kinds))
+    parser = build_parser()
+    args = parse_args(argv, parser)
+    kinds = [] if args.no_sets else args.kinds
     try:
         check_outputs(args, kinds)
     except INPUT_ERRORS as error:
         fail(PROG, error)
-    summary: dict = {"sets": {}, "contact_sheet": None}
+    summary: dict = {"sets": {}, "contact_sheet": None, "settings": resolved_settings(parser, args)}
     render_device = None if args.device == "auto" else args.device
     for kind in kinds:
         start = time.perf_counter()
@@ -142,6 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
         summary["contact_sheet"] = str(args.contact_sheet)
         print(f"{'contact sheet':>14}: {args.contact_sheet}  ({sheet.width}x{sheet.height})", file=sys.stderr)
     summary["cache_root"] = str(args.cache_dir or cache_root()) if args.out is None else None
+    if args.out is not None:
+        write_settings(parser, args, args.out / SETTINGS_FILE)
     if args.json is not None:
         atomic_write_json(summary, args.json)
     print(json.dumps(summary, indent=2))
