@@ -49,7 +49,9 @@ from inv_kernels.models.checkpoint import (
     save_pretraining_checkpoint,
     strip_module_prefix,
 )
+from inv_kernels.models.load import file_digest
 from inv_kernels.models.moco import MoCo
+from inv_kernels.provenance import provenance
 from inv_kernels.train.config import RESUME_MAY_CHANGE, PretrainConfig, resume_differences
 from inv_kernels.train.factor_monitor import factor_monitor, untrained_backbone
 from inv_kernels.train.knn import knn_monitor
@@ -536,6 +538,9 @@ class Trainer:
         }
         summary.update(self._factor_monitor())
         if self.dist.is_main:
+            checkpoint = self.out / LAST
+            model_hash = f"{LAST}@{file_digest(checkpoint)}" if checkpoint.is_file() else None
+            summary["provenance"] = provenance(device=self.device, model_hash=model_hash)
             atomic_write_json(summary, self.out / "summary.json")
         return summary
 
