@@ -4,7 +4,6 @@ command, the model's hash and the statistics' condition number; git's absence is
 import json
 import sys
 
-import pytest
 import yaml
 
 from inv_kernels.data import write_dataset
