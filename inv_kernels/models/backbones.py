@@ -152,15 +152,17 @@ def _torchvision_model(arch: str, image_size: int | None) -> nn.Module:
 
 
 def check_input_size(module: nn.Module, arch: str, image_size: int) -> int:
-    """Runs one (1, 3, S, S) image through the model; returns the width of its output.
+    """Runs one (1, 3, S, S) image through the model (on the device of its weights); returns D of its (1, D) output.
 
     Raises:
-        ValueError: the model does not run at that size; the message names the sizes it was made for.
+        ValueError: the model does not run at that size (the message names the size it was made for), or its output
+            is not (B, D) features.
     """
     was_training = module.training
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
     try:
         with torch.no_grad():
-            out = module.eval()(torch.zeros(1, 3, image_size, image_size))
+            out = module.eval()(torch.zeros(1, 3, image_size, image_size, device=device))
     except Exception as error:  # a size the model cannot take: each architecture fails in its own way
         made_for = _made_for(module)
         raise ValueError(
@@ -169,7 +171,13 @@ def check_input_size(module: nn.Module, arch: str, image_size: int) -> int:
         ) from None
     finally:
         module.train(was_training)
-    return int(out.reshape(out.shape[0], -1).shape[1])
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"model {arch}: expected (B, D) features for (B, 3, S, S) images, got {shape} for (1, 3, {image_size}, "
+            f"{image_size}); pool or flatten its output"
+        )
+    return int(out.shape[1])
 
 
 def _made_for(module: nn.Module) -> str:

@@ -43,8 +43,9 @@ WRAPPERS = ("module", "model", "backbone", "encoder_q", "encoder", "base_encoder
 HEADS = ("fc", "head", "heads", "classifier")
 MIN_MATCHED = 0.9  # the share of the model's tensors a checkpoint must fill
 DEFAULT_SIZE = 224
-# Architecture names official MoCo v3 checkpoints record, as timm names (their ViTs are timm VisionTransformers).
-ARCH_ALIASES = {"vit_small": "timm:vit_small_patch16_224", "vit_base": "timm:vit_base_patch16_224"}
+# Architecture names official MoCo v3 checkpoints record, as timm names (their ViTs are timm VisionTransformers; their
+# vit_small has 12 heads where timm's has 6, so it has no timm name).
+ARCH_ALIASES = {"vit_base": "timm:vit_base_patch16_224"}
 SEQUENTIAL = "Sequential indices -> the model's child names"
 
 
@@ -229,7 +230,15 @@ def _load_file(path: Path, arch: str | None, image_size: int | None, trust: bool
     trained = int(trained) if trained else None
     size = image_size or trained or DEFAULT_SIZE
     recorded = state.get("arch") if isinstance(state.get("arch"), str) else None
-    arch = arch or ARCH_ALIASES.get(recorded, recorded)
+    if arch is None and recorded is not None:
+        arch = ARCH_ALIASES.get(recorded, recorded)
+        try:
+            check_arch(arch)
+        except ValueError:
+            raise ValueError(
+                f"{path} records architecture {recorded!r}, which this project does not build: pass --arch NAME "
+                f"(arch= in Python), a torchvision name such as resnet50, or timm:NAME"
+            ) from None
     details = {"image_size": trained, "input_size": size, "recipe": config.get("recipe") or state.get("recipe")}
     details["epoch"] = state.get("epoch") if isinstance(state.get("epoch"), int) else None
     if arch is None and module is not None:  # a trusted pickled model: used as it is, without its classifier
@@ -403,8 +412,10 @@ def load_backbone(path: str | Path, *, arch: str | None = None, trust: bool = Fa
 def export_model(module: nn.Module, report: LoadReport, out: str | Path, *, source: str | Path) -> Path:
     """Writes a loaded backbone (``load_model``'s module and report) to ``out`` as tensors and plain values, with its
     architecture and sizes, so ``load_model(out)`` needs neither ``arch`` nor trust."""
-    if report.source in ("pickled_module", "module", "random"):
-        raise ValueError(f"{source}: pass --arch to export this model (the export records its architecture)")
+    if report.source in ("module", "random"):
+        raise ValueError(f"{source}: only a checkpoint file is exported, not a {report.source} model")
+    if report.source == "pickled_module":
+        raise ValueError(f"{source}: pass --arch to export a pickled model (the export records its architecture)")
     payload = {
         "arch": report.arch,
         "cifar_stem": report.cifar_stem,

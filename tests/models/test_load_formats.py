@@ -263,6 +263,9 @@ def test_partial_load_is_reported_and_too_few_keys_is_an_error(tmp_path):
     torch.save(state, tmp_path / "noarch.pth")
     with pytest.raises(ValueError, match="does not record its architecture: pass --arch"):
         load_model(tmp_path / "noarch.pth")
+    torch.save({"arch": "vit_small", "state_dict": state}, tmp_path / "mocov3.pth.tar")
+    with pytest.raises(ValueError, match="records architecture 'vit_small', which this project does not build"):
+        load_model(tmp_path / "mocov3.pth.tar")
 
 
 def test_pickled_module_needs_the_trust_opt_in(tmp_path, capsys):
@@ -285,6 +288,8 @@ def test_a_module_object_and_random_names(tmp_path):
     module, report = load_model(model, image_size=SIZE)
     assert module is model and report.source == "module" and report.feature_dim == 10
     assert report.model_id.startswith("module:ResNet@")
+    with pytest.raises(ValueError, match=r"expected \(B, D\) features .* got \(1, 4, 30, 30\).*pool or flatten"):
+        load_model(nn.Conv2d(3, 4, 3), image_size=SIZE)
     _, vit = load_model("random:vit_b_16", image_size=SIZE)
     assert vit.arch == "vit_b_16" and vit.feature_dim == 768
     _, small = load_model("random:timm:vit_tiny_patch16_224", image_size=SIZE)
