@@ -25,6 +25,37 @@ LOG2E = 1.4426950408889634
 if triton is not None:
 
     @triton.jit
+    def _candidate_logits(
+        c_ptr,
+        start,
+        k_hi,
+        D,
+        xt,
+        rows,
+        row_mask,
+        dcols,
+        dmask,
+        scale2,
+        acc_dtype: tl.constexpr,
+        CAST: tl.constexpr,
+        INPUT_PRECISION: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+    ):
+        # One tile of candidates from `start`: the tile ct (BLOCK_N, BLOCK_D), its indices, and the logits s of the
+        # rows against it (BLOCK_M, BLOCK_N) in log2 units, with keep = both indices in range (the forward and the
+        # backward each add their own exclusions).
+        cols = start + tl.arange(0, BLOCK_N)
+        cmask = cols < k_hi
+        ct = tl.load(
+            c_ptr + cols.to(tl.int64)[:, None] * D + dcols[None, :], mask=cmask[:, None] & dmask[None, :], other=0.0
+        )
+        if CAST:
+            ct = ct.to(acc_dtype)
+        s = tl.dot(xt, tl.trans(ct), input_precision=INPUT_PRECISION, out_dtype=acc_dtype) * scale2
+        keep = cmask[None, :] & row_mask[:, None]
+        return ct, cols, cmask, s, keep
+
+    @triton.jit
     def _infonce_fwd_kernel(
         x_ptr,  # (M, D) rows, contiguous
         k_ptr,  # (M, D) MoCo positives, contiguous (unused when SYM)
@@ -71,16 +102,22 @@ if triton is not None:
         k_lo = pid_s * SPLIT_LEN
         k_hi = tl.minimum(K, k_lo + SPLIT_LEN)
         for start in range(k_lo, k_hi, BLOCK_N):
-            cols = start + tl.arange(0, BLOCK_N)
-            cmask = cols < k_hi
-            ct = tl.load(
-                c_ptr + cols.to(tl.int64)[:, None] * D + dcols[None, :], mask=cmask[:, None] & dmask[None, :], other=0.0
+            ct, cols, cmask, s, keep = _candidate_logits(
+                c_ptr,
+                start,
+                k_hi,
+                D,
+                xt,
+                rows,
+                row_mask,
+                dcols,
+                dmask,
+                scale2,
+                acc_dtype,
+                CAST,
+                INPUT_PRECISION,
+                BLOCK_N,
             )
-            if CAST:
-                ct = ct.to(acc_dtype)
-            # (BLOCK_M, BLOCK_N)
-            s = tl.dot(xt, tl.trans(ct), input_precision=INPUT_PRECISION, out_dtype=acc_dtype) * scale2
-            keep = cmask[None, :] & row_mask[:, None]
             if SYM:
                 keep = keep & (cols[None, :] != rows[:, None]) & (cols[None, :] != prow[:, None])
             s = tl.where(keep, s, float("-inf"))
@@ -164,15 +201,22 @@ if triton is not None:
         k_lo = pid_s * SPLIT_LEN
         k_hi = tl.minimum(K, k_lo + SPLIT_LEN)
         for start in range(k_lo, k_hi, BLOCK_N):
-            cols = start + tl.arange(0, BLOCK_N)
-            cmask = cols < k_hi
-            ct = tl.load(
-                c_ptr + cols.to(tl.int64)[:, None] * D + dcols[None, :], mask=cmask[:, None] & dmask[None, :], other=0.0
+            ct, cols, cmask, s, keep = _candidate_logits(
+                c_ptr,
+                start,
+                k_hi,
+                D,
+                xt,
+                rows,
+                row_mask,
+                dcols,
+                dmask,
+                scale2,
+                acc_dtype,
+                CAST,
+                INPUT_PRECISION,
+                BLOCK_N,
             )
-            if CAST:
-                ct = ct.to(acc_dtype)
-            s = tl.dot(xt, tl.trans(ct), input_precision=INPUT_PRECISION, out_dtype=acc_dtype) * scale2
-            keep = cmask[None, :] & row_mask[:, None]
             if SYM:
                 keep = keep & (cols[None, :] != rows[:, None])
             w = g[:, None] * tl.exp2(tl.where(keep, s - lse2[:, None], float("-inf")))
