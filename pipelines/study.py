@@ -172,8 +172,13 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
 def print_verdicts(report: dict) -> None:
     from inv_kernels.study.report import verdict_text
 
+    health = report["health"]
+    state = {True: "every model is healthy", False: "NOT every model is healthy", None: "not checkable"}
+    print(f"training health: {state[health['healthy']]}" + "".join(f"\n  {line}" for line in health["failures"]))
     for claim in report["claims"]:
-        print(f"claim {claim['id']}: {verdict_text(claim['verdict'])}: {claim['summary']}")
+        distance = claim["verdict_distance"]
+        also = f" (Mahalanobis distance: {verdict_text(distance)})" if distance else ""
+        print(f"claim {claim['id']}: {verdict_text(claim['verdict'])}{also}: {claim['summary']}")
 
 
 def main(argv: list[str] | None = None) -> int:

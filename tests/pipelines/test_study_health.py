@@ -175,3 +175,18 @@ def test_loss_drop_counts_from_the_highest_window_as_the_queue_fills():
     flat = health.loss_flattened(steps, losses)
     assert flat["first"] > health.window_mean(steps, losses, 0.0, 0.1) + 0.5  # the peak, not the low start
     assert flat["passes"] and flat["total_drop"] > 1.5
+
+
+def test_printed_verdicts_say_the_health_and_both_measures(capsys):
+    report = {
+        "health": {"healthy": False, "failures": ["spatial seed 0: loss still falling"]},
+        "claims": [
+            {"id": "1a", "verdict": claims.AGREES, "verdict_distance": claims.DISAGREES, "summary": "s1"},
+            {"id": "5", "verdict": claims.UNASSESSABLE, "verdict_distance": None, "summary": "s5"},
+        ],
+    }
+    study.print_verdicts(report)
+    printed = capsys.readouterr().out
+    assert "training health: NOT every model is healthy\n  spatial seed 0: loss still falling" in printed
+    assert "claim 1a: agrees with the paper (Mahalanobis distance: **DISAGREES with the paper**): s1" in printed
+    assert "claim 5: needs >= 2 seeds: s5" in printed
