@@ -345,9 +345,30 @@ def test_export_reads_any_format_with_arch(tmp_path, capsys):
     assert "pass --arch" in capsys.readouterr().err
 
 
-def test_missing_timm_is_named(monkeypatch):
+def test_missing_timm_is_named(monkeypatch, tmp_path, capsys):
     import sys
 
     monkeypatch.setitem(sys.modules, "timm", None)
     with pytest.raises(ImportError, match="pip install timm"):
         load_model("random:timm:convnext_atto", image_size=SIZE)
+    assert measure_cli.main(_measure_args("random:timm:convnext_atto", tmp_path, tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install timm" in err and not (tmp_path / "out").exists()
+
+
+def test_transfer_and_export_name_bad_model_flags(tmp_path, capsys):
+    path, _, _, _ = lightly(tmp_path)
+    out = tmp_path / "out"
+    cases = (
+        (transfer_cli.main, ["--models", "a=random:resnet18", "--layer", "b=layer3"], "--layer 'b=layer3'"),
+        (transfer_cli.main, ["--models", "a=random:resnet18", "--layer", "layer9"], "unknown layer 'layer9'"),
+        (transfer_cli.main, ["--models", "a=random:timm:not_a_model"], "unknown timm architecture 'not_a_model'"),
+        (transfer_cli.main, ["--models", f"a={path}"], "does not record its architecture: pass --arch"),
+        (transfer_cli.main, ["--models", f"a={path}", "--arch", "resnet50"], "weights do not fit architecture"),
+        (export_cli.main, [str(path), str(out / "b.pth"), "--arch", "resnet7"], "unknown architecture 'resnet7'"),
+    )
+    for main, args, expected in cases:
+        extra = ["--out", str(out)] if main is transfer_cli.main else []
+        assert _exit_code(main, [*args, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err and not out.exists(), (args, err)
