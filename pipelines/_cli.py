@@ -28,6 +28,13 @@ def report(prog: str, error: BaseException | str) -> int:
     return 2
 
 
+def command(prog: str, argv: list[str] | None) -> str:
+    """The command line a run was given, shell-quoted: ``prog`` and ``argv`` (default: this process's arguments)."""
+    import shlex
+
+    return shlex.join([*prog.split(), *(sys.argv[1:] if argv is None else argv)])
+
+
 def fail(prog: str, error: BaseException | str) -> NoReturn:
     """Reports the error and exits with code 2."""
     raise SystemExit(report(prog, error))

@@ -9,7 +9,7 @@ from pathlib import Path
 from inv_kernels.io import check_output_file
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
 from inv_kernels.models.load import export_model, load_model
-from pipelines._cli import INPUT_ERRORS, ArgumentParser, add_model_arguments, report
+from pipelines._cli import INPUT_ERRORS, ArgumentParser, add_config_argument, add_model_arguments, parse_args, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     add_model_arguments(parser, features=False)
     parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (refused otherwise)")
-    args = parser.parse_args(argv)
+    add_config_argument(parser)
+    args = parse_args(parser, argv)
     try:
         check_output_file(args.out, "output file")
         if Path(args.out).exists() and not args.overwrite:

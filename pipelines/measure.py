@@ -12,6 +12,7 @@ Features are cached on disk (--cache-dir), so a rerun of the same measurement re
 
 import argparse
 import sys
+from pathlib import Path
 
 from inv_kernels.backend import BACKENDS
 from inv_kernels.data.folders import describe_records
@@ -19,7 +20,20 @@ from inv_kernels.distributed import leave_process_group
 from inv_kernels.measure.driver import MeasureConfig
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
 from inv_kernels.reporting import markdown_table
-from pipelines._cli import INPUT_ERRORS, ArgumentParser, add_model_arguments, device, integer, number, report
+from pipelines._cli import (
+    CONFIG_FILE,
+    INPUT_ERRORS,
+    ArgumentParser,
+    add_config_argument,
+    add_model_arguments,
+    command,
+    device,
+    integer,
+    number,
+    parse_args,
+    report,
+    write_settings,
+)
 
 PROG = "python -m pipelines.measure"
 
@@ -103,11 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or cache messages")
     p.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
+    add_config_argument(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
     from inv_kernels.measure.driver import Measurement
 
     config = MeasureConfig(
@@ -140,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         mean=args.mean,
         std=args.std,
         precision=args.precision,
+        call=command(PROG, argv),
     )
     try:
         measurement = Measurement(config)
@@ -150,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     leave_process_group()
     if not measurement.ctx.is_main:
         return 0
+    write_settings(parser, args, Path(args.out) / CONFIG_FILE)  # replayable with --config
     if results["model"].get("load"):
         print(results["model"]["load"]["summary"])
     print(

@@ -12,9 +12,21 @@ is a one-seed first look in about 5 minutes, which gives no verdicts.
 
 import argparse
 import sys
+from pathlib import Path
 
 from inv_kernels.study.config import QUICK, StudyConfig, parse_seeds
-from pipelines._cli import INPUT_ERRORS, ArgumentParser, device, integer, number, report
+from pipelines._cli import (
+    CONFIG_FILE,
+    INPUT_ERRORS,
+    ArgumentParser,
+    add_config_argument,
+    device,
+    integer,
+    number,
+    report,
+    write_settings,
+)
+from pipelines._cli import parse_args as parse_with_config
 
 PROG = "python -m pipelines.study"
 
@@ -119,16 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=integer(0), default=DEFAULTS.workers, help="data loader processes")
     run.add_argument("--eval-batch-size", type=integer(1), default=DEFAULTS.eval_batch_size)
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_argument(p)
     return p
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The parsed command line; with --quick, the QUICK settings replace the defaults of the flags not given."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """The parsed command line; with --quick, the QUICK settings replace the defaults of the flags not given (on the
+    command line or in the --config file)."""
+    parser = parser or build_parser()
+    args = parse_with_config(parser, argv)
     if args.quick:
         parser.set_defaults(**{k: ",".join(map(str, v)) if k == "seeds" else v for k, v in QUICK.items()})
-        args = parser.parse_args(argv)
+        args = parse_with_config(parser, argv)
     return args
 
 
@@ -182,7 +196,8 @@ def print_verdicts(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parse_args(argv, parser)
     from inv_kernels.study.run import prepare, run_study
 
     try:
@@ -191,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         study = run_study(config)
     except INPUT_ERRORS as error:
         return report(PROG, error)
+    write_settings(parser, args, Path(config.out) / CONFIG_FILE)  # replayable with --config
     print_verdicts(study)
     print(
         f"\nstudy took {study['time_s']:.0f} s; wrote {study['files']['markdown']}, {study['files']['json']} "

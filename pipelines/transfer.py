@@ -16,7 +16,19 @@ from inv_kernels.data.folders import describe_records
 from inv_kernels.io import atomic_write_bytes, atomic_write_json, check_output_dir
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
 from inv_kernels.reporting import markdown_table, pyplot, write_csv, write_png
-from pipelines._cli import INPUT_ERRORS, ArgumentParser, add_model_arguments, device, integer, report
+from pipelines._cli import (
+    CONFIG_FILE,
+    INPUT_ERRORS,
+    ArgumentParser,
+    add_config_argument,
+    add_model_arguments,
+    command,
+    device,
+    integer,
+    parse_args,
+    report,
+    write_settings,
+)
 
 PROG = "python -m pipelines.transfer"
 
@@ -59,57 +71,6 @@ def load_options(args, models: dict[str, str], size: int) -> dict[str, dict]:
     arch, layer = per_model("--arch", args.arch, models), per_model("--layer", args.layer, models)
     common = {"image_size": size, "mean": args.mean, "std": args.std, "precision": args.precision}
     return {name: {**common, "arch": arch[name], "layer": layer[name]} for name in models}
-
-
-def parse_tasks(specs: list[str]) -> list[tuple[str, str]]:
-    """(name, root) of each --task NAME:ROOT spec; ValueError / FileNotFoundError / NotADirectoryError name the spec
-    with an unknown name or a root that is not an existing folder (nothing is read)."""
-    from inv_kernels.downstream import ADAPTERS
-
-    parsed = []
-    for spec in specs:
-        name, _, root = spec.partition(":")
-        if not root:
-            raise ValueError(f"--task {spec!r}: expected NAME:ROOT (the dataset's folder)")
-        if name not in ADAPTERS:
-            raise ValueError(f"--task {spec!r}: unknown task {name!r}; known: {', '.join(ADAPTERS)}")
-        if not Path(root).exists():
-            raise FileNotFoundError(f"--task {spec!r}: folder {root} does not exist")
-        if not Path(root).is_dir():
-            raise NotADirectoryError(f"--task {spec!r}: {root} is not a folder")
-        parsed.append((name, root))
-    return parsed
-
-
-def build_tasks(specs: list[str], mode: str, size: int | None, progress: bool):
-    """The tasks of --task NAME:ROOT specs (images at ``size``, default the paper's 224), or the built-in ones."""
-    from inv_kernels.downstream import get_task
-
-    if not specs:
-        size = size or 64
-        from inv_kernels.data import generated_dataset
-
-        return [
-            get_task(
-                "generated_classification",
-                generated_dataset("classification", size=size, progress=progress),
-                mode=mode,
-                out_size=size,
-                resize_size=size,
-            ),
-            get_task(
-                "generated_latents",
-                generated_dataset("latents", size=size, progress=progress),
-                mode=mode,
-                out_size=size,
-                resize_size=size,
-            ),
-        ]
-    tasks = []
-    for name, root in parse_tasks(specs):
-        sizes = {"out_size": size, "resize_size": size} if size else {}
-        tasks.append(get_task(name, root, mode=mode, **sizes))
-    return tasks
 
 
 def plot(rows: list[dict], path: Path) -> Path:
@@ -166,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/transfer")
     parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     add_model_arguments(parser, per_model=True)
-    args = parser.parse_args(argv)
-    from inv_kernels.transfer import TransferConfig, evaluate_transfer, load_models
+    add_config_argument(parser)
+    args = parse_args(parser, argv)
+    from inv_kernels.transfer import TransferConfig, build_tasks, evaluate_transfer, load_models, parse_tasks
 
     try:
         models = parse_models(args.models)
@@ -185,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             trust_checkpoint=args.trust_checkpoint,
             load_options=load_options(args, models, size),
+            call=command(PROG, argv),
         ).validate()
         parse_tasks(args.task)
         out = check_output_dir(args.out, "--out folder")
@@ -199,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     results["models"] = {name: asdict(extractor.info) for name, extractor in extractors.items()}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(results, out / "transfer.json")
+    write_settings(parser, args, out / CONFIG_FILE)  # replayable with --config
     write_csv(results["results"], out / "transfer.csv")
     table = markdown(results["results"])
     atomic_write_bytes((table + "\n").encode(), out / "transfer.md")

@@ -55,3 +55,20 @@ def test_unknown_keys_are_refused_before_any_output(tmp_path, capsys):
         correlate.main(["--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "o")])
     assert stop.value.code == 2 and "unknown key(s) colour" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_measure_replays_its_settings(tmp_path):
+    from pipelines import measure
+    from tests.fixtures.image_folders import class_folder
+
+    (tmp_path / "data").mkdir()
+    data = class_folder(tmp_path / "data")
+    argv = ["--model", "random:resnet18", "--data", str(data), "--transforms", "h_flip", "--num-images", "2",
+            "--crop-size", "16", "--shrinkage", "ledoit_wolf", "--no-cache", "--quiet", "--out", str(tmp_path / "a")]  # fmt: skip
+    assert measure.main(argv) == 0
+    settings = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
+    assert settings["transforms"] == "h_flip" and settings["crop-size"] == 16 and settings["no-cache"] is True
+    assert measure.main(["--config", str(tmp_path / "a" / "config.yaml"), "--out", str(tmp_path / "b")]) == 0
+    first, second = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("a", "b"))
+    assert first["synthetic"] == second["synthetic"] and first["settings"] == second["settings"]
+    assert first["provenance"]["command"].startswith("python -m pipelines.measure --model random:resnet18")
