@@ -11,6 +11,7 @@ import torch.nn as nn
 import torchvision
 
 from inv_kernels.data import write_dataset
+from inv_kernels.measure.model import load_extractor
 from inv_kernels.models.load import load_model
 from pipelines import export as export_cli
 from pipelines import measure as measure_cli
@@ -308,23 +309,43 @@ def test_timm_model_at_a_size_it_cannot_take_is_a_clear_error(tmp_path):
         load_model("random:timm:convnext_atto", image_size=16)
 
 
-def test_layer_normalisation_and_precision_are_chosen_and_recorded(tiny_set, tmp_path, capsys):
-    args = _measure_args("random:resnet18", tiny_set, tmp_path / "a", "--layer", "layer3", "--precision", "bf16")
+def test_layer_normalisation_and_precision_are_recorded_in_the_results(tiny_set, tmp_path):
+    args = _measure_args("random:resnet18", tiny_set, tmp_path / "a", "--layer", "layer3", "--precision", "fp32")
     assert measure_cli.main([*args, "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"]) == 0
     model = json.loads((tmp_path / "a" / "results.json").read_text())["model"]
     assert model["layer"] == "layer3" and model["feature_dim"] == 256
-    assert model["pooling"] == "global average over H x W" and model["precision"] == "bf16"
+    assert model["pooling"] == "global average over H x W" and model["precision"] == "fp32"
     assert model["mean"] == [0.5, 0.5, 0.5] and model["std"] == [0.25, 0.25, 0.25]
-    args = _measure_args("random:timm:vit_tiny_patch16_224", tiny_set, tmp_path / "b", "--layer", "blocks.0")
-    assert measure_cli.main(args) == 0
-    model = json.loads((tmp_path / "b" / "results.json").read_text())["model"]
-    assert model["pooling"] == "class token" and model["feature_dim"] == 192
-    assert model["mean"] == [0.5, 0.5, 0.5] and model["normalisation"] == "timm pretrained config"
-    capsys.readouterr()
+    assert model["normalisation"] == "given" and model["model_id"].startswith("random:resnet18:seed0[layer=layer3;")
+
+
+def test_layer_outputs_are_pooled_maps_or_class_tokens():
+    cpu = torch.device("cpu")
+    x = torch.rand(2, 3, SIZE, SIZE)
+    resnet = load_extractor("random:resnet18", device=cpu, image_size=SIZE, layer="layer3")
+    assert resnet.info.precision == "fp32" and resnet.info.normalisation == "ImageNet"
+    model, seen = resnet.module.model, {}
+    model.layer3.register_forward_hook(lambda module, inputs, output: seen.update(out=output))
+    features = resnet(x)
+    assert torch.allclose(features, seen["out"].mean(dim=(2, 3)), atol=1e-6)  # (2, 256, 2, 2) -> (2, 256)
+    vit = load_extractor("random:timm:vit_tiny_patch16_224", device=cpu, image_size=SIZE, layer="blocks.0")
+    assert vit.info.pooling == "class token" and vit.info.feature_dim == 192
+    assert vit.info.mean == (0.5, 0.5, 0.5) and vit.info.normalisation == "timm pretrained config"
+    vit.module.model.body.blocks[0].register_forward_hook(lambda module, inputs, output: seen.update(out=output))
+    features = vit(x)
+    assert torch.allclose(features, seen["out"][:, 0], atol=1e-6)  # (2, 1 + 4, 192) -> the class token
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * SIZE * SIZE, 4))  # bf16 convolutions are slow on CPUs
+    bf16 = load_extractor(linear, device=cpu, image_size=SIZE, precision="bf16")
+    assert bf16.amp and bf16.info.precision == "bf16" and bf16.info.model_id.endswith("[precision=bf16]")
+    assert bf16(x).dtype == torch.float32 and bf16.info.feature_dim == 4
+
+
+def test_bad_model_flags_of_measure_exit_2_before_any_output(tiny_set, tmp_path, capsys):
     for bad, expected in (
         (["--layer", "layer9"], "unknown layer 'layer9'"),
         (["--precision", "fp8"], "--precision"),
         (["--mean", "0.5,0.5"], "--mean"),
+        (["--mean", "0.5,0.5,0.5"], "give both mean and std"),
         (["--arch", "resnet7"], "unknown architecture 'resnet7'"),
     ):
         out = tmp_path / "bad"
