@@ -219,6 +219,23 @@ INV_HOST_DEVICE inline I reflect(I i, I S) {
   return i < 0 ? -i : (i >= S ? 2 * S - 2 - i : i);
 }
 
+// Tap t of torchvision's 1D gaussian of odd size k, before normalisation, in its float32 arithmetic:
+// x = linspace(-(k - 1) / 2, (k - 1) / 2, k), exp(-0.5 (x / sigma)^2). The kernel is these taps over their sum.
+INV_HOST_DEVICE inline float gaussian_tap(int t, int k, float sigma) {
+  const float half = 0.5f * static_cast<float>(k - 1);
+  const float step = k > 1 ? (half + half) / static_cast<float>(k - 1) : 0.0f;
+  const float x = t < k / 2 ? -half + step * static_cast<float>(t) : half - step * static_cast<float>(k - 1 - t);
+  const float z = x / sigma;
+  return expf(-0.5f * (z * z));
+}
+
+// The sum of the k taps, added in order.
+INV_HOST_DEVICE inline float gaussian_taps_sum(int k, float sigma) {
+  float sum = 0.0f;
+  for (int t = 0; t < k; ++t) sum += gaussian_tap(t, k, sigma);
+  return sum;
+}
+
 // (x - mean) / std, as torchvision's normalize.
 INV_HOST_DEVICE inline float normalise(float x, float mean, float std) { return (x - mean) / std; }
 

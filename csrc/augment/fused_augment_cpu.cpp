@@ -133,15 +133,8 @@ void colour(const View& v, std::int64_t S, float* x) {
 // Separable gaussian of odd size k <= 2 S - 1 with reflect padding, in place on the (3, S, S) view.
 void blur(const View& v, std::int64_t S, Workspace& ws) {
   const std::int64_t k = v.ksize, r = k / 2;
-  double total = 0.0;
-  for (std::int64_t t = 0; t < k; ++t) {
-    const double z = static_cast<double>(t - r) / v.sigma;
-    total += std::exp(-0.5 * z * z);
-  }
-  for (std::int64_t t = 0; t < k; ++t) {
-    const double z = static_cast<double>(t - r) / v.sigma;
-    ws.kernel[t] = static_cast<float>(std::exp(-0.5 * z * z) / total);
-  }
+  const float total = gaussian_taps_sum(static_cast<int>(k), v.sigma);
+  for (std::int64_t t = 0; t < k; ++t) ws.kernel[t] = gaussian_tap(static_cast<int>(t), static_cast<int>(k), v.sigma) / total;
   const float* g = ws.kernel.data();
   float* tmp = ws.wide.data();  // (3, S, S): the row pass
   for (std::int64_t row = 0; row < 3 * S; ++row) {

@@ -257,23 +257,6 @@ __device__ float contrast_mean(const std::uint32_t* workspace, std::int64_t v) {
   return static_cast<float>(static_cast<double>(workspace[v]) / kMeanUnit);
 }
 
-// torchvision's 1D kernel, softmax(-(linspace(-lim, lim, k) / sigma)^2) with lim = (k - 1) / (2 sqrt 2), in float32:
-// gauss_raw(t) is tap t's exponential, gauss_norm their sum.
-__device__ float gauss_raw(int t, int k, float sigma) {
-  const double lim = (k - 1) / (2.0 * 1.4142135623730951);
-  const float start = static_cast<float>(-lim), end = static_cast<float>(lim);
-  const float step = (end - start) / static_cast<float>(k - 1);
-  const float x = t < k / 2 ? start + step * static_cast<float>(t) : end - step * static_cast<float>(k - 1 - t);
-  const float z = x / sigma;
-  return expf(-(z * z));  // softmax's shift by the largest exponent (the centre's, 0 up to rounding) changes nothing
-}
-
-__device__ float gauss_norm(int k, float sigma) {
-  float sum = 0.0f;
-  for (int t = 0; t < k; ++t) sum += gauss_raw(t, k, sigma);
-  return sum;
-}
-
 template <typename T>
 __device__ __forceinline__ void store_normalised(T* out, std::int64_t v, int S, int y, int x, Rgb c,
                                                  const float* __restrict__ norm) {
@@ -398,7 +381,7 @@ __global__ void fused_augment_kernel(Source src, const std::int32_t* __restrict_
   const int tid = threadIdx.y * kThreadsX + threadIdx.x;
   if (r > 0) {  // read only after resize_rect's barriers
     const int k = 2 * r + 1;
-    if (tid < k) m.gauss[tid] = gauss_raw(tid, k, view.sigma) / gauss_norm(k, view.sigma);
+    if (tid < k) m.gauss[tid] = gaussian_tap(tid, k, view.sigma) / gaussian_taps_sum(k, view.sigma);
     for (int i = tid; i < t.h + 2 * r; i += kThreads) m.row_src[i] = reflect(t.y0 - r + i, S) - ylo;
     for (int i = tid; i < t.w + 2 * r; i += kThreads) m.col_src[i] = reflect(t.x0 - r + i, S) - xlo;
   }
@@ -476,9 +459,9 @@ __global__ void wide_blur_kernel(Source src, const std::int32_t* __restrict__ ip
   const Smem m = carve_smem(smem_raw, kMaxRegion);
   float* gauss = reinterpret_cast<float*>(reinterpret_cast<char*>(smem_raw) + smem_bytes(kMaxRegion));  // [k]
   const int k = 2 * r + 1;
-  const float gauss_sum = gauss_norm(k, view.sigma);
+  const float gauss_sum = gaussian_taps_sum(k, view.sigma);
   const int tid = threadIdx.y * kThreadsX + threadIdx.x;
-  for (int i = tid; i < k; i += kThreads) gauss[i] = gauss_raw(i, k, view.sigma) / gauss_sum;
+  for (int i = tid; i < k; i += kThreads) gauss[i] = gaussian_tap(i, k, view.sigma) / gauss_sum;
   const float mean = contrast_position(view) < 4 ? contrast_mean(workspace, v) : 0.0f;
   constexpr int kRowsPerThread = kTile / kThreadsY;
   const int work_plane = kMaxRegion * kTile;
