@@ -201,7 +201,8 @@ def _read(path: Path, trust: bool) -> tuple[dict, dict | None, nn.Module | None]
                 metadata = handle.metadata() or {}
         except Exception as error:  # a damaged or foreign file
             raise ValueError(f"checkpoint {path} cannot be read as safetensors ({type(error).__name__})") from None
-        return {**metadata, "_format": "safetensors"}, weights, None
+        recorded = {"arch": metadata["arch"]} if "arch" in metadata else {}  # metadata values are all strings
+        return {**recorded, "_format": "safetensors"}, weights, None
     state = read_checkpoint(path, trust=trust)
     module = state.pop("module", None) if trust else None
     for entry in ("backbone", "state_dict", "model"):

@@ -269,6 +269,18 @@ def test_partial_load_is_reported_and_too_few_keys_is_an_error(tmp_path):
         load_model(tmp_path / "mocov3.pth.tar")
 
 
+def test_safetensors_metadata_names_the_architecture(tmp_path):
+    from safetensors.torch import save_file
+
+    model = _resnet18()
+    save_file(model.state_dict(), str(tmp_path / "r18.safetensors"), metadata={"arch": "resnet18", "cifar_stem": "no"})
+    module, report = load_model(tmp_path / "r18.safetensors", image_size=SIZE)
+    assert report.arch == "resnet18" and report.source == "safetensors" and not report.cifar_stem
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(module(x), _headless(model)(x), atol=1e-5)
+
+
 def test_pickled_module_needs_the_trust_opt_in(tmp_path, capsys):
     model = _resnet18()
     torch.save(model, tmp_path / "full.pth")
