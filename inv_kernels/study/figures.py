@@ -31,7 +31,7 @@ def invariance_heatmap(synthetic: dict, path: Path, title: str) -> Path:
     models = list(synthetic)
     families = [f for f in (*SPATIAL_FAMILIES, *APPEARANCE_FAMILIES) if f in synthetic[models[0]]]
     grid = np.array([[synthetic[m][f]["cosine"]["mean"] for f in families] for m in models], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.62 * len(families), 1.4 + 0.5 * len(models)))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.8 + 0.62 * len(families)), 1.6 + 0.5 * len(models)))
     image = ax.imshow(grid, cmap="viridis", vmin=min(0.0, float(np.nanmin(grid))), vmax=1.0, aspect="auto")
     for i in range(len(models)):
         for j in range(len(families)):
@@ -48,6 +48,8 @@ def invariance_heatmap(synthetic: dict, path: Path, title: str) -> Path:
     ax.axvline(split, color="white", linewidth=2)
     ax.set_xticks(range(len(families)), families, rotation=55, ha="right", fontsize=8)
     ax.set_yticks(range(len(models)), models)
+    ax.set_xlabel("transform family (spatial | appearance)", fontsize=9)
+    ax.set_ylabel("model")
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, label="whitened cosine (higher: more invariant)")
     fig.tight_layout()
@@ -70,8 +72,10 @@ def kind_scatter(summary: dict, path: Path) -> Path:
             color=COLOURS.get(model, "black"),
             label=model,
         )
-    ax.set_xlabel("mean invariance, spatial families")
-    ax.set_ylabel("mean invariance, appearance families")
+    ax.axhline(0.0, color="0.4", ls=":", lw=1, label="chance (unrelated images)")
+    ax.axvline(0.0, color="0.4", ls=":", lw=1)
+    ax.set_xlabel("mean invariance (whitened cosine), spatial families")
+    ax.set_ylabel("mean invariance (whitened cosine), appearance families")
     ax.set_title("spatial vs appearance invariance (mean ± std over seeds)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -100,9 +104,16 @@ def transfer_bars(transfer: dict, path: Path) -> Path:
         ax.barh(range(len(names)), means, xerr=stds, color=colours, capsize=2)
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.invert_yaxis()
-        ax.set_title(f"{task} ({transfer[task]['metric']})", fontsize=9)
+        if "random" in entries:  # the untrained network: the floor a pretrained model should clear
+            ax.axvline(entries["random"]["mean"], color="tab:gray", ls="--", lw=1)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel(f"test {transfer[task]['metric']} (mean ± std over seeds)", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
-    fig.tight_layout()
+    handles = [plt.Rectangle((0, 0), 1, 1, color="tab:blue"), plt.Rectangle((0, 0), 1, 1, color="tab:green")]
+    handles.append(plt.Line2D([], [], color="tab:gray", ls="--", lw=1))
+    labels = ["single model (its colour)", "fusion", "random network"]
+    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, fontsize=8)
+    fig.tight_layout(rect=(0, 0.4 / fig.get_size_inches()[1], 1, 1))
     return write_png(fig, path)
