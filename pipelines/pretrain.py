@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from inv_kernels.models.checkpoint import TRUST_FLAG, TRUST_HELP
-from inv_kernels.train.config import BUILTIN_RECIPES, LOADERS, RESUME_MAY_CHANGE, PretrainConfig
+from inv_kernels.train.config import BUILTIN_RECIPES, LOADERS, PRECISIONS, RESUME_MAY_CHANGE, PretrainConfig
 from inv_kernels.train.factor_monitor import factor_sentence, factor_table
 from pipelines._cli import (
     CONFIG_FILE,
@@ -112,8 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     run.add_argument("--seed", type=int, default=DEFAULTS.seed)
     run.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:<i>")
-    run.add_argument("--amp", action=BooleanFlag, default=DEFAULTS.amp, help="bf16 autocast on CUDA")
-    run.add_argument("--channels-last", action=BooleanFlag, default=DEFAULTS.channels_last, help="on CUDA")
+    run.add_argument(
+        "--amp", action=BooleanFlag, default=DEFAULTS.amp, help="false: float32 everywhere (whatever --precision says)"
+    )
+    run.add_argument(
+        "--channels-last",
+        action=BooleanFlag,
+        default=DEFAULTS.channels_last,
+        help="channels-last memory (CUDA and CPU)",
+    )
+    run.add_argument(
+        "--precision",
+        default=DEFAULTS.precision,
+        choices=PRECISIONS,
+        help="bf16: bfloat16 autocast; auto: bf16 on CUDA and on CPUs with bfloat16 instructions, else fp32",
+    )
+    run.add_argument("--threads", type=int, default=DEFAULTS.threads, help="torch threads (0: torch's default)")
     run.add_argument("--compile", action="store_true", help="torch.compile the model")
     run.add_argument("--save-every-steps", type=int, default=DEFAULTS.save_every_steps, help="0: each epoch end")
     run.add_argument("--log-every-steps", type=int, default=DEFAULTS.log_every_steps)
@@ -168,6 +182,8 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
         seed=args.seed,
         device=args.device,
         amp=args.amp,
+        precision=args.precision,
+        threads=args.threads,
         channels_last=args.channels_last,
         compile=args.compile,
         save_every_steps=args.save_every_steps,

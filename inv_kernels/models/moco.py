@@ -104,8 +104,9 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def _momentum_update(self) -> None:
-        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
-            param_k.mul_(self.momentum).add_(param_q.detach(), alpha=1.0 - self.momentum)
+        keys = list(self.encoder_k.parameters())
+        torch._foreach_mul_(keys, self.momentum)  # one call for all tensors: same arithmetic as a loop of mul_, add_
+        torch._foreach_add_(keys, [param.detach() for param in self.encoder_q.parameters()], alpha=1.0 - self.momentum)
 
     @torch.no_grad()
     def _keys(self, im_k: Tensor) -> Tensor:

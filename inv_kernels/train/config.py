@@ -8,16 +8,22 @@ from inv_kernels.models.backbones import ARCHS
 from inv_kernels.models.moco import OBJECTIVES
 
 BUILTIN_RECIPES = ("default", "spatial", "appearance")
+# "auto": bfloat16 autocast on CUDA and on CPUs with bfloat16 instructions (trainer.resolve_precision), else float32
+PRECISIONS = ("auto", "fp32", "bf16")
 LOADERS = ("auto", *TWO_VIEW_LOADERS)  # "auto": dali when NVIDIA DALI is installed, else torchvision
 # The settings a resumed run may give other values than its checkpoint's: where it writes, which checkpoint it reads
 # and whether it trusts it, how many loader workers or threads it uses, on which device it runs, where it stops and
-# how often it logs and checkpoints. Every other setting decides what the run computes and must match.
+# how often it logs and checkpoints, and the arithmetic's precision and threads, which a change of device changes too.
+# Every other setting decides what the run computes and must match.
 RESUME_MAY_CHANGE = (
     "out",
     "resume",
     "trust_checkpoint",
     "workers",
+    "threads",
     "device",
+    "amp",
+    "precision",
     "max_steps",
     "log_every_steps",
     "save_every_steps",
@@ -59,8 +65,10 @@ class PretrainConfig:
     loader: str = "auto"
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True  # on CUDA
+    amp: bool = True  # False: float32 everywhere, whatever ``precision`` says
+    precision: str = "auto"  # one of PRECISIONS
+    channels_last: bool = True  # the model and the views in channels-last memory (CUDA and CPU)
+    threads: int = 0  # torch's intra-op threads; 0: torch's default
     compile: bool = False
     save_every_steps: int = 0  # 0: checkpoint at the end of each epoch only
     log_every_steps: int = 10
@@ -96,8 +104,13 @@ class PretrainConfig:
             raise ValueError(f"bn_splits must be >= 1, got {self.bn_splits}")
         if self.loader not in LOADERS:
             raise ValueError(f"unknown loader {self.loader!r}; expected one of {', '.join(LOADERS)}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        if self.precision == "bf16" and not self.amp:
+            raise ValueError("precision 'bf16' contradicts amp=False (float32 everywhere); give one of them")
+        for name in ("workers", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.factor_monitor and self.data is not None:

@@ -57,6 +57,26 @@ from inv_kernels.train.factor_monitor import factor_monitor, untrained_backbone
 from inv_kernels.train.knn import knn_monitor
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX-BF16), which makes bf16 autocast pay."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(precision: str, amp: bool, device: torch.device) -> str:
+    """The arithmetic of the training step, "bf16" (bfloat16 autocast) or "fp32", for a config's ``precision``
+    ("auto", "fp32", "bf16") and ``amp`` (False: "fp32") on ``device``. "auto" is "bf16" on CUDA and on CPUs with
+    bfloat16 instructions (``cpu_has_bf16``; docs/PERFORMANCE.md compares the loss curves), else "fp32"."""
+    if not amp or precision == "fp32":
+        return "fp32"
+    if precision == "bf16" or device.type == "cuda":
+        return "bf16"
+    return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+
+
 @dataclass
 class _Progress:
     """The running counters of one ``Trainer.run()``. On a GPU, reading the loss waits for the device, so it is read
@@ -149,6 +169,8 @@ class Trainer:
             workers=cfg.workers,
             device=self.device,
         )
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # the model's initialisation; the key shuffles draw from this generator later
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -163,7 +185,7 @@ class Trainer:
             bn_splits=self.bn_splits,
             objective=cfg.objective,
         ).to(self.device)
-        self.channels_last = cfg.channels_last and self.device.type == "cuda"
+        self.channels_last = cfg.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.lr = cfg.base_lr * cfg.batch_size / 256
@@ -176,7 +198,8 @@ class Trainer:
             self.step_model = DistributedDataParallel(self.model, device_ids=ids)
         if cfg.compile:
             self.step_model = torch.compile(self.step_model)
-        self.amp = cfg.amp and self.device.type == "cuda"
+        self.precision = resolve_precision(cfg.precision, cfg.amp, self.device)
+        self.amp = self.precision == "bf16"  # bfloat16 autocast in the training step (and the monitor, on CUDA)
 
     # ------------------------------------------------------------------------------------------------ state
     def _state(self) -> dict:
@@ -533,6 +556,7 @@ class Trainer:
             "knn_skipped_images": self.knn_skipped,
             "checkpoint": str(self.out / LAST),
             "device": str(self.device),
+            "precision": self.precision,
             "world_size": self.dist.world_size,
             "loader": self.loader,
         }
