@@ -64,6 +64,9 @@ def _untrusted(path: Path, objects: list[str]) -> UntrustedCheckpointError:
         )
     shown = ", ".join(objects[:4]) + (", ..." if len(objects) > 4 else "")
     what = f"objects other than tensors ({shown})" if objects else "a pickle that is not a torch checkpoint"
+    if any(name.startswith(("torch.nn.modules.", "torchvision.models.", "timm.")) for name in objects):
+        what = f"a whole pickled model, torch.save(model) ({shown})"
+        opt_in += " (or save model.state_dict() instead and give --arch)"
     return UntrustedCheckpointError(
         f"checkpoint {path} holds {what}; only full unpickling reads it, and {risk}: {opt_in}"
     )
