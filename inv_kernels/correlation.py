@@ -38,7 +38,7 @@ def invariance_table(pairs: list[str]) -> dict[str, dict[str, float]]:
             raise ValueError(f"--invariance expects NAME=PATH, got {pair!r}")
         results = load_json(path, "invariance")
         try:
-            row = {r["family"]: r["cosine_mean"] for r in results.get("synthetic", [])}
+            row = {r["family"]: r["cosine_mean"] for r in results.get("synthetic", []) if r["cosine_mean"] is not None}
             row.update({f"real:{r['name']}": r["cosine_off_diagonal"] for r in results.get("realworld", [])})
         except (KeyError, TypeError) as error:
             raise ValueError(

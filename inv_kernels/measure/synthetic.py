@@ -2,9 +2,10 @@
 through the model; the whitened cosine and Mahalanobis distance of every (clean, view) pair are scored in batches,
 then averaged over images per parameter value (nanmean) and over values.
 
-A family whose views all leave the clean image unchanged (translation when the crop size equals the resize size; any
-family whose view features all equal the clean ones) is degenerate: it is reported with the reason and a warning, and
-not scored (a score of 1.0 would claim perfect invariance where nothing was varied)."""
+A family whose views all leave the clean image unchanged (translation when the crop size equals the resize size,
+paper-mode blur below a 20 px crop; any family whose view features all equal the clean ones) is degenerate: it is
+reported with the reason and a warning, and not scored (a score of 1.0 would claim perfect invariance where nothing
+was varied)."""
 
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -184,7 +185,7 @@ def score_family(
             f"score_family: expected clean (n, D) and views (n, {fam.k}, D) for {family!r}, got "
             f"{tuple(clean.shape)} and {tuple(views.shape)}"
         )
-    reason = degenerate_reason(family, out_size, resize_size) if out_size and resize_size else None
+    reason = degenerate_reason(family, out_size, resize_size, mode) if out_size and resize_size else None
     if reason is None and views_equal_clean(clean, views):
         reason = "every view's features equal the clean view's: the views leave the images unchanged"
     if reason is not None:

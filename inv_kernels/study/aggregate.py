@@ -159,7 +159,7 @@ def correlation_inputs(measured: dict, transfer: dict, models, seeds, task_names
         for seed in seeds:
             key = f"{model}@seed{seed}"
             results = measured[(model, seed)]
-            row = {r["family"]: r["cosine_mean"] for r in results["synthetic"]}
+            row = {r["family"]: r["cosine_mean"] for r in results["synthetic"] if r["cosine_mean"] is not None}
             row.update({f"real:{r['set']}": r["cosine_off_diagonal"] for r in results["realworld"]})
             invariance[key] = row
             scores[key] = {

@@ -73,15 +73,21 @@ def translation_offsets(out_size: int, resize_size: int, k: int = 256) -> Tensor
     return _f32(a * resize_size)  # float32 product, as float(a * resize) in the reference
 
 
-def degenerate_reason(name: str, out_size: int, resize_size: int) -> str | None:
+def degenerate_reason(name: str, out_size: int, resize_size: int, mode: str | None = None) -> str | None:
     """Why every view of a family's grid leaves the clean image unchanged at these sizes (so its score would say
     nothing about invariance), or None when the grid varies the image.
 
     Translation moves the image within the margin that cropping ``out_size`` from ``resize_size`` leaves; when the
-    two are equal every offset is 0 px (in paper mode the views differ only by the stray 1 degree shear).
+    two are equal every offset is 0 px (in paper mode the views differ only by the stray 1 degree shear). Paper-mode
+    blur has a fixed kernel of ``1 + out_size // 20 * 2`` px: 1 px, no blur at all, below a crop of 20 px (checked
+    when ``mode`` is given).
     """
     if name == "translation" and not bool(translation_offsets(out_size, resize_size).abs().gt(0).any()):
         return f"every offset is 0 px: the crop size ({out_size}) equals the resize size ({resize_size})"
+    if name == "blur" and mode is not None:
+        sizes = blur_grid(check_mode("degenerate_reason", mode), out_size, resize_size)["kernel_size"]
+        if bool(sizes.eq(1).all()):
+            return f"the {mode}-mode blur kernel is 1 px wide at a crop size of {out_size} (1 + {out_size} // 20 * 2)"
     return None
 
 

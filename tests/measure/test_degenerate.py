@@ -62,3 +62,19 @@ def test_translation_at_equal_crop_and_resize_sizes_is_degenerate_in_the_results
     assert results["h_flip"]["degenerate"] is None and results["h_flip"]["cosine_mean"] is not None
     rows = {r["family"]: r for r in csv.DictReader((out / "synthetic.csv").open())}
     assert "0 px" in rows["translation"]["degenerate"] and rows["h_flip"]["degenerate"] == ""
+
+
+def test_paper_mode_blur_is_degenerate_below_20_px():
+    # paper mode's kernel is 1 + out_size // 20 * 2 pixels wide: 1 px (no blur at all) below a crop of 20 px
+    reason = degenerate_reason("blur", 16, 18, mode="paper")
+    assert reason and "1 px" in reason and "16" in reason
+    assert degenerate_reason("blur", 32, 36, mode="paper") is None
+    assert degenerate_reason("blur", 16, 18, mode="corrected") is None
+
+
+def test_correlation_leaves_a_degenerate_family_out(tmp_path):
+    from inv_kernels.correlation import invariance_table
+
+    results = {"synthetic": [{"family": "blur", "cosine_mean": None}, {"family": "h_flip", "cosine_mean": 0.5}]}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert invariance_table([f"m={tmp_path / 'results.json'}"]) == {"m": {"h_flip": 0.5}}
