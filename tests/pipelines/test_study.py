@@ -108,6 +108,7 @@ def test_report_has_every_section_number_and_figure(tiny_study):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, name
         assert f"figures/{name}" in page
     report = json.loads((tiny_study / "report.json").read_text())
+    assert {"version", "git_commit", "command", "model_hash", "condition_number"} <= set(report["provenance"])
     numbers = list(_numbers(report))
     assert len(numbers) > 500
     bad = [(p, v) for p, v in numbers if not math.isfinite(v)]
@@ -116,6 +117,10 @@ def test_report_has_every_section_number_and_figure(tiny_study):
     for model in MODELS:
         assert list(report["synthetic"][model]) == list(FAMILIES)  # all 18 families, every model
         for family, row in report["synthetic"][model].items():
+            if family == "blur":  # paper mode's 1 + 16 // 20 * 2 = 1 px kernel: no blur at 16 px
+                assert "1 px" in row["degenerate"] and row["cosine"]["mean"] is None
+                assert "degenerate" in page
+                continue
             assert row["cosine"]["n"] == 2 and row["cosine"]["std"] is not None, (model, family)
             assert -1.0 <= row["cosine"]["mean"] <= 1.0 and row["distance"]["mean"] >= 0
         assert len(report["realworld"][model]) == 4
