@@ -75,7 +75,9 @@ class MeasureConfig:
     layer: str | None = None  # measure this module's output, pooled (None: the model's pooled output)
     mean: tuple[float, float, float] | None = None  # normalisation (None: a timm model's own, else ImageNet's)
     std: tuple[float, float, float] | None = None
-    precision: str | None = None  # fp32 or bf16 autocast (None: bf16 autocast on a GPU, fp32 on the CPU)
+    # fp32, bf16 autocast, or auto / None: bf16 autocast on a GPU and on CPUs with bfloat16 instructions, else fp32
+    precision: str | None = None
+    channels_last: bool = True  # the forward pass's memory format (False: contiguous)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -193,6 +195,7 @@ class Measurement:
             mean=config.mean,
             std=config.std,
             precision=config.precision,
+            channels_last=config.channels_last,
         )
         trained = self.extractor.info.image_size
         self.out_size = config.out_size or trained or 224

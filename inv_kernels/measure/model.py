@@ -5,8 +5,9 @@ an ``nn.Module``).
 What is measured: the model's pooled output, or the output of any named module (``layer``), pooled: global average
 over H x W for (N, C, H, W) feature maps; for (N, T, D) token outputs the class token when the model has one, else
 the mean token. Images are normalised with ``mean``/``std``, else a timm model's pretrained-config normalisation,
-else ImageNet's. Precision: ``fp32``, or ``bf16`` autocast (default: bf16 autocast on a GPU, fp32 on the CPU); on a GPU
-the forward pass runs in channels_last. Features come back as float32.
+else ImageNet's. Precision: ``fp32``, ``bf16`` autocast, or ``auto`` (the default: bf16 autocast on a GPU and on CPUs
+with bfloat16 instructions, as pretraining decides, else fp32). The forward pass runs in channels_last (``channels_last``
+False: contiguous). Features come back as float32.
 """
 
 from dataclasses import dataclass
@@ -19,10 +20,10 @@ from torch import Tensor
 from inv_kernels.models.load import file_digest, load_model
 from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 OUTPUT = "model output"
 
-__all__ = ["PRECISIONS", "FeatureExtractor", "ModelInfo", "file_digest", "load_extractor"]
+__all__ = ["PRECISIONS", "FeatureExtractor", "ModelInfo", "file_digest", "load_extractor", "resolve_forward_precision"]
 
 
 @dataclass
@@ -106,6 +107,22 @@ def _triple(name: str, value) -> tuple[float, float, float]:
     return values
 
 
+def _check_precision(precision) -> None:
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (or None), got {precision!r}")
+
+
+def resolve_forward_precision(precision: str | None, amp: bool, device: torch.device) -> str:
+    """The forward pass's arithmetic, "bf16" (bfloat16 autocast) or "fp32": ``precision`` "fp32" / "bf16" as given;
+    "auto" or None: pretraining's rule (``train.trainer.resolve_precision``: bf16 on CUDA and on CPUs with bfloat16
+    instructions, fp32 elsewhere or when ``amp`` is False)."""
+    from inv_kernels.train.trainer import resolve_precision  # (the trainer's factor monitor imports this module)
+
+    if precision in ("fp32", "bf16"):
+        return precision
+    return resolve_precision("auto", amp, device)
+
+
 class FeatureExtractor:
     """Callable: images (B, 3, S, S) float in [0, 1] -> features (B, D) float32 (normalisation inside)."""
 
@@ -117,23 +134,22 @@ class FeatureExtractor:
         *,
         amp: bool = True,
         precision: str | None = None,
+        channels_last: bool = True,
     ):
-        if precision is not None and precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (or None), got {precision!r}")
+        _check_precision(precision)
         self.info, self.device = info, device
-        self.amp = precision == "bf16" if precision else amp and device.type == "cuda"
+        self.amp = resolve_forward_precision(precision, amp, device) == "bf16"
         info.precision = "bf16" if self.amp else "fp32"
         self.module = module.to(device).eval()
-        if device.type == "cuda":
-            self.module = self.module.to(memory_format=torch.channels_last)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.module = self.module.to(memory_format=self.memory_format)
         self.mean = torch.tensor(info.mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(info.std, device=device).view(1, 3, 1, 1)
 
     @torch.no_grad()
     def __call__(self, images: Tensor) -> Tensor:
         x = (images.to(self.device, non_blocking=True).float() - self.mean) / self.std  # (B, 3, S, S)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=self.memory_format)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             return self.module(x).float()  # (B, D)
 
@@ -151,6 +167,7 @@ def load_extractor(
     mean=None,
     std=None,
     precision: str | None = None,
+    channels_last: bool = True,
 ) -> FeatureExtractor:
     """A feature extractor of a checkpoint path, ``random:<arch>`` (a seeded random initialisation; the paper's floor,
     docs/METHOD.md section 2) or an ``nn.Module`` (``models.load.load_model``).
@@ -161,7 +178,9 @@ def load_extractor(
         trust: read a checkpoint that only full unpickling reads (loading it could run code from the file).
         layer: measure this module's output, pooled (None: the model's pooled output).
         mean, std: 3 numbers each (default: a timm model's pretrained config, else ImageNet's).
-        precision: ``fp32`` or ``bf16`` autocast (None: bf16 autocast on a GPU when ``amp``, else fp32).
+        precision: ``fp32``, ``bf16`` autocast, or ``auto`` / None: bf16 autocast when ``amp`` on a GPU or a CPU with
+            bfloat16 instructions (``resolve_forward_precision``), else fp32.
+        channels_last: run the forward pass in channels_last memory format (False: contiguous).
 
     Raises:
         FileNotFoundError, ValueError: as ``load_model`` (``UntrustedCheckpointError`` without ``trust``); an unknown
@@ -171,8 +190,7 @@ def load_extractor(
         "mean": mean if mean is None else _triple("mean", mean),
         "std": std if std is None else _triple("std", std),
     }
-    if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (or None), got {precision!r}")
+    _check_precision(precision)
     if (mean is None) != (std is None):
         raise ValueError("give both mean and std, or neither (the model's own normalisation)")
     module, report = load_model(spec, arch, image_size=image_size, trust=trust, seed=seed)
@@ -189,7 +207,7 @@ def load_extractor(
         info.layer, info.pooling = layer, module.pooling
     options = [f"layer={layer}"] if layer else []
     options += [f"mean={info.mean},std={info.std}"] if info.normalisation == "given" else []
-    options += [f"precision={precision}"] if precision else []
+    options += [f"precision={precision}"] if precision in ("fp32", "bf16") else []
     if options:  # caches and statistics files are keyed by the id: other features, another id
         info.model_id += f"[{';'.join(options)}]"
-    return FeatureExtractor(module, info, device, amp=amp, precision=precision)
+    return FeatureExtractor(module, info, device, amp=amp, precision=precision, channels_last=channels_last)
