@@ -327,7 +327,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, features: bool = Tru
     parser.add_argument("--std", type=triple, default=None, help="R,G,B normalisation std (with --mean)")
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16"),
+        choices=("auto", "fp32", "bf16"),
         default=None,
-        help="forward pass precision (default: bf16 autocast on a GPU, fp32 on the CPU)",
+        help="forward pass precision: fp32, bf16 autocast, or auto (bf16 autocast on a GPU and on CPUs with bfloat16 "
+        "instructions, else fp32); default: %(default)s (None: bf16 autocast on a GPU, fp32 on the CPU)",
     )

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "torchvision or timm state dict, .safetensors; docs/MEASURE.md) or random:<arch> for a random network",
     )
     add_model_arguments(p)
+    p.set_defaults(precision="auto")
     p.add_argument("--data", default=None, help="image folder for statistics and synthetic views (default: built-in)")
     p.add_argument("--stats-data", default=None, help="folder for the statistics pass (default: --data)")
     p.add_argument("--stats-images", type=integer(1), default=None, help="cap on statistics images (default: all)")

@@ -75,8 +75,9 @@ class MeasureConfig:
     layer: str | None = None  # measure this module's output, pooled (None: the model's pooled output)
     mean: tuple[float, float, float] | None = None  # normalisation (None: a timm model's own, else ImageNet's)
     std: tuple[float, float, float] | None = None
-    # fp32, bf16 autocast, or auto / None: bf16 autocast on a GPU and on CPUs with bfloat16 instructions, else fp32
-    precision: str | None = None
+    # fp32, bf16 autocast, or auto: bf16 autocast on a GPU and on CPUs with bfloat16 instructions, else fp32 (None: bf16
+    # autocast on a GPU, fp32 on the CPU)
+    precision: str | None = "auto"
     channels_last: bool = True  # the forward pass's memory format (False: contiguous)
     extra: dict = field(default_factory=dict)
 

@@ -5,9 +5,10 @@ an ``nn.Module``).
 What is measured: the model's pooled output, or the output of any named module (``layer``), pooled: global average
 over H x W for (N, C, H, W) feature maps; for (N, T, D) token outputs the class token when the model has one, else
 the mean token. Images are normalised with ``mean``/``std``, else a timm model's pretrained-config normalisation,
-else ImageNet's. Precision: ``fp32``, ``bf16`` autocast, or ``auto`` (the default: bf16 autocast on a GPU and on CPUs
-with bfloat16 instructions, as pretraining decides, else fp32). The forward pass runs in channels_last (``channels_last``
-False: contiguous). Features come back as float32.
+else ImageNet's. Precision: ``fp32``, ``bf16`` autocast, ``auto`` (bf16 autocast on a GPU and on CPUs with bfloat16
+instructions, as pretraining decides, else fp32; measurement's default) or None (bf16 autocast on a GPU, fp32 on the
+CPU). The forward pass runs in channels_last on a GPU, and on the CPU too when asked (``channels_last``). Features come
+back as float32.
 """
 
 from dataclasses import dataclass
@@ -114,12 +115,14 @@ def _check_precision(precision) -> None:
 
 def resolve_forward_precision(precision: str | None, amp: bool, device: torch.device) -> str:
     """The forward pass's arithmetic, "bf16" (bfloat16 autocast) or "fp32": ``precision`` "fp32" / "bf16" as given;
-    "auto" or None: pretraining's rule (``train.trainer.resolve_precision``: bf16 on CUDA and on CPUs with bfloat16
-    instructions, fp32 elsewhere or when ``amp`` is False)."""
+    "auto": pretraining's rule (``train.trainer.resolve_precision``: bf16 on CUDA and on CPUs with bfloat16
+    instructions, fp32 elsewhere or when ``amp`` is False); None: bf16 on CUDA when ``amp``, else fp32."""
     from inv_kernels.train.trainer import resolve_precision  # (the trainer's factor monitor imports this module)
 
     if precision in ("fp32", "bf16"):
         return precision
+    if precision is None:
+        return "bf16" if amp and device.type == "cuda" else "fp32"
     return resolve_precision("auto", amp, device)
 
 
@@ -134,13 +137,14 @@ class FeatureExtractor:
         *,
         amp: bool = True,
         precision: str | None = None,
-        channels_last: bool = True,
+        channels_last: bool | None = None,
     ):
         _check_precision(precision)
         self.info, self.device = info, device
         self.amp = resolve_forward_precision(precision, amp, device) == "bf16"
         info.precision = "bf16" if self.amp else "fp32"
         self.module = module.to(device).eval()
+        channels_last = device.type == "cuda" if channels_last is None else channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.module = self.module.to(memory_format=self.memory_format)
         self.mean = torch.tensor(info.mean, device=device).view(1, 3, 1, 1)
@@ -167,7 +171,7 @@ def load_extractor(
     mean=None,
     std=None,
     precision: str | None = None,
-    channels_last: bool = True,
+    channels_last: bool | None = None,
 ) -> FeatureExtractor:
     """A feature extractor of a checkpoint path, ``random:<arch>`` (a seeded random initialisation; the paper's floor,
     docs/METHOD.md section 2) or an ``nn.Module`` (``models.load.load_model``).
@@ -178,9 +182,9 @@ def load_extractor(
         trust: read a checkpoint that only full unpickling reads (loading it could run code from the file).
         layer: measure this module's output, pooled (None: the model's pooled output).
         mean, std: 3 numbers each (default: a timm model's pretrained config, else ImageNet's).
-        precision: ``fp32``, ``bf16`` autocast, or ``auto`` / None: bf16 autocast when ``amp`` on a GPU or a CPU with
-            bfloat16 instructions (``resolve_forward_precision``), else fp32.
-        channels_last: run the forward pass in channels_last memory format (False: contiguous).
+        precision: ``fp32``, ``bf16`` autocast, ``auto`` (bf16 autocast when ``amp`` on a GPU or a CPU with bfloat16
+            instructions) or None (bf16 autocast on a GPU when ``amp``, else fp32); ``resolve_forward_precision``.
+        channels_last: the forward pass's memory format, channels_last or contiguous (None: channels_last on a GPU).
 
     Raises:
         FileNotFoundError, ValueError: as ``load_model`` (``UntrustedCheckpointError`` without ``trust``); an unknown

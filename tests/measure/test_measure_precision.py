@@ -47,12 +47,13 @@ def _config(tiny_set, tmp_path, **overrides) -> MeasureConfig:
 def test_auto_is_bf16_only_on_a_cpu_with_bf16_instructions(monkeypatch, has_bf16):
     monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: has_bf16)
     expected = "bf16" if has_bf16 else "fp32"
+    assert MeasureConfig(model="random:resnet18").precision == "auto"  # measurement's default
     assert resolve_forward_precision("auto", True, CPU) == expected
-    assert resolve_forward_precision(None, True, CPU) == expected
     assert resolve_forward_precision("auto", False, CPU) == "fp32"
+    assert resolve_forward_precision(None, True, CPU) == "fp32"  # None: fp32 on the CPU, as before "auto"
     assert resolve_forward_precision("fp32", True, CPU) == "fp32"
     assert resolve_forward_precision("bf16", True, CPU) == "bf16"
-    extractor = load_extractor("random:resnet18", device=CPU, image_size=16)
+    extractor = load_extractor("random:resnet18", device=CPU, image_size=16, precision="auto")
     assert extractor.info.precision == expected
     assert extractor.amp is has_bf16
     assert "precision" not in extractor.info.model_id  # "auto" does not rename the model; the cache key has it
@@ -66,8 +67,8 @@ def test_unknown_precision_is_refused():
 def test_channels_last_features_equal_contiguous_ones():
     images = torch.rand(3, 3, 16, 16)
     contiguous = load_extractor("random:resnet18", device=CPU, image_size=16, precision="fp32", channels_last=False)
-    channels_last = load_extractor("random:resnet18", device=CPU, image_size=16, precision="fp32")
-    assert channels_last.memory_format is torch.channels_last
+    channels_last = load_extractor("random:resnet18", device=CPU, image_size=16, precision="fp32", channels_last=True)
+    assert channels_last.memory_format is torch.channels_last and contiguous.memory_format is torch.contiguous_format
     torch.testing.assert_close(channels_last(images), contiguous(images), rtol=1e-4, atol=1e-5)
 
 

@@ -334,7 +334,7 @@ def test_layer_normalisation_and_precision_are_recorded_in_the_results(tiny_set,
 def test_layer_outputs_are_pooled_maps_or_class_tokens():
     cpu = torch.device("cpu")
     x = torch.rand(2, 3, SIZE, SIZE)
-    resnet = load_extractor("random:resnet18", device=cpu, image_size=SIZE, layer="layer3", precision="fp32")
+    resnet = load_extractor("random:resnet18", device=cpu, image_size=SIZE, layer="layer3")
     assert resnet.info.precision == "fp32" and resnet.info.normalisation == "ImageNet"
     model, seen = resnet.module.model, {}
     model.layer3.register_forward_hook(lambda module, inputs, output: seen.update(out=output))
