@@ -403,7 +403,7 @@ class Comparison:
         plt = pyplot()
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         width = 0.8 / len(self.names)
-        fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(self.group_sets) + 2.5), 3.8))
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(self.group_sets) + 2.5) + 2.2, 3.8))
         for m, (name, result) in enumerate(zip(self.names, self.results)):
             found = [self._group_row(result, g) for g in self.group_sets]
             means = [math.nan if g is None else g["cosine_with_diagonal"] for g in found]
@@ -416,7 +416,7 @@ class Comparison:
         ax.set_xticks(range(len(self.group_sets)), self.group_sets, rotation=20, ha="right", fontsize=8)
         ax.set_ylabel("whitened cosine within groups")
         ax.set_xlabel("real-world group set (error bars: 1 s.d. over groups)")
-        ax.legend(fontsize=8, frameon=False)
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_title("Invariance across real multi-view groups", fontsize=10)
         fig.tight_layout()
         return fig
