@@ -69,7 +69,7 @@ def provenance(
     device: torch.device | str | None = None,
     call: str | None = None,
     model_hash: str | dict[str, str] | None = None,
-    condition_number: float | None = None,
+    condition_number: float | dict[str, float] | None = None,
 ) -> dict:
     """The provenance record of one result.
 
@@ -79,7 +79,8 @@ def provenance(
             this process's command line.
         model_hash: the model's identity (its checkpoint's name and SHA-256 prefix, or the hash of a module's
             weights), or name -> identity for several models.
-        condition_number: the condition number of the feature statistics used, where there are statistics.
+        condition_number: the condition number of the feature statistics used, where there are statistics (or
+            name -> condition number for several models).
 
     Returns:
         {"package", "version", "git_commit" (None when unknown), "python", "torch", "timm" (None when not installed),
@@ -97,5 +98,7 @@ def provenance(
         "command": call if call is not None else command_line(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model_hash": model_hash,
-        "condition_number": None if condition_number is None else float(condition_number),
+        "condition_number": condition_number
+        if condition_number is None or isinstance(condition_number, dict)
+        else float(condition_number),
     }

@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from inv_kernels.io import atomic_write_json, check_writable_dir
+from inv_kernels.provenance import provenance
 from inv_kernels.study.config import StudyConfig
 from inv_kernels.study.inputs import resolve_inputs
 from inv_kernels.study.stagecache import StageCache
@@ -81,6 +82,12 @@ def run_study(cfg: StudyConfig, *, run_id: str | None = None) -> dict:
 
     report = build_report(
         cfg, inputs, pretrained, measured, latents, transfer, records=cache.records, seconds=time.time() - started
+    )
+    report["provenance"] = provenance(
+        model_hash={f"{m} seed {s}": r.get("model", {}).get("model_id") for (m, s), r in measured.items()},
+        condition_number={
+            f"{m} seed {s}": r.get("statistics", {}).get("condition_number") for (m, s), r in measured.items()
+        },
     )
     report["files"] = {k: str(v) for k, v in write_report(report, out).items()}
     return report
