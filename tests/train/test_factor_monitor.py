@@ -13,6 +13,7 @@ from inv_kernels.data.generated import DEFAULT_COUNTS
 from inv_kernels.train import PretrainConfig, Trainer
 from inv_kernels.train import factor_monitor as fm
 from inv_kernels.train import trainer as trainer_module
+from inv_kernels.train.config import resume_differences
 from pipelines import pretrain as pretrain_cli
 
 SMALL = dict(image_size=16, train_scenes=70, test_scenes=35, invariance_images=3, values_per_family=2)
@@ -201,6 +202,13 @@ def test_the_flag_turns_the_monitor_off(builtin_scenes, tmp_path, monkeypatch):
     summary = Trainer(_builtin_config(tmp_path / "out", factor_monitor=False), progress=False).run()
     assert calls == []
     assert summary["factor_monitor"] is None and summary["factor_monitor_error"] is None
+
+
+def test_checkpoints_without_the_monitors_setting_resume(tmp_path):
+    config = PretrainConfig(out=str(tmp_path), factor_monitor=False)
+    older = {k: v for k, v in PretrainConfig(out=str(tmp_path)).to_dict().items() if k != "factor_monitor"}
+    assert resume_differences(older, config) == []
+    assert resume_differences({**older, "factor_monitor": True}, config) == []  # a report, not the training
 
 
 def test_the_monitor_on_a_data_folder_is_bad_input(tmp_path, capsys):
