@@ -190,7 +190,7 @@ def measure_invariance(
             stats_file=stats_file,
             out=target,
             call=call,
-            data_label=f"{len(_uint8_images('images', images))} images given in memory" if in_memory else None,
+            data_label=f"{len(images)} images given in memory" if in_memory else None,
             **settings,
         )
         results = Measurement(config, stats=stats_object).run()
