@@ -141,18 +141,20 @@ def verdict(trained: float, untrained: float, threshold: float = THRESHOLD) -> s
 
 
 @dataclass
-class _Scenes:
+class Scenes:
+    """Rendered scenes with their factors."""
+
     images: Tensor  # (N, 3, S, S) float32 in [0, 1], on the monitor's device
     latents: Tensor  # (N, 10) CPU
     classes: Tensor  # (N,) int64 CPU
 
 
-def _scenes(count: int, seed: int, split: str, size: int, device: torch.device) -> _Scenes:
+def _scenes(count: int, seed: int, split: str, size: int, device: torch.device) -> Scenes:
     """``count`` scenes with the shapes in turn (every shape as often as the count allows)."""
     classes = torch.arange(count) % len(SHAPE_NAMES)
     latents, classes = sample_latents(count, sub_seed(seed, "factor_monitor", split), classes)
     images, _ = render_scenes(latents, classes, size=size, device=device)
-    return _Scenes(images, latents, classes)
+    return Scenes(images, latents, classes)
 
 
 def _features(extractor: FeatureExtractor, images: Tensor, batch_size: int) -> Tensor:
@@ -167,7 +169,7 @@ def _standardised(train: Tensor, test: Tensor) -> tuple[Tensor, Tensor]:
     return (train.double() - mean) / std, (test.double() - mean) / std
 
 
-def probe_factors(train_features: Tensor, train: _Scenes, test_features: Tensor, test: _Scenes) -> dict[str, float]:
+def probe_factors(train_features: Tensor, train: Scenes, test_features: Tensor, test: Scenes) -> dict[str, float]:
     """Test score of a linear probe per factor: shape accuracy, else R^2 (uniform over outputs)."""
     x_train, x_test = _standardised(train_features, test_features)
     scores = {}
@@ -193,16 +195,23 @@ def _value_indices(family: str, values: int) -> list[int]:
 
 
 def family_invariance(
-    extractor: FeatureExtractor, images: Tensor, stats: FeatureStats, family: str, *, values: int, batch_size: int
+    extractor: FeatureExtractor,
+    images: Tensor,
+    clean: Tensor,
+    stats: FeatureStats,
+    family: str,
+    *,
+    values: int,
+    batch_size: int,
 ) -> float:
     """A family's whitened-cosine invariance (mean over values of the mean over images) on a few grid values.
 
     Args:
         images: (n, 3, S, S) float32 in [0, 1]; views are made at S px (Resize(S) + CenterCrop(S)).
+        clean: (n, D) features of their clean views.
         stats: the extractor's feature statistics.
     """
     size = images.shape[-1]
-    clean = _features(extractor, clean_view(images, out_size=size, resize_size=size), batch_size)  # (n, D)
     rows = _value_indices(family, values)
     views = apply_transform(family, images, mode=MODE, indices=rows, out_size=size, resize_size=size)  # (n, p, 3, S, S)
     n, p = views.shape[:2]
@@ -284,8 +293,9 @@ def factor_monitor(
             scores[name] = probe_factors(train_features, train, _features(extractor, test.images, batch_size), test)
             stats = FeatureStats.from_features(train_features.double(), SHRINKAGE)
             images = test.images[:invariance_images]
+            clean = _features(extractor, clean_view(images, out_size=image_size, resize_size=image_size), batch_size)
             invariance[name] = [
-                family_invariance(extractor, images, stats, f, values=values_per_family, batch_size=batch_size)
+                family_invariance(extractor, images, clean, stats, f, values=values_per_family, batch_size=batch_size)
                 for _, f in families
             ]
         finally:
