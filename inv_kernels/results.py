@@ -201,6 +201,7 @@ class TransferResult:
             colours = ["tab:gray" if r["fusion"] == "single" else "tab:green" for r in mine]
             ax.barh(range(len(mine)), [r["test_score"] for r in mine], color=colours)
             ax.set_yticks(range(len(mine)), labels, fontsize=8)
+            ax.invert_yaxis()  # read top to bottom, in the order evaluated
             ax.set_xlabel(f"test {mine[0]['metric']}")
             ax.set_title(task, fontsize=10)
         handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:gray", "tab:green")]
