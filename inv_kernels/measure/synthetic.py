@@ -145,7 +145,7 @@ def _degenerate(family: str, k: int, n: int, mode: str, reason: str) -> FamilyRe
     warnings.warn(
         f"transform family {family!r} is degenerate ({reason}): it is reported as degenerate, not scored",
         DegenerateFamilyWarning,
-        stacklevel=3,
+        stacklevel=4,  # the caller of score_family (past its no_grad wrapper)
     )
     nan = [float("nan")] * k
     return FamilyResult(family, get_family(family).kind, mode, k, n, None, None, nan, nan, reason)
