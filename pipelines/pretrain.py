@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument(
         "--cosine", "--cos", action=BooleanFlag, default=DEFAULTS.cosine, help="cosine learning-rate schedule"
     )
+    optim.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=DEFAULTS.warmup_steps,
+        help="raise the learning rate linearly over this many first steps (0: none)",
+    )
     optim.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total")
     run = p.add_argument_group("run")
     run.add_argument("--out", default=DEFAULTS.out, help="output folder")
@@ -171,6 +177,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
         momentum=args.momentum,
         weight_decay=args.weight_decay,
         cosine=args.cosine,
+        warmup_steps=args.warmup_steps,
         objective=args.objective,
         moco_dim=args.moco_dim,
         queue_size=args.queue_size,

@@ -1,6 +1,6 @@
 """The pretraining configuration: one dataclass, the single source of defaults for the library and the CLI."""
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from inv_kernels.data.loaders import TWO_VIEW_LOADERS
@@ -52,6 +52,7 @@ class PretrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     cosine: bool = True
+    warmup_steps: int = 0  # the learning rate rises linearly over the first steps; 0: none
     objective: str = "moco"
     moco_dim: int = 128
     queue_size: int = 65536
@@ -108,7 +109,7 @@ class PretrainConfig:
             raise ValueError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
         if self.precision == "bf16" and not self.amp:
             raise ValueError("precision 'bf16' contradicts amp=False (float32 everywhere); give one of them")
-        for name in ("workers", "threads"):
+        for name in ("workers", "threads", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -130,19 +131,28 @@ class PretrainConfig:
 
 def resume_differences(saved: dict, config: PretrainConfig) -> list[str]:
     """The settings of ``config`` that differ from ``saved`` (a checkpoint's ``config.to_dict()``), other than
-    ``RESUME_MAY_CHANGE``, each as ``"name: saved <value>, given <value>"``; settings only one side knows count too.
+    ``RESUME_MAY_CHANGE``, each as ``"name: saved <value>, given <value>"``; settings only one side knows count too,
+    except a setting the checkpoint does not record (an earlier version's) given at its default.
     Folders (``data``, ``knn_data``) are the same when they resolve to the same path."""
     known = [f.name for f in fields(config)]
     differences = []
     for name in (name for name in known if name not in RESUME_MAY_CHANGE):
         given = getattr(config, name)
         if name not in saved:
-            differences.append(f"{name}: not recorded in the checkpoint, given {given!r}")
+            default = _DEFAULTS.get(name, _NO_DEFAULT)
+            if given != default:
+                then = f" (its default {default!r} then)" if default is not _NO_DEFAULT else ""
+                differences.append(f"{name}: not recorded in the checkpoint{then}, given {given!r}")
         elif not _same_setting(name, saved[name], given):
             differences.append(f"{name}: saved {saved[name]!r}, given {given!r}")
     for name in sorted(set(saved).difference(known)):
         differences.append(f"{name}: saved {saved[name]!r}, unknown to this version")
     return differences
+
+
+_NO_DEFAULT = object()
+# A setting that a checkpoint of an earlier version does not record had, in effect, its default value there.
+_DEFAULTS = {f.name: f.default for f in fields(PretrainConfig) if f.default is not MISSING}
 
 
 def _same_setting(name: str, saved, given) -> bool:

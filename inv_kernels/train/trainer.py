@@ -287,10 +287,18 @@ class Trainer:
             atomic_write_bytes("".join(kept).encode(), log)
 
     # ------------------------------------------------------------------------------------------------ training
-    def _lr_at(self, epoch: int) -> float:
-        if not self.config.cosine:
-            return self.lr
-        return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.config.epochs))
+    def _lr_at(self, epoch: int, step: int) -> float:
+        """The learning rate of global step ``step + 1``, in ``epoch``: the epoch's (cosine or constant), scaled
+        linearly from 1 / warmup_steps to 1 over the first ``warmup_steps`` steps."""
+        lr = self.lr
+        if self.config.cosine:
+            lr *= 0.5 * (1.0 + math.cos(math.pi * epoch / self.config.epochs))
+        warmup = self.config.warmup_steps
+        return lr * min(1.0, (step + 1) / warmup) if warmup else lr
+
+    def _set_lr(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr_at(self.epoch, self.global_step)
 
     def _log(self, record: dict) -> None:
         if self.dist.is_main:
@@ -427,8 +435,7 @@ class Trainer:
 
     def _run_epoch(self, progress: _Progress) -> None:
         """Trains ``self.epoch`` from ``self.step_in_epoch`` to its end, or to the run's last step."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._lr_at(self.epoch)
+        self._set_lr()
         tick = time.time()
         for batch in self._epoch_loader():
             progress.data_time += time.time() - tick
@@ -442,6 +449,8 @@ class Trainer:
         """One optimizer step on the batch (none when skipped images emptied it), and the counters after it."""
         self.skipped_images += batch["skipped"]
         views = self._usable(batch["views"])  # (B, 2, 3, S, S)
+        if self.config.warmup_steps and self.global_step <= self.config.warmup_steps:
+            self._set_lr()
         tick = time.time()
         progress.step_result = self._train_step(views) if views.shape[0] else None
         if progress.step_result is not None:

@@ -1,6 +1,7 @@
 """The training step's arithmetic and memory layout: the precision setting (auto, fp32, bf16 and the older ``amp``),
 torch threads, channels-last split-batch BN on the CPU, and resuming checkpoints of versions without these settings."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,21 @@ def test_trainer_runs_bf16_channels_last_on_the_cpu_and_reports_its_precision(ti
     assert torch.get_num_threads() == 1
     summary = Trainer(_config(tiny_data, tmp_path / "fp32", amp=False), progress=False).run()
     assert summary["precision"] == "fp32"
+
+
+def test_warmup_raises_the_learning_rate_linearly_over_its_steps(tiny_data, tmp_path):
+    config = _config(tiny_data, tmp_path / "w", warmup_steps=4, max_steps=3, log_every_steps=1, cosine=False)
+    trainer = Trainer(config, progress=False)
+    trainer.run()
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "w" / "log.jsonl").read_text().splitlines()) if "lr" in r]
+    assert lrs == pytest.approx([trainer.lr * k / 4 for k in (1, 2, 3)])
+    with pytest.raises(ValueError, match="warmup_steps must be >= 0, got -1"):
+        PretrainConfig(out=str(tmp_path), warmup_steps=-1).validate()
+
+
+def test_checkpoints_of_versions_without_a_setting_resume_when_it_has_its_default(tmp_path):
+    older = {k: v for k, v in PretrainConfig(out=str(tmp_path)).to_dict().items() if k != "warmup_steps"}
+    assert resume_differences(older, PretrainConfig(out=str(tmp_path))) == []
+    assert resume_differences(older, PretrainConfig(out=str(tmp_path), warmup_steps=5)) == [
+        "warmup_steps: not recorded in the checkpoint (its default 0 then), given 5"
+    ]
