@@ -79,6 +79,7 @@ class MeasureConfig:
     # autocast on a GPU, fp32 on the CPU)
     precision: str | None = "auto"
     channels_last: bool = True  # the forward pass's memory format (False: contiguous)
+    fold_batchnorm: bool = True  # fold BatchNorm layers into the preceding convolutions (where the model traces)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -197,6 +198,7 @@ class Measurement:
             std=config.std,
             precision=config.precision,
             channels_last=config.channels_last,
+            fold_bn=config.fold_batchnorm,
         )
         trained = self.extractor.info.image_size
         self.out_size = config.out_size or trained or 224
@@ -229,6 +231,7 @@ class Measurement:
             "out_size": self.out_size,
             "resize_size": self.resize_size,
             "precision": "bf16-autocast" if self.extractor.amp else "float32",
+            **({"batchnorm": "folded"} if self.extractor.info.batchnorm_folded else {}),
         }
         storage = "float16" if config.cache_precision == "auto" else config.cache_precision
         self.cache = MeasureCache(folder, base, self.ctx, verbose=config.progress, storage=storage)

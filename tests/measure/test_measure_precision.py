@@ -72,6 +72,17 @@ def test_channels_last_features_equal_contiguous_ones():
     torch.testing.assert_close(channels_last(images), contiguous(images), rtol=1e-4, atol=1e-5)
 
 
+def test_folded_batchnorm_gives_the_unfolded_features():
+    images = torch.rand(3, 3, 16, 16)
+    plain = load_extractor("random:resnet18", device=CPU, image_size=16, precision="fp32")
+    folded = load_extractor("random:resnet18", device=CPU, image_size=16, precision="fp32", fold_bn=True)
+    layer = load_extractor("random:resnet18", device=CPU, image_size=16, layer="layer3", fold_bn=True)
+    assert folded.info.batchnorm_folded and not plain.info.batchnorm_folded
+    assert not layer.info.batchnorm_folded  # a named layer's forward hook needs the model as it is
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.module.modules())
+    torch.testing.assert_close(folded(images), plain(images), rtol=1e-4, atol=1e-4)
+
+
 def test_bf16_scores_are_within_tolerance_of_fp32(tiny_set, tmp_path):
     runs = {
         p: Measurement(_config(tiny_set, tmp_path / p, precision=p, use_cache=False)).run() for p in ("fp32", "bf16")
@@ -92,4 +103,5 @@ def test_precision_is_recorded_and_keys_the_feature_cache(tiny_set, tmp_path):
     written = json.loads(Path(bf16["files"]["json"]).read_text())
     assert written["model"]["precision"] == "bf16"
     assert bf16["feature_cache"]["read"] == []  # nothing of the fp32 run is reused
+    assert bf16["model"]["batchnorm_folded"]
     assert set(again["feature_cache"]["read"]) == set(bf16["feature_cache"]["written"])
