@@ -1,7 +1,8 @@
 """The feature cache of a measurement run (``inv_kernels.feature_cache`` entries, fp16, atomic writes).
 
 Entries, each keyed by the model id (checkpoint file name + SHA-256 prefix, or ``random:<arch>:seed<s>``), the
-forward precision (fp32, or bf16 autocast on a GPU), out_size and resize_size, plus:
+forward precision (fp32, or bf16 autocast: ``--precision auto`` on a GPU or a CPU with bfloat16 instructions), whether
+BatchNorm was folded into the convolutions, out_size and resize_size, plus:
 
 - ``measure-moments``: the statistics pass's float64 moments (exact, so any shrinkage can be applied to them), keyed by
   the digest of the statistics image list;
