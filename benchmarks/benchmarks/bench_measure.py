@@ -18,7 +18,7 @@ BEFORE = {"precision": "fp32", "channels_last": False, "fold_batchnorm": False, 
 CONFIGS = {"before": BEFORE, "after": {}}
 IMAGE_SIZE = cases(64, 32)
 NUM_IMAGES = cases(16, 2)
-TRANSFORMS = cases(("all",), ("h_flip", "rotation"))
+TRANSFORMS = cases(("all",), ("h_flip", "posterize"))
 STATS_IMAGES = cases(64, 8)
 IMAGES_PER_CLASS = cases(8, 2)
 
