@@ -24,6 +24,7 @@ LAYERS = {
     "inv_kernels.provenance": 0,
     "inv_kernels.reporting": 0,
     "inv_kernels.testing": 0,
+    "inv_kernels.precision": 0,
     # 1 ops
     "inv_kernels.ops": 1,
     # 2 data, transforms, augmentation, statistics; the package root re-exports ops and the statistics

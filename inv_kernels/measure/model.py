@@ -20,6 +20,7 @@ from torch import Tensor
 
 from inv_kernels.models.load import file_digest, load_model
 from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
+from inv_kernels.precision import resolve_precision
 
 PRECISIONS = ("auto", "fp32", "bf16")
 OUTPUT = "model output"
@@ -132,10 +133,8 @@ def _check_precision(precision) -> None:
 
 def resolve_forward_precision(precision: str | None, amp: bool, device: torch.device) -> str:
     """The forward pass's arithmetic, "bf16" (bfloat16 autocast) or "fp32": ``precision`` "fp32" / "bf16" as given;
-    "auto": pretraining's rule (``train.trainer.resolve_precision``: bf16 on CUDA and on CPUs with bfloat16
+    "auto": pretraining's rule (``inv_kernels.precision.resolve_precision``: bf16 on CUDA and on CPUs with bfloat16
     instructions, fp32 elsewhere or when ``amp`` is False); None: bf16 on CUDA when ``amp``, else fp32."""
-    from inv_kernels.train.trainer import resolve_precision  # (the trainer's factor monitor imports this module)
-
     if precision in ("fp32", "bf16"):
         return precision
     if precision is None:

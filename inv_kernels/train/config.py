@@ -8,7 +8,7 @@ from inv_kernels.models.backbones import ARCHS
 from inv_kernels.models.moco import OBJECTIVES
 
 BUILTIN_RECIPES = ("default", "spatial", "appearance")
-# "auto": bfloat16 autocast on CUDA and on CPUs with bfloat16 instructions (trainer.resolve_precision), else float32
+# "auto": bfloat16 autocast on CUDA and on CPUs with bfloat16 instructions (inv_kernels.precision.resolve_precision), else float32
 PRECISIONS = ("auto", "fp32", "bf16")
 LOADERS = ("auto", *TWO_VIEW_LOADERS)  # "auto": dali when NVIDIA DALI is installed, else torchvision
 # The settings a resumed run may give other values than its checkpoint's: where it writes, which checkpoint it reads

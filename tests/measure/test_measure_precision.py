@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import inv_kernels.train.trainer as trainer
+import inv_kernels.precision as precision_module
 from inv_kernels.data import write_dataset
 from inv_kernels.measure.driver import MeasureConfig, Measurement
 from inv_kernels.measure.model import load_extractor, resolve_forward_precision
@@ -45,7 +45,7 @@ def _config(tiny_set, tmp_path, **overrides) -> MeasureConfig:
 
 @pytest.mark.parametrize("has_bf16", [True, False])
 def test_auto_is_bf16_only_on_a_cpu_with_bf16_instructions(monkeypatch, has_bf16):
-    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: has_bf16)
     expected = "bf16" if has_bf16 else "fp32"
     assert MeasureConfig(model="random:resnet18").precision == "auto"  # measurement's default
     assert resolve_forward_precision("auto", True, CPU) == expected

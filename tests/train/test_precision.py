@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from inv_kernels import precision as precision_module
 from inv_kernels.data import write_dataset
 from inv_kernels.models.moco import MoCo
 from inv_kernels.models.split_bn import SplitBatchNorm2d
+from inv_kernels.precision import resolve_precision
 from inv_kernels.train import PretrainConfig, Trainer
-from inv_kernels.train import trainer as trainer_module
 from inv_kernels.train.config import resume_differences
-from inv_kernels.train.trainer import resolve_precision
 from pipelines import pretrain as pretrain_cli
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
@@ -46,7 +46,7 @@ def _config(data: Path, out: Path, **overrides) -> PretrainConfig:
 
 @pytest.mark.parametrize("has_bf16", [True, False])
 def test_auto_precision_is_bf16_on_cuda_and_on_cpus_with_bf16_instructions(monkeypatch, has_bf16):
-    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: has_bf16)
     assert resolve_precision("auto", True, CPU) == ("bf16" if has_bf16 else "fp32")
     assert resolve_precision("auto", True, CUDA) == "bf16"
     assert resolve_precision("bf16", True, CPU) == "bf16"
