@@ -15,6 +15,7 @@ from inv_kernels.train import factor_monitor as fm
 from inv_kernels.train import trainer as trainer_module
 from inv_kernels.train.config import resume_differences
 from pipelines import pretrain as pretrain_cli
+from tests.fixtures.pretrain import tiny_pretrain_config
 
 SMALL = dict(image_size=16, train_scenes=70, test_scenes=35, invariance_images=3, values_per_family=2)
 DEFAULT_FAMILIES = [
@@ -134,20 +135,8 @@ def builtin_scenes(tmp_path, monkeypatch):
 
 
 def _builtin_config(out, **overrides) -> PretrainConfig:
-    values = dict(
-        out=str(out),
-        image_size=16,
-        batch_size=8,
-        bn_splits=2,
-        queue_size=64,
-        moco_dim=16,
-        workers=0,
-        epochs=1,
-        max_steps=1,
-        knn_every=-1,
-        loader="torchvision",
-    )
-    return PretrainConfig(**{**values, **overrides})
+    settings = dict(epochs=1, max_steps=1, knn_every=-1, loader="torchvision")
+    return tiny_pretrain_config(None, out, **{**settings, **overrides})
 
 
 def _spy(calls: list, result: dict | None = None, error: Exception | None = None):

@@ -9,39 +9,20 @@ import torch
 import torch.nn.functional as F
 
 from inv_kernels import precision as precision_module
-from inv_kernels.data import write_dataset
 from inv_kernels.models.moco import MoCo
 from inv_kernels.models.split_bn import SplitBatchNorm2d
 from inv_kernels.precision import resolve_precision
 from inv_kernels.train import PretrainConfig, Trainer
 from inv_kernels.train.config import resume_differences
 from pipelines import pretrain as pretrain_cli
+from tests.fixtures.pretrain import tiny_pretrain_config
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    return write_dataset("classification", tmp_path_factory.mktemp("data") / "scenes", size=32, count=6, progress=False)
-
-
 def _config(data: Path, out: Path, **overrides) -> PretrainConfig:
-    values = dict(
-        data=str(data),
-        out=str(out),
-        image_size=16,
-        batch_size=8,
-        bn_splits=2,
-        queue_size=64,
-        moco_dim=16,
-        workers=0,
-        epochs=1,
-        max_steps=2,
-        knn_every=-1,
-        loader="torchvision",
-    )
-    values.update(overrides)
-    return PretrainConfig(**values)
+    settings = dict(epochs=1, max_steps=2, knn_every=-1, loader="torchvision")
+    return tiny_pretrain_config(data, out, **{**settings, **overrides})
 
 
 @pytest.mark.parametrize("has_bf16", [True, False])

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from inv_kernels.augment.params import AugmentParams
-from inv_kernels.data import write_dataset
 from inv_kernels.models.checkpoint import LAST, load_backbone, read_checkpoint
 from inv_kernels.train import PretrainConfig, Trainer, knn_top1
 from pipelines import pretrain as pretrain_cli
+from tests.fixtures.pretrain import tiny_pretrain_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -38,28 +38,8 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    """Generated classification scenes at 32 px: train/<shape>/*.jpg (6 per class) and test/ beside it."""
-    return write_dataset("classification", tmp_path_factory.mktemp("data") / "scenes", size=32, count=6, progress=False)
-
-
 def _tiny_config(data: Path, out: Path, **overrides) -> PretrainConfig:
-    values = dict(
-        data=str(data),
-        out=str(out),
-        image_size=16,
-        batch_size=8,
-        bn_splits=2,
-        queue_size=64,
-        moco_dim=16,
-        workers=0,
-        knn_max_images=40,
-        epochs=2,
-        log_every_steps=1,
-    )
-    values.update(overrides)
-    return PretrainConfig(**values)
+    return tiny_pretrain_config(data, out, **{**dict(knn_max_images=40, epochs=2, log_every_steps=1), **overrides})
 
 
 def _run_cli(args: list[str]) -> subprocess.CompletedProcess:

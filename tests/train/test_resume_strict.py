@@ -13,37 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from inv_kernels.data import write_dataset
 from inv_kernels.models.checkpoint import LAST, read_checkpoint, restore_rng_state, rng_state
 from inv_kernels.train import PretrainConfig, Trainer
 from pipelines import pretrain as pretrain_cli
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    """Generated classification scenes at 32 px: 42 train images (5 batches of 8), 7 test images."""
-    return write_dataset("classification", tmp_path_factory.mktemp("data") / "scenes", size=32, count=6, progress=False)
+from tests.fixtures.pretrain import tiny_pretrain_config
 
 
 def _config(data: Path, out: Path, **overrides) -> PretrainConfig:
-    values = dict(
-        data=str(data),
-        out=str(out),
-        image_size=16,
-        batch_size=8,
-        bn_splits=2,
-        queue_size=64,
-        moco_dim=16,
-        workers=0,
-        knn_max_images=40,
-        epochs=1,
-        log_every_steps=1,
-        knn_every=-1,
-        loader="torchvision",
-        save_every_steps=2,
+    settings = dict(
+        knn_max_images=40, epochs=1, log_every_steps=1, knn_every=-1, loader="torchvision", save_every_steps=2
     )
-    values.update(overrides)
-    return PretrainConfig(**values)
+    return tiny_pretrain_config(data, out, **{**settings, **overrides})
 
 
 class _Interrupted(Exception):
