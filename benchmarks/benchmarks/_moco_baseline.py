@@ -3,7 +3,8 @@ torchvision. An ImageFolder read by a DataLoader whose workers make two PIL view
 with scale (0.2, 1), ColorJitter(0.4, 0.4, 0.4, 0.1) with p = 0.8, RandomGrayscale(0.2), a PIL Gaussian blur with
 sigma in [0.1, 2] with p = 0.5, horizontal flip, ToTensor, Normalize), and an eager float32 step: ResNet-18 query and
 momentum key encoders with the MLP head, split-batch BN (the one-process stand-in for shuffle BN), keys of a shuffled
-batch, InfoNCE logits against a (dim, K) queue, cross-entropy, SGD. Nothing of inv_kernels' training path is used."""
+batch, InfoNCE logits against a (dim, K) queue, cross-entropy, SGD. Of inv_kernels it uses only the split-batch BN
+module, whose path for contiguous input is that recipe's arithmetic; nothing of its training path."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from PIL import ImageFilter
 from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
+
+from inv_kernels.models.split_bn import SplitBatchNorm2d
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -57,37 +60,9 @@ def moco_v2_transform(size: int):
     )
 
 
-class SplitBN(nn.BatchNorm2d):
-    """BatchNorm2d with statistics over ``splits`` sub-batches (samples b, b + splits, ...) while training."""
-
-    def __init__(self, channels: int, splits: int):
-        super().__init__(channels)
-        self.splits = splits
-
-    def forward(self, x):  # (N, C, H, W)
-        if not self.training or self.splits == 1:
-            return super().forward(x)
-        n, c, h, w = x.shape
-        s = self.splits
-        mean, var = self.running_mean.repeat(s), self.running_var.repeat(s)
-        out = F.batch_norm(
-            x.view(-1, c * s, h, w),
-            mean,
-            var,
-            self.weight.repeat(s),
-            self.bias.repeat(s),
-            True,
-            self.momentum,
-            self.eps,
-        ).view(n, c, h, w)
-        self.running_mean.copy_(mean.view(s, c).mean(0))
-        self.running_var.copy_(var.view(s, c).mean(0))
-        return out
-
-
 def resnet18_encoder(dim: int, cifar_stem: bool, bn_splits: int) -> nn.Module:
     """ResNet-18 with the MLP head (512 -> 512 -> dim); (B, 3, S, S) -> (B, dim)."""
-    model = torchvision.models.resnet18(weights=None, norm_layer=lambda c: SplitBN(c, bn_splits))
+    model = torchvision.models.resnet18(weights=None, norm_layer=lambda c: SplitBatchNorm2d(c, bn_splits))
     if cifar_stem:
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
