@@ -202,6 +202,12 @@ def measure_invariance(
 def evaluate_transfer(
     models: nn.Module | str | os.PathLike | dict[str, Any] | list,
     tasks: Any = None,
+    *,
+    arch: str | dict[str, str] | None = None,
+    layer: str | dict[str, str] | None = None,
+    mean: Iterable[float] | None = None,
+    std: Iterable[float] | None = None,
+    precision: str | None = None,
     **settings: Any,
 ) -> TransferResult:
     """Linear-probe transfer (docs/METHOD.md sections 6-7) of models and their fusions, in one call.
@@ -211,6 +217,11 @@ def evaluate_transfer(
             their file stems, or model0, model1, ... for objects), or a dict name -> model.
         tasks: ``inv_kernels.downstream.DownstreamTask`` objects, ``"NAME:ROOT"`` specs of public datasets (one or a
             list), or None: the built-in generated classification and latent-regression sets.
+        arch: the architecture of checkpoints that do not record it (``resnet18``, ``timm:vit_small_patch16_224``):
+            one for every model, or a dict model name -> arch.
+        layer: measure this module's output, pooled: one for every model, or a dict model name -> layer.
+        mean, std: the normalisation (3 numbers each) of every model (None: a timm model's own, else ImageNet's).
+        precision: ``fp32``, ``bf16`` or ``auto`` for every model's forward pass (None: bf16 autocast on a GPU).
         **settings: other ``TransferConfig`` settings: fusions, combos, mode, folds, device, batch_size, seed,
             image_size (the images' side, default 224, or 64 for the built-in sets), progress, ...
 
@@ -221,18 +232,31 @@ def evaluate_transfer(
         TypeError: an unknown setting, or an argument of another type. ValueError, FileNotFoundError: a bad
         setting, model or task, named.
     """
-    from inv_kernels.transfer import TransferConfig, build_tasks, load_models
+    from inv_kernels.transfer import TransferConfig, build_tasks, load_models, model_load_options
     from inv_kernels.transfer import evaluate_transfer as run
 
-    allowed = {f.name for f in fields(TransferConfig)} - {"models", "tasks", "call"} | {"image_size"}
+    allowed = {f.name for f in fields(TransferConfig)} - {"models", "tasks", "call", "load_options"} | {"image_size"}
     _check_settings("evaluate_transfer", settings, allowed)
     image_size = settings.pop("image_size", None)
     for name in ("fusions",):
         if isinstance(settings.get(name), str):
             settings[name] = tuple(s.strip() for s in settings[name].split(",") if s.strip())
     named = _named_models(models)
+    options = model_load_options(
+        named,
+        image_size=image_size or (64 if tasks is None else None),  # the built-in sets are 64 px
+        arch=arch,
+        layer=layer,
+        mean=mean,
+        std=std,
+        precision=precision,
+    )
     config = TransferConfig(
-        models=named, tasks=[], call=_call("evaluate_transfer", models=models, tasks=tasks), **settings
+        models=named,
+        tasks=[],
+        load_options=options,
+        call=_call("evaluate_transfer", models=models, tasks=tasks),
+        **settings,
     ).validate()
     extractors = load_models(config)
     if tasks is None or isinstance(tasks, str) or all(isinstance(t, str) for t in tasks):

@@ -34,13 +34,15 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def read_json(path: str | os.PathLike, what: str) -> dict:
-    """A results file's JSON object.
+def read_json(path: str | os.PathLike, what: str, file_name: str | None = None) -> dict:
+    """A results file's JSON object; ``path`` may also be the run's output folder that holds ``file_name``.
 
     Raises:
         FileNotFoundError: no such file. ValueError: not JSON, or not an object.
     """
     path = Path(path)
+    if file_name and path.is_dir():
+        path = path / file_name
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist or is not a file")
     try:
@@ -79,12 +81,12 @@ class MeasureResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike, name: str | None = None) -> MeasureResult:
-        """Reads a measurement's results.json (as JSON only).
+        """Reads a measurement's results.json, or the one in the output folder ``path`` (as JSON only).
 
         Raises:
             FileNotFoundError, ValueError: no such file, not JSON, or not a measurement's results.
         """
-        data = read_json(path, "results file")
+        data = read_json(path, "results file", "results.json")
         if not isinstance(data.get("synthetic"), list) or not isinstance(data.get("model"), dict):
             raise ValueError(f"results file {path}: not a measurement's results.json (no 'model' and 'synthetic')")
         return cls(data, name)
@@ -166,8 +168,8 @@ class TransferResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TransferResult:
-        """Reads a transfer.json (as JSON only)."""
-        return cls(read_json(path, "transfer file"))
+        """Reads a transfer.json, or the one in the output folder ``path`` (as JSON only)."""
+        return cls(read_json(path, "transfer file", "transfer.json"))
 
     def __repr__(self) -> str:
         return f"TransferResult({len(self.data['results'])} model x task scores)"

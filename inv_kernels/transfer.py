@@ -9,7 +9,7 @@ the number of fused models as in the reference code (``probes.grid``).
 
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch.nn as nn
@@ -174,6 +174,30 @@ def _probe(task: DownstreamTask, X, y, X_test, y_test, members: int, wide: bool,
     return result
 
 
+def model_load_options(
+    models, *, image_size: int | None = None, arch=None, layer=None, mean=None, std=None, precision=None
+) -> dict[str, dict]:
+    """``TransferConfig.load_options`` for the models named ``models``: ``arch`` and ``layer`` are one value for every
+    model or a dict name -> value (models not in it get None); ``image_size``, ``mean``, ``std`` and ``precision``
+    apply to every model.
+
+    Raises:
+        ValueError: a dict that names a model ``models`` does not have.
+    """
+
+    def each(setting: str, value) -> dict:
+        if not isinstance(value, dict):
+            return dict.fromkeys(models, value)
+        unknown = [name for name in value if name not in models]
+        if unknown:
+            raise ValueError(f"{setting}: {', '.join(map(repr, unknown))} is not a model; models: {', '.join(models)}")
+        return {name: value.get(name) for name in models}
+
+    archs, layers = each("arch", arch), each("layer", layer)
+    common = {"image_size": image_size, "mean": mean, "std": std, "precision": precision}
+    return {name: {**common, "arch": archs[name], "layer": layers[name]} for name in models}
+
+
 def load_models(cfg: TransferConfig) -> dict[str, FeatureExtractor]:
     """Every model of ``cfg`` (validated first), loaded on its device: name -> feature extractor. Loading checks each
     checkpoint (exists, is a file, readable, a layout the project reads, weights fit the architecture), so a run can
@@ -258,6 +282,7 @@ def evaluate_transfer(cfg: TransferConfig, extractors: dict[str, FeatureExtracto
             "device": str(device),
         },
         "skipped_images": skipped,
+        "models": {name: asdict(extractor.info) for name, extractor in extractors.items()},  # what each one loaded
         "provenance": provenance(
             device=device, call=cfg.call, model_hash={name: ext.info.model_id for name, ext in extractors.items()}
         ),

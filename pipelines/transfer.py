@@ -9,7 +9,6 @@ checked (the checkpoints loaded) before any data is read or rendered, and --out 
 
 import argparse
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from inv_kernels.data.folders import describe_records
@@ -50,27 +49,18 @@ def parse_models(text: str) -> dict[str, str]:
     return models
 
 
-def per_model(flag: str, text: str | None, models: dict[str, str]) -> dict[str, str | None]:
-    """The value of --arch / --layer for each model: one VALUE for every model, or NAME=VALUE,... (models not named
-    get none); ValueError names a model that --models does not have."""
-    if text is None:
-        return dict.fromkeys(models)
-    if "=" not in text:
-        return dict.fromkeys(models, text)
-    values: dict[str, str | None] = dict.fromkeys(models)
+def per_model(flag: str, text: str | None, models: dict[str, str]) -> str | dict[str, str] | None:
+    """The value of --arch / --layer: one VALUE for every model, or NAME=VALUE,... as a dict (models not named get
+    none); ValueError names a model that --models does not have."""
+    if text is None or "=" not in text:
+        return text
+    values: dict[str, str] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         name, _, value = part.partition("=")
         if name not in models or not value:
             raise ValueError(f"{flag} {part!r}: expected NAME=VALUE with NAME one of {', '.join(models)}")
         values[name] = value
     return values
-
-
-def load_options(args, models: dict[str, str], size: int) -> dict[str, dict]:
-    """load_extractor's keywords for each model, from --arch, --layer, --mean, --std, --precision and the image size."""
-    arch, layer = per_model("--arch", args.arch, models), per_model("--layer", args.layer, models)
-    common = {"image_size": size, "mean": args.mean, "std": args.std, "precision": args.precision}
-    return {name: {**common, "arch": arch[name], "layer": layer[name]} for name in models}
 
 
 def plot(rows: list[dict], path: Path) -> Path:
@@ -129,7 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     add_model_arguments(parser, per_model=True)
     add_config_argument(parser)
     args = parse_args(parser, argv)
-    from inv_kernels.transfer import TransferConfig, build_tasks, evaluate_transfer, load_models, parse_tasks
+    from inv_kernels.transfer import (
+        TransferConfig,
+        build_tasks,
+        evaluate_transfer,
+        load_models,
+        model_load_options,
+        parse_tasks,
+    )
 
     try:
         models = parse_models(args.models)
@@ -146,7 +143,15 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             seed=args.seed,
             trust_checkpoint=args.trust_checkpoint,
-            load_options=load_options(args, models, size),
+            load_options=model_load_options(
+                models,
+                image_size=size,
+                arch=per_model("--arch", args.arch, models),
+                layer=per_model("--layer", args.layer, models),
+                mean=args.mean,
+                std=args.std,
+                precision=args.precision,
+            ),
             call=command(PROG, argv),
         ).validate()
         parse_tasks(args.task)
@@ -159,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
         results = evaluate_transfer(config, extractors)
     except (*INPUT_ERRORS, RuntimeError, ImportError) as error:
         return report(PROG, error)
-    results["models"] = {name: asdict(extractor.info) for name, extractor in extractors.items()}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(results, out / "transfer.json")
     write_settings(parser, args, out / CONFIG_FILE)  # replayable with --config

@@ -1,6 +1,6 @@
 """Bring your own model: every checkpoint layout ``inv_kernels.models.load`` reads, each made here from randomly
 initialised torchvision and timm models and saved the way its source project saves it, loaded (the features equal the
-source backbone's) and run through ``pipelines.measure`` and ``pipelines.transfer`` on tiny data."""
+source backbone's) and run through ``pipelines.measure``, ``pipelines.transfer`` and the Python API on tiny data."""
 
 import copy
 import json
@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
+import inv_kernels
 from inv_kernels.data import write_dataset
 from inv_kernels.measure.model import load_extractor
 from inv_kernels.models.load import load_model
@@ -238,6 +239,36 @@ def test_checkpoint_format_loads_and_runs_through_measure_and_transfer(
     transfer = json.loads((tmp_path / "transfer" / "transfer.json").read_text())
     assert transfer["models"]["m"]["load"]["stripped"] == prefix
     assert transfer["results"][0]["feature_dim"] == report.feature_dim
+
+    measured = inv_kernels.measure_invariance(
+        path,
+        tiny_set,
+        "h_flip",
+        arch=arch or None,
+        num_images=2,
+        out_size=SIZE,
+        resize_size=SIZE,
+        stats_images=4,
+        shrinkage="ledoit_wolf",
+        workers=0,
+        use_cache=False,
+        progress=False,
+    )
+    load = measured.to_dict()["model"]["load"]
+    assert load["stripped"] == prefix and load["source"] == report.source
+    cli_scores = inv_kernels.MeasureResult.load(tmp_path / "measure").cosine
+    assert measured.cosine["h_flip"] == pytest.approx(cli_scores["h_flip"], abs=1e-4)
+    transferred = inv_kernels.evaluate_transfer(
+        {"m": path},
+        f"generated_latents:{tiny_latents}",
+        arch=arch or None,
+        image_size=SIZE,
+        folds=2,
+        combos="none",
+        progress=False,
+    ).to_dict()
+    assert transferred["models"]["m"]["load"]["stripped"] == prefix
+    assert transferred["results"][0]["feature_dim"] == report.feature_dim
 
 
 def test_report_names_what_was_stripped_and_dropped(tmp_path):
