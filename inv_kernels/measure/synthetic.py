@@ -94,6 +94,34 @@ def clean_features(extractor, images: list[Tensor], *, out_size: int, resize_siz
     return torch.cat(parts)  # (n, D)
 
 
+def distinct_views(views: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct views of a batch, exactly (bit for bit): views[keep][inverse] equals views.
+
+    Small crops and shears round many grid values to the same pixels (at 64 px, the 256 shear views of an image hold
+    about 80 distinct ones), so the forward pass runs once per distinct view.
+
+    Args:
+        views: (P, ...) tensor.
+
+    Returns:
+        keep (U,) int64 indices of the first view of each distinct one, ascending; inverse (P,) int64 into keep.
+    """
+    flat = views.reshape(len(views), -1)
+    sample = flat[:, :: max(1, flat.shape[1] // 1024)].cpu().numpy()  # a cheap key; equal keys are then compared
+    first: dict[bytes, list[int]] = {}
+    keep: list[int] = []
+    inverse = torch.empty(len(views), dtype=torch.int64)
+    for j in range(len(views)):
+        candidates = first.setdefault(sample[j].tobytes(), [])
+        match = next((u for u in candidates if torch.equal(flat[keep[u]], flat[j])), None)
+        if match is None:
+            match = len(keep)
+            keep.append(j)
+            candidates.append(match)
+        inverse[j] = match
+    return torch.tensor(keep, dtype=torch.int64), inverse
+
+
 @torch.no_grad()
 def family_features(
     extractor,
@@ -106,7 +134,8 @@ def family_features(
     batch_size: int = 256,
     progress: bool = True,
 ) -> Tensor:
-    """Features of every transformed view of a family.
+    """Features of every transformed view of a family. Views of several images share a batch of up to ``batch_size``,
+    and each distinct view of a batch goes through the model once (``distinct_views``).
 
     Args:
         extractor: images (B, 3, S, S) in [0, 1] -> features (B, D); ``info.feature_dim`` is D.
@@ -121,11 +150,27 @@ def family_features(
     if not images:
         return out
     bar = tqdm(total=len(images) * k, desc=f"{family} ({mode})", unit="view", disable=not progress, leave=False)
+    pending: list[tuple[int, Tensor, Tensor]] = []  # (image index, grid rows, views) waiting for a batch
+
+    def run_batch() -> None:
+        batch = torch.cat([views for _, _, views in pending])
+        keep, inverse = distinct_views(batch)
+        features = extractor(batch[keep]).float().cpu()[inverse]  # (P, D)
+        start = 0
+        for i, rows, _ in pending:
+            out[i, rows] = features[start : start + rows.numel()]
+            start += rows.numel()
+        bar.update(start)
+        pending.clear()
+
     for i, rows, views in iter_views(
         family, images, mode=mode, chunk=batch_size, out_size=out_size, resize_size=resize_size
     ):
-        out[i, rows] = extractor(views).float().cpu()
-        bar.update(rows.numel())
+        if pending and sum(r.numel() for _, r, _ in pending) + rows.numel() > batch_size:
+            run_batch()
+        pending.append((i, rows, views))
+    if pending:
+        run_batch()
     bar.close()
     return out
 
