@@ -84,10 +84,10 @@ class StudyConfig:
     cifar_stem: bool = False  # the random floor always has the standard stem, so keep False to compare like with like
     image_size: int | None = None  # None: 32 on the built-in data, 64 with --data
     # pretraining (MoCo v2, docs/METHOD.md 2.1, scaled down)
-    epochs: int = 20
+    epochs: int = 40
     batch_size: int = 128
     bn_splits: int = 8  # split-batch BN groups (MoCo's shuffle BN on one process); batch_size must be a multiple
-    base_lr: float = 0.12  # scaled by batch / 256 (0.06 at batch 128), cosine schedule
+    base_lr: float = 0.06  # scaled by batch / 256 (0.03 at batch 128), cosine schedule; chosen by training health
     queue_size: int = 1024
     moco_momentum: float = 0.99
     temperature: float = 0.2

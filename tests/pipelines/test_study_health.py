@@ -166,7 +166,7 @@ def test_quick_preset_is_one_seed_and_explicit_flags_win():
 def test_defaults_are_three_seeds_of_the_chosen_budget():
     cfg = StudyConfig().validate()
     assert cfg.seeds == (0, 1, 2) and cfg.batch_size == 128 and cfg.queue_size == 1024
-    assert cfg.moco_momentum == 0.99 and cfg.base_lr == 0.12 and cfg.shrinkage == "ledoit_wolf"
+    assert cfg.moco_momentum == 0.99 and cfg.base_lr == 0.06 and cfg.shrinkage == "ledoit_wolf"
 
 
 def test_loss_drop_counts_from_the_highest_window_as_the_queue_fills():
