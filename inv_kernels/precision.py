@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+PRECISIONS = ("auto", "fp32", "bf16")  # "auto": resolve_precision's rule
+
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX-BF16), which makes bf16 autocast pay."""

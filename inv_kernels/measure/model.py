@@ -20,9 +20,8 @@ from torch import Tensor
 
 from inv_kernels.models.load import file_digest, load_model
 from inv_kernels.ops.fused_augment_ref import IMAGENET_MEAN, IMAGENET_STD
-from inv_kernels.precision import resolve_precision
+from inv_kernels.precision import PRECISIONS, resolve_precision
 
-PRECISIONS = ("auto", "fp32", "bf16")
 OUTPUT = "model output"
 
 __all__ = ["PRECISIONS", "FeatureExtractor", "ModelInfo", "file_digest", "load_extractor", "resolve_forward_precision"]

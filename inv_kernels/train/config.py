@@ -6,10 +6,9 @@ from pathlib import Path
 from inv_kernels.data.loaders import TWO_VIEW_LOADERS
 from inv_kernels.models.backbones import ARCHS
 from inv_kernels.models.moco import OBJECTIVES
+from inv_kernels.precision import PRECISIONS
 
 BUILTIN_RECIPES = ("default", "spatial", "appearance")
-# "auto": bfloat16 autocast on CUDA and on CPUs with bfloat16 instructions (inv_kernels.precision.resolve_precision), else float32
-PRECISIONS = ("auto", "fp32", "bf16")
 LOADERS = ("auto", *TWO_VIEW_LOADERS)  # "auto": dali when NVIDIA DALI is installed, else torchvision
 # The settings a resumed run may give other values than its checkpoint's: where it writes, which checkpoint it reads
 # and whether it trusts it, how many loader workers or threads it uses, on which device it runs, where it stops and
@@ -67,7 +66,7 @@ class PretrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # False: float32 everywhere, whatever ``precision`` says
-    precision: str = "auto"  # one of PRECISIONS
+    precision: str = "auto"  # one of PRECISIONS; "auto": bf16 autocast on CUDA and bf16-capable CPUs, else fp32
     channels_last: bool = True  # the model and the views in channels-last memory (CUDA and CPU)
     threads: int = 0  # torch's intra-op threads; 0: torch's default
     compile: bool = False
