@@ -232,7 +232,13 @@ def evaluate_transfer(
         TypeError: an unknown setting, or an argument of another type. ValueError, FileNotFoundError: a bad
         setting, model or task, named.
     """
-    from inv_kernels.transfer import TransferConfig, build_tasks, load_models, model_load_options
+    from inv_kernels.transfer import (
+        BUILTIN_TASK_SIZE,
+        TransferConfig,
+        build_tasks,
+        load_models,
+        model_load_options,
+    )
     from inv_kernels.transfer import evaluate_transfer as run
 
     allowed = {f.name for f in fields(TransferConfig)} - {"models", "tasks", "call", "load_options"} | {"image_size"}
@@ -244,7 +250,7 @@ def evaluate_transfer(
     named = _named_models(models)
     options = model_load_options(
         named,
-        image_size=image_size or (64 if tasks is None else None),  # the built-in sets are 64 px
+        image_size=image_size or (BUILTIN_TASK_SIZE if tasks is None else None),
         arch=arch,
         layer=layer,
         mean=mean,

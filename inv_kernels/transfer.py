@@ -24,6 +24,7 @@ from inv_kernels.probes import fit_logistic_cv, fit_ridge_cv, logistic_Cs, ridge
 from inv_kernels.provenance import provenance
 
 FUSIONS = ("cat", "add", "mean", "weighted")
+BUILTIN_TASK_SIZE = 64  # the image side of the built-in generated tasks, unless a size is given
 
 
 @dataclass
@@ -119,11 +120,11 @@ def parse_tasks(specs: list[str]) -> list[tuple[str, str]]:
 
 def build_tasks(specs: list[str], mode: str, size: int | None, progress: bool) -> list[DownstreamTask]:
     """The tasks of NAME:ROOT specs (images at ``size``, default the paper's 224), or without specs the built-in
-    generated classification and latent-regression sets (at ``size``, default 64)."""
+    generated classification and latent-regression sets (at ``size``, default ``BUILTIN_TASK_SIZE``)."""
     from inv_kernels.downstream import get_task
 
     if not specs:
-        size = size or 64
+        size = size or BUILTIN_TASK_SIZE
         from inv_kernels.data import generated_dataset
 
         return [

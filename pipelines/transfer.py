@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_argument(parser)
     args = parse_args(parser, argv)
     from inv_kernels.transfer import (
+        BUILTIN_TASK_SIZE,
         TransferConfig,
         build_tasks,
         evaluate_transfer,
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         models = parse_models(args.models)
-        size = args.image_size or (224 if args.task else 64)
+        size = args.image_size or (224 if args.task else BUILTIN_TASK_SIZE)
         config = TransferConfig(
             models=models,
             tasks=[],
