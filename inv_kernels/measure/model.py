@@ -231,7 +231,8 @@ def load_extractor(
         info.layer, info.pooling = layer, module.pooling
     options = [f"layer={layer}"] if layer else []
     options += [f"mean={info.mean},std={info.std}"] if info.normalisation == "given" else []
-    options += [f"precision={precision}"] if precision in ("fp32", "bf16") else []
+    # The arithmetic actually used, not the request: "auto" is bf16 on one machine and fp32 on another.
+    options += ["precision=bf16"] if resolve_forward_precision(precision, amp, device) == "bf16" else []
     if options:  # caches and statistics files are keyed by the id: other features, another id
         info.model_id += f"[{';'.join(options)}]"
     return FeatureExtractor(

@@ -381,6 +381,8 @@ def test_layer_outputs_are_pooled_maps_or_class_tokens():
     bf16 = load_extractor(linear, device=cpu, image_size=SIZE, precision="bf16")
     assert bf16.amp and bf16.info.precision == "bf16" and bf16.info.model_id.endswith("[precision=bf16]")
     assert bf16(x).dtype == torch.float32 and bf16.info.feature_dim == 4
+    fp32 = load_extractor(linear, device=cpu, image_size=SIZE, precision="auto", amp=False)
+    assert not fp32.amp and fp32.info.model_id == bf16.info.model_id.removesuffix("[precision=bf16]")
 
 
 def test_bad_model_flags_of_measure_exit_2_before_any_output(tiny_set, tmp_path, capsys):
