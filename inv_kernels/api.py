@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,33 @@ def _describe(value: Any) -> str:
 def _call(function: str, **arguments: Any) -> str:
     shown = ", ".join(f"{k}={_describe(v)}" for k, v in arguments.items() if v is not None)
     return f"inv_kernels.{function}({shown})"
+
+
+@contextmanager
+def _left_as_found(models: Iterable[Any]):
+    """Hands every ``nn.Module`` among ``models`` back as it came in: measuring puts a model in eval mode on the
+    measurement's device in the forward pass's memory format, on the model itself; afterwards each submodule's
+    training flag and each parameter's, gradient's and buffer's tensor are the ones it had before."""
+    modules = [m for model in models if isinstance(model, nn.Module) for m in model.modules()]
+    flags = [(m, m.training) for m in modules]
+    params = [
+        (p, p.data, p.grad, None if p.grad is None else p.grad.data)
+        for m in modules
+        for p in m.parameters(recurse=False)
+    ]
+    buffers = [(m, name, b) for m in modules for name, b in m.named_buffers(recurse=False)]
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+        for p, data, grad, grad_data in params:  # conversions swap .data in place, on gradients as well
+            p.data = data
+            if grad is not None:
+                grad.data = grad_data
+            p.grad = grad
+        for m, name, b in buffers:
+            setattr(m, name, b)
 
 
 def _in_memory(images: ImagesArg) -> bool:
@@ -130,8 +157,9 @@ def measure_invariance(
     """Measures a model's invariance (docs/METHOD.md sections 3-4) in one call.
 
     Args:
-        model: an ``nn.Module`` taking (B, 3, S, S) ImageNet-normalised images to (B, D) features (it is put in eval
-            mode on the device), a checkpoint path, or ``"random:<arch>"``.
+        model: an ``nn.Module`` taking (B, 3, S, S) ImageNet-normalised images to (B, D) features (measured in eval
+            mode on the device, and handed back as it came: training flags, device, memory format), a checkpoint
+            path, or ``"random:<arch>"``.
         images: the images the families transform, and by default the statistics images: an image folder (class
             subfolders), a list of PIL images or (3, H, W) uint8 tensors, or a (N, 3, H, W) uint8 tensor (each image
             in memory is measured once unless num_images / same_images say otherwise); None: the built-in
@@ -193,7 +221,8 @@ def measure_invariance(
             data_label=f"{len(images)} images given in memory" if in_memory else None,
             **settings,
         )
-        results = Measurement(config, stats=stats_object).run()
+        with _left_as_found([model]):
+            results = Measurement(config, stats=stats_object).run()
         if out is None:
             results.pop("files", None)  # written to a temporary folder, gone with it
     return MeasureResult(results)
@@ -214,7 +243,8 @@ def evaluate_transfer(
 
     Args:
         models: one model (an ``nn.Module``, a checkpoint path or ``"random:<arch>"``), a list of them (named by
-            their file stems, or model0, model1, ... for objects), or a dict name -> model.
+            their file stems, or model0, model1, ... for objects), or a dict name -> model. Model objects are
+            handed back as they came (training flags, device, memory format).
         tasks: ``inv_kernels.downstream.DownstreamTask`` objects, ``"NAME:ROOT"`` specs of public datasets (one or a
             list), or None: the built-in generated classification and latent-regression sets.
         arch: the architecture of checkpoints that do not record it (``resnet18``, ``timm:vit_small_patch16_224``):
@@ -264,13 +294,14 @@ def evaluate_transfer(
         call=_call("evaluate_transfer", models=models, tasks=tasks),
         **settings,
     ).validate()
-    extractors = load_models(config)
-    if tasks is None or isinstance(tasks, str) or all(isinstance(t, str) for t in tasks):
-        specs = [tasks] if isinstance(tasks, str) else list(tasks or [])
-        config.tasks = build_tasks(specs, config.mode, image_size, config.progress)
-    else:
-        config.tasks = list(tasks)
-    return TransferResult(run(config, extractors))
+    with _left_as_found(named.values()):
+        extractors = load_models(config)
+        if tasks is None or isinstance(tasks, str) or all(isinstance(t, str) for t in tasks):
+            specs = [tasks] if isinstance(tasks, str) else list(tasks or [])
+            config.tasks = build_tasks(specs, config.mode, image_size, config.progress)
+        else:
+            config.tasks = list(tasks)
+        return TransferResult(run(config, extractors))
 
 
 def _named_models(models: Any) -> dict[str, Any]:

@@ -53,13 +53,16 @@ class LayerOutput(nn.Module):
         self.model, self.class_token = model, class_token
         self.layer, self.pooling = find_layer(model, layer), OUTPUT
         self._output: Tensor | None = None
-        self.layer.register_forward_hook(self._keep)
 
     def _keep(self, module, inputs, output) -> None:
         self._output = output[0] if isinstance(output, (tuple, list)) else output
 
     def forward(self, x: Tensor) -> Tensor:
-        self.model(x)  # (B, 3, S, S)
+        hook = self.layer.register_forward_hook(self._keep)  # only for this call: the model may be a user's own
+        try:
+            self.model(x)  # (B, 3, S, S)
+        finally:
+            hook.remove()
         out, self._output = self._output, None
         if out.ndim == 4:
             self.pooling = "global average over H x W"

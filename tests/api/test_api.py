@@ -107,6 +107,40 @@ def test_keeps_files_where_asked_and_reads_them_back(tmp_path):
     assert reused.to_dict()["statistics"]["condition_number"] == pytest.approx(stats.condition_number)
 
 
+class TinyBN(nn.Module):
+    """(B, 3, S, S) -> (B, 4): convolution, BatchNorm (folded when measured), pooled."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn(self.conv(x)).relu().mean(dim=(2, 3))
+
+
+def _storage(model: nn.Module) -> list:
+    """Where each parameter, gradient and buffer lives: (address, device, strides)."""
+    tensors = [t for p in model.parameters() for t in (p, p.grad)] + list(model.buffers())
+    return [(t.data_ptr(), t.device, t.stride()) for t in tensors]
+
+
+def test_a_users_model_comes_back_as_it_was_given():
+    torch.manual_seed(0)
+    model = TinyBN().train()
+    model.bn.eval()  # a mixed state, as fine-tuning code leaves it
+    model(torch.rand(2, 3, 8, 8)).sum().backward()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tensors = _storage(model)
+    images = torch.randint(0, 256, (2, 3, 36, 36), dtype=torch.uint8)
+    settings = {"stats": _pil_images(10, 4), "out_size": 32, "device": "cpu", "progress": False}
+    inv_kernels.measure_invariance(model, images, "h_flip", channels_last=True, fold_batchnorm=True, **settings)
+    inv_kernels.measure_invariance(model, images, "h_flip", layer="conv", **settings)
+    assert model.training and model.conv.training and not model.bn.training
+    assert _storage(model) == tensors  # the same memory: nothing moved, converted or copied
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.conv._forward_hooks  # the layer's hook lives only while the layer is measured
+
+
 def test_measure_config_reads_one_string_as_one_list():
     config = MeasureConfig(model="random:resnet18", transforms="h_flip, rotation", groups="some/folder")
     assert config.transforms == ("h_flip", "rotation") and config.groups == ("some/folder",)
