@@ -137,7 +137,8 @@ def _health_warning(table: dict, seeds: list) -> list[str]:
         return [
             "**Health check: not every model meets the training-health criteria** (docs/STUDY.md), so the verdicts "
             "below compare models that did not train enough and are not evidence for or against the paper. "
-            "Failed: " + "; ".join(table["failures"]) + ".",
+            "Failed: " + "; ".join(table["failures"]) + ". A model that fails (a) or (b) has usually not trained "
+            "long enough: `--epochs` sets the budget (docs/STUDY.md lists the budgets measured on the built-in data).",
             "",
         ]
     if table["healthy"] is None:

@@ -105,6 +105,7 @@ def test_report_health_section_has_a_row_per_model_and_seed_and_names_failures()
     assert "## Training health" in page
     assert sum(line.startswith("| spatial |") for line in page.splitlines()) == 4  # 3 seeds and the model's row
     assert "Health check" in page and "spatial" in page and "not beyond the untrained network" in page
+    assert "`--epochs` sets the budget" in page  # what to do about it
 
 
 def _synthetic(spatial_cos, appearance_cos, spatial_dist, appearance_dist, families) -> dict:
