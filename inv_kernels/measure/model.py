@@ -232,12 +232,13 @@ def load_extractor(
         with torch.no_grad():
             info.feature_dim = int(module(torch.zeros(1, 3, report.input_size, report.input_size)).shape[1])
         info.layer, info.pooling = layer, module.pooling
-    options = [f"layer={layer}"] if layer else []
-    options += [f"mean={info.mean},std={info.std}"] if info.normalisation == "given" else []
-    # The arithmetic actually used, not the request: "auto" is bf16 on one machine and fp32 on another.
-    options += ["precision=bf16"] if resolve_forward_precision(precision, amp, device) == "bf16" else []
-    if options:  # caches and statistics files are keyed by the id: other features, another id
-        info.model_id += f"[{';'.join(options)}]"
-    return FeatureExtractor(
+    extractor = FeatureExtractor(
         module, info, device, amp=amp, precision=precision, channels_last=channels_last, fold_bn=fold_bn
     )
+    options = [f"layer={layer}"] if layer else []
+    options += [f"mean={info.mean},std={info.std}"] if info.normalisation == "given" else []
+    # The arithmetic the extractor resolved, not the request: "auto" is bf16 on one machine and fp32 on another.
+    options += ["precision=bf16"] if extractor.amp else []
+    if options:  # caches and statistics files are keyed by the id: other features, another id
+        info.model_id += f"[{';'.join(options)}]"
+    return extractor
