@@ -253,7 +253,8 @@ def evaluate_transfer(
         mean, std: the normalisation (3 numbers each) of every model (None: a timm model's own, else ImageNet's).
         precision: ``fp32``, ``bf16`` or ``auto`` for every model's forward pass (None: bf16 autocast on a GPU).
         **settings: other ``TransferConfig`` settings: fusions, combos, mode, folds, device, batch_size, seed,
-            image_size (the images' side, default 224, or 64 for the built-in sets), progress, ...
+            image_size (the side of the task images and the models' input: default 224 for specs, 64 for the
+            built-in sets, the tasks' own ``out_size`` for task objects), progress, ...
 
     Returns:
         TransferResult.
@@ -263,11 +264,11 @@ def evaluate_transfer(
         setting, model or task, named.
     """
     from inv_kernels.transfer import (
-        BUILTIN_TASK_SIZE,
         TransferConfig,
         build_tasks,
         load_models,
         model_load_options,
+        task_image_size,
     )
     from inv_kernels.transfer import evaluate_transfer as run
 
@@ -278,9 +279,12 @@ def evaluate_transfer(
         if isinstance(settings.get(name), str):
             settings[name] = tuple(s.strip() for s in settings[name].split(",") if s.strip())
     named = _named_models(models)
+    tasks = [tasks] if isinstance(tasks, str) else list(tasks or [])
+    from_specs = all(isinstance(t, str) for t in tasks)
+    image_size = task_image_size(tasks, image_size)
     options = model_load_options(
         named,
-        image_size=image_size or (BUILTIN_TASK_SIZE if tasks is None else None),
+        image_size=image_size,
         arch=arch,
         layer=layer,
         mean=mean,
@@ -296,11 +300,7 @@ def evaluate_transfer(
     ).validate()
     with _left_as_found(named.values()):
         extractors = load_models(config)
-        if tasks is None or isinstance(tasks, str) or all(isinstance(t, str) for t in tasks):
-            specs = [tasks] if isinstance(tasks, str) else list(tasks or [])
-            config.tasks = build_tasks(specs, config.mode, image_size, config.progress)
-        else:
-            config.tasks = list(tasks)
+        config.tasks = build_tasks(tasks, config.mode, image_size, config.progress) if from_specs else list(tasks)
         return TransferResult(run(config, extractors))
 
 

@@ -25,6 +25,7 @@ from inv_kernels.provenance import provenance
 
 FUSIONS = ("cat", "add", "mean", "weighted")
 BUILTIN_TASK_SIZE = 64  # the image side of the built-in generated tasks, unless a size is given
+PAPER_TASK_SIZE = 224  # the image side of NAME:ROOT tasks, unless a size is given (the paper's Resize + CenterCrop)
 
 
 @dataclass
@@ -118,13 +119,34 @@ def parse_tasks(specs: list[str]) -> list[tuple[str, str]]:
     return parsed
 
 
+def task_image_size(tasks, size: int | None) -> int | None:
+    """The side of the task images, which is also the models' input size.
+
+    Args:
+        tasks: NAME:ROOT specs (a list, possibly empty for the built-in sets) or ``DownstreamTask`` objects.
+        size: the side asked for, or None.
+
+    Returns:
+        ``size`` when given; else the tasks' common ``out_size`` for task objects (None when they differ),
+        ``PAPER_TASK_SIZE`` for specs, ``BUILTIN_TASK_SIZE`` for the built-in sets.
+    """
+    if size:
+        return size
+    if not tasks:
+        return BUILTIN_TASK_SIZE
+    if all(isinstance(t, str) for t in tasks):
+        return PAPER_TASK_SIZE
+    sides = {t.out_size for t in tasks}
+    return sides.pop() if len(sides) == 1 else None
+
+
 def build_tasks(specs: list[str], mode: str, size: int | None, progress: bool) -> list[DownstreamTask]:
-    """The tasks of NAME:ROOT specs (images at ``size``, default the paper's 224), or without specs the built-in
-    generated classification and latent-regression sets (at ``size``, default ``BUILTIN_TASK_SIZE``)."""
+    """The tasks of NAME:ROOT specs, or without specs the built-in generated classification and latent-regression
+    sets; images at ``task_image_size(specs, size)``."""
     from inv_kernels.downstream import get_task
 
+    size = task_image_size(specs, size)
     if not specs:
-        size = size or BUILTIN_TASK_SIZE
         from inv_kernels.data import generated_dataset
 
         return [
@@ -137,8 +159,7 @@ def build_tasks(specs: list[str], mode: str, size: int | None, progress: bool) -
             )
             for kind in ("classification", "latents")
         ]
-    sizes = {"out_size": size, "resize_size": size} if size else {}
-    return [get_task(name, root, mode=mode, **sizes) for name, root in parse_tasks(specs)]
+    return [get_task(name, root, mode=mode, out_size=size, resize_size=size) for name, root in parse_tasks(specs)]
 
 
 def _probe(task: DownstreamTask, X, y, X_test, y_test, members: int, wide: bool, cfg: TransferConfig, kept=None):

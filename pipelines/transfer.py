@@ -120,18 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     add_config_argument(parser)
     args = parse_args(parser, argv)
     from inv_kernels.transfer import (
-        BUILTIN_TASK_SIZE,
         TransferConfig,
         build_tasks,
         evaluate_transfer,
         load_models,
         model_load_options,
         parse_tasks,
+        task_image_size,
     )
 
     try:
         models = parse_models(args.models)
-        size = args.image_size or (224 if args.task else BUILTIN_TASK_SIZE)
+        size = task_image_size(args.task, args.image_size)
         config = TransferConfig(
             models=models,
             tasks=[],
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         for extractor in extractors.values():
             if extractor.info.load:
                 print(extractor.info.load["summary"])
-        config.tasks = build_tasks(args.task, args.mode, args.image_size, True)
+        config.tasks = build_tasks(args.task, args.mode, size, True)
         results = evaluate_transfer(config, extractors)
     except (*INPUT_ERRORS, RuntimeError, ImportError) as error:
         return report(PROG, error)

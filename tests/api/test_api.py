@@ -184,3 +184,28 @@ def test_evaluate_transfer_on_model_objects(tmp_path, monkeypatch):
     assert result.plot().axes[0].get_xlabel() == "test r2"
     with pytest.raises(TypeError, match="unknown setting\\(s\\) fold"):
         inv_kernels.evaluate_transfer(Tiny(), fold=3)
+
+
+def test_task_images_and_model_inputs_share_one_size(tmp_path, monkeypatch):
+    """Without image_size, the models' input size is the task images' size: 224 for NAME:ROOT specs, 64 for the
+    built-in sets, the tasks' own out_size for task objects."""
+    from inv_kernels import transfer
+    from inv_kernels.downstream import get_task
+
+    assert transfer.task_image_size(["cifar10:/x"], None) == transfer.PAPER_TASK_SIZE == 224
+    assert transfer.task_image_size([], None) == transfer.BUILTIN_TASK_SIZE
+    assert transfer.task_image_size(["cifar10:/x"], 96) == 96
+    folder = write_dataset("latents", tmp_path / "lat", size=32, count=4, progress=False)
+    task = get_task("generated_latents", folder, out_size=48, resize_size=48)
+    assert transfer.task_image_size([task], None) == 48
+    seen = {}
+
+    def stop(config):
+        seen["sizes"] = {opts["image_size"] for opts in config.load_options.values()}
+        raise RuntimeError("stop before loading")
+
+    monkeypatch.setattr(transfer, "load_models", stop)
+    for tasks, size in ((f"generated_latents:{folder}", 224), ([task], 48), (None, transfer.BUILTIN_TASK_SIZE)):
+        with pytest.raises(RuntimeError, match="stop before loading"):
+            inv_kernels.evaluate_transfer(Tiny(), tasks, progress=False)
+        assert seen["sizes"] == {size}
