@@ -47,6 +47,16 @@ class ArgumentParser(argparse.ArgumentParser):
         fail(self.prog, message)
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to a flag's help unless the help already states its default or X is None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or "default:" in text or "(default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def boolean(text: str) -> bool:
     """An argparse ``type``: true/false, yes/no, on/off or 1/0."""
     if text.lower() in ("1", "true", "yes", "on"):

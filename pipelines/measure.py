@@ -24,6 +24,7 @@ from pipelines._cli import (
     CONFIG_FILE,
     INPUT_ERRORS,
     ArgumentParser,
+    DefaultsHelpFormatter,
     add_config_argument,
     add_model_arguments,
     command,
@@ -49,7 +50,7 @@ def shrinkage(text: str) -> str | float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=DefaultsHelpFormatter)
     p.add_argument(
         "--model",
         required=True,

@@ -21,6 +21,7 @@ from pipelines._cli import (
     INPUT_ERRORS,
     ArgumentParser,
     BooleanFlag,
+    DefaultsHelpFormatter,
     add_config_argument,
     parse_args,
     report,
@@ -31,9 +32,7 @@ DEFAULTS = PretrainConfig()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
-        prog="python -m pipelines.pretrain", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    p = ArgumentParser(prog="python -m pipelines.pretrain", description=__doc__, formatter_class=DefaultsHelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument(
         "--data",
@@ -106,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.warmup_steps,
         help="raise the learning rate linearly over this many first steps (0: none)",
     )
-    optim.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total")
+    optim.add_argument(
+        "--max-steps", type=int, default=None, help="stop after this many steps in total (default: the epochs' steps)"
+    )
     run = p.add_argument_group("run")
     run.add_argument("--out", default=DEFAULTS.out, help="output folder")
     run.add_argument(
@@ -150,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder with train/ and test/ class folders (default: --data's, or the built-in data's)",
     )
     monitor.add_argument("--knn-k", type=int, default=DEFAULTS.knn_k)
-    monitor.add_argument("--knn-max-images", type=int, default=None, help="cap on train and test images")
+    monitor.add_argument("--knn-max-images", type=int, default=None, help="cap on train and test images (default: all)")
     monitor.add_argument(
         "--factor-monitor",
         action=argparse.BooleanOptionalAction,

@@ -19,6 +19,7 @@ from pipelines._cli import (
     CONFIG_FILE,
     INPUT_ERRORS,
     ArgumentParser,
+    DefaultsHelpFormatter,
     add_config_argument,
     device,
     integer,
@@ -41,7 +42,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=DefaultsHelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument(
         "--data",
@@ -103,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--queue-size", type=integer(1), default=DEFAULTS.queue_size)
     models.add_argument("--moco-momentum", type=number(0, 1), default=DEFAULTS.moco_momentum)
-    models.add_argument("--max-steps", type=integer(1), default=None, help="cap on pretraining steps per model")
+    models.add_argument(
+        "--max-steps",
+        type=integer(1),
+        default=None,
+        help="cap on pretraining steps per model (default: the epochs' steps)",
+    )
     models.add_argument("--no-knn", action="store_true", help="skip the kNN score after pretraining")
     measure = p.add_argument_group("measurement and probes")
     measure.add_argument(
@@ -114,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     measure.add_argument("--shrinkage", default=DEFAULTS.shrinkage, help="none, ledoit_wolf or a ridge value")
     measure.add_argument("--mode", default=DEFAULTS.mode, choices=("paper", "corrected"))
-    measure.add_argument("--latent-trainval", type=integer(1), default=None, help="cap on kernel-ridge training images")
+    measure.add_argument(
+        "--latent-trainval", type=integer(1), default=None, help="cap on kernel-ridge training images (default: all)"
+    )
     measure.add_argument("--folds", type=integer(2), default=DEFAULTS.folds)
     run = p.add_argument_group("run")
     run.add_argument(

@@ -19,6 +19,7 @@ from pipelines._cli import (
     CONFIG_FILE,
     INPUT_ERRORS,
     ArgumentParser,
+    DefaultsHelpFormatter,
     add_config_argument,
     add_model_arguments,
     command,
@@ -89,8 +90,8 @@ def markdown(rows: list[dict]) -> str:
     return markdown_table(["model", "fusion", *tasks], [[m, f, *cells[(m, f)]] for m, f in models])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--models", required=True, help="comma-separated NAME=CHECKPOINT (or random:<arch>)")
     parser.add_argument(
         "--task",
@@ -118,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     add_model_arguments(parser, per_model=True)
     add_config_argument(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parse_args(parser, argv)
     from inv_kernels.transfer import (
         TransferConfig,

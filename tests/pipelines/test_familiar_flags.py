@@ -72,3 +72,13 @@ def test_resolved_settings_replay_the_same_config(tmp_path):
     written = pretrain.write_settings(parser, args, tmp_path / "config.yaml")
     replayed = pretrain.parse_args(pretrain.build_parser(), ["--config", str(written)])
     assert pretrain.config_from_args(replayed) == pretrain.config_from_args(args)
+
+
+@pytest.mark.parametrize("name", ["pretrain", "measure", "transfer", "study"])
+def test_help_states_each_default_once(name):
+    import importlib
+    import re
+
+    text = " ".join(importlib.import_module(f"pipelines.{name}").build_parser().format_help().split())
+    assert "(default: None)" not in text
+    assert not re.search(r"default: [^()]*\) \(default:", text), text
