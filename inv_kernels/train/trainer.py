@@ -57,6 +57,8 @@ from inv_kernels.train.config import RESUME_MAY_CHANGE, PretrainConfig, resume_d
 from inv_kernels.train.factor_monitor import factor_monitor, untrained_backbone
 from inv_kernels.train.knn import knn_monitor
 
+TIME_KEYS = ("total", "data_wait", "train_step")  # the summary's time_s, in seconds
+
 
 @dataclass
 class _Progress:
@@ -105,6 +107,8 @@ class Trainer:
         # The DALI loader leaves undecodable files out once, up front; the torchvision one counts them as met.
         self.skipped_images = self.train_loader.skipped
         self.knn_skipped: dict[str, dict] = {}  # the kNN folders' unusable images, per folder (skipped_record)
+        self.time_before = dict.fromkeys(TIME_KEYS, 0.0)  # seconds of the runs this one resumes, to their checkpoint
+        self._progress: _Progress | None = None
         if resume is not None:
             self._resume(*resume)
 
@@ -195,7 +199,14 @@ class Trainer:
             "cifar_stem": self.cifar_stem,
             "world_size": self.dist.world_size,
             "rng": rng_state(),
+            "time_s": self._time_s(),
         }
+
+    def _time_s(self) -> dict[str, float]:
+        """Seconds of training up to now, over this run and the runs it resumed: total, data wait, train step."""
+        now = self._progress
+        this = (now.elapsed(), now.data_time, now.step_time) if now is not None else (0.0, 0.0, 0.0)
+        return {key: self.time_before[key] + value for key, value in zip(TIME_KEYS, this)}
 
     def save(self) -> Path | None:
         """Writes ``<out>/checkpoint_last.pth.tar`` (main process only); returns its path."""
@@ -241,6 +252,7 @@ class Trainer:
         self.epoch, self.step_in_epoch = extra["epoch"], extra["step_in_epoch"]
         self.global_step, self.history = extra["global_step"], extra["history"]
         self.skipped_images = extra["skipped_images"]
+        self.time_before.update(extra.get("time_s") or {})  # absent from checkpoints of older versions: 0
         restore_rng_state(extra["rng"])
         self._trim_log(self.global_step)
         self._log({"event": "resumed", "checkpoint": str(path), "epoch": self.epoch, "step": self.global_step})
@@ -399,6 +411,7 @@ class Trainer:
             torch.zeros((), dtype=torch.bool, device=self.device),
             unchecked_since=self.global_step + 1,
         )
+        self._progress = progress
         self._log(
             {
                 "event": "start",
@@ -541,7 +554,7 @@ class Trainer:
                 None,
             ),
             "images_per_s": progress.images / wall if wall > 0 else None,
-            "time_s": {"total": wall, "data_wait": progress.data_time, "train_step": progress.step_time},
+            "time_s": {**self._time_s(), "this_run": wall},  # totals include the resumed runs' time
             "skipped_images": self.skipped_images,
             "knn_skipped_images": self.knn_skipped,
             "checkpoint": str(self.out / LAST),

@@ -72,6 +72,15 @@ def test_own_checkpoint_loads_weights_only_and_resumes_exactly(runs):
     assert runs["straight"]["steps"] == runs["resumed"]["steps"] == 5
 
 
+def test_a_resumed_runs_time_includes_the_time_before_its_checkpoint(runs):
+    before = runs["mid"]["inv_kernels"]["time_s"]
+    time_s = runs["resumed"]["time_s"]
+    assert before["total"] > 0 and before["train_step"] > 0
+    assert 0 <= time_s["total"] - (before["total"] + time_s["this_run"]) < 0.5
+    assert time_s["train_step"] > before["train_step"]
+    assert runs["straight"]["time_s"]["total"] == pytest.approx(runs["straight"]["time_s"]["this_run"], abs=0.5)
+
+
 def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
     torch.manual_seed(3), random.seed(4), np.random.seed(5)
     np.random.standard_normal()  # leaves a cached Gaussian in NumPy's state
