@@ -6,8 +6,9 @@ across real view groups (generated turntables and lighting, plus --groups folder
 latents, probes transfer of every model and fusion, and writes report.md (tables, figures, verdicts on the paper's
 claims with the spread over seeds), report.json (every number) and figures/ under --out. Every stage is cached under
 --out: rerunning skips finished stages and continues an interrupted one. Without --data it uses the built-in
-generated scenes at 32 px with three seeds, sized to run within 35 minutes on 2 CPU cores (docs/STUDY.md); --quick
-is a one-seed first look in about 5 minutes, which gives no verdicts.
+generated scenes at 32 px with three seeds and 160 epochs per model, the smallest budget at which every model met
+the training-health criteria: about 2 hours on 2 CPU cores (docs/STUDY.md); --quick is a one-seed first look in about
+5 minutes, which gives no verdicts.
 """
 
 import argparse

@@ -1,9 +1,9 @@
 """The study's settings: one dataclass, the single source of defaults for the library and ``python -m pipelines.study``.
 
-The defaults are the smallest pretraining budget that met the training-health criteria on the built-in generated
-scenes at 32 px, with three seeds of the default, spatial and appearance models and the random floor, sized to run on
-2 CPU cores within 35 minutes (docs/STUDY.md has the budgets tried and the measured time). ``validate()`` checks
-every setting and ``check_inputs()`` every input folder before any work.
+The defaults are the smallest pretraining budget at which every model met the training-health criteria on the
+built-in generated scenes at 32 px, with three seeds of the default, spatial and appearance models and the random
+floor: about 2 hours on 2 CPU cores (docs/STUDY.md has the budgets tried and the measured times; ``--quick`` is the
+5-minute first look). ``validate()`` checks every setting and ``check_inputs()`` every input folder before any work.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class StudyConfig:
     cifar_stem: bool = False  # the random floor always has the standard stem, so keep False to compare like with like
     image_size: int | None = None  # None: 32 on the built-in data, 64 with --data
     # pretraining (MoCo v2, docs/METHOD.md 2.1, scaled down)
-    epochs: int = 40
+    epochs: int = 160  # every model healthy on the built-in scenes (40: spatial only, 80: not default)
     batch_size: int = 128
     bn_splits: int = 8  # split-batch BN groups (MoCo's shuffle BN on one process); batch_size must be a multiple
     base_lr: float = 0.06  # scaled by batch / 256 (0.03 at batch 128), cosine schedule; chosen by training health
