@@ -101,10 +101,24 @@ def heatmap(rows: list[dict], key: str, path: Path) -> Path:
     for r in rows:
         if r[key] is not None:
             grid[measures.index(r["measure"]), tasks.index(r["task"])] = r[key]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(tasks), 1.0 + 0.32 * len(measures)))
+    label_inches = 0.075 * max((len(m) for m in measures), default=0)  # the measure names on the left
+    fig, ax = plt.subplots(figsize=(2.6 + label_inches + 0.9 * len(tasks), 1.4 + 0.32 * len(measures)))
     image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    for (i, j), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            ax.text(
+                j,
+                i,
+                f"{value:+.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if abs(value) > 0.6 else "black",
+            )
     ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
     ax.set_yticks(range(len(measures)), measures)
-    fig.colorbar(image, ax=ax, label=f"{key} correlation (invariance vs transfer)")
+    ax.set_xlabel("transfer task")
+    ax.set_title(f"{key.capitalize()} correlation of invariance with transfer", fontsize=10)
+    fig.colorbar(image, ax=ax, label=f"{key} correlation (blank: undefined)")
     fig.tight_layout()
     return write_png(fig, path)
