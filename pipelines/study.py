@@ -97,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--wide-arch", default=None, help="default: resnet50 (resnet50w3 when --arch resnet50)")
     models.add_argument("--no-random", action="store_true", help="leave out the random-network floor")
-    models.add_argument("--epochs", type=integer(1), default=DEFAULTS.epochs)
+    models.add_argument(
+        "--epochs",
+        type=integer(1),
+        default=DEFAULTS.epochs,
+        help="pretraining epochs per model; on the built-in data every model is healthy at 160, only spatial at 40 "
+        "(docs/STUDY.md)",
+    )
     models.add_argument("--batch-size", type=integer(1), default=DEFAULTS.batch_size)
     models.add_argument("--bn-splits", type=integer(1), default=DEFAULTS.bn_splits, help="split-batch BN groups")
     models.add_argument(
