@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as scipy_stats
 
-from inv_kernels.reporting import pyplot, write_png
+from inv_kernels.reporting import annotate_cells, pyplot, write_png
 
 
 def load_json(path: str, what: str) -> dict:
@@ -104,17 +104,7 @@ def heatmap(rows: list[dict], key: str, path: Path) -> Path:
     label_inches = 0.075 * max((len(m) for m in measures), default=0)  # the measure names on the left
     fig, ax = plt.subplots(figsize=(2.6 + label_inches + 0.9 * len(tasks), 1.4 + 0.32 * len(measures)))
     image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-    for (i, j), value in np.ndenumerate(grid):
-        if np.isfinite(value):
-            ax.text(
-                j,
-                i,
-                f"{value:+.2f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if abs(value) > 0.6 else "black",
-            )
+    annotate_cells(ax, grid, "{:+.2f}", white=lambda value: abs(value) > 0.6)
     ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
     ax.set_yticks(range(len(measures)), measures)
     ax.set_xlabel("transfer task")

@@ -10,6 +10,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from inv_kernels.io import atomic_write_bytes
 
 DPI = 110  # the resolution of every figure the project writes
@@ -61,6 +63,26 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def annotate_cells(ax, grid, fmt: str, white, missing: str | None = None) -> None:
+    """Writes each cell's value on a heat map drawn with ``ax.imshow(grid)``.
+
+    Args:
+        ax: the axes of the heat map.
+        grid: (rows, columns) numbers; NaN cells get ``missing`` in black, or nothing when it is None.
+        fmt: the format of a value, such as ``"{:.2f}"``.
+        white: value -> True where the text is white (on the colour map's dark end), else black.
+        missing: the text of a NaN cell.
+    """
+    for (i, j), value in np.ndenumerate(np.asarray(grid, dtype=float)):
+        if np.isnan(value):
+            if missing is not None:
+                ax.text(j, i, missing, ha="center", va="center", fontsize=7, color="black")
+            continue
+        ax.text(
+            j, i, fmt.format(value), ha="center", va="center", fontsize=7, color="white" if white(value) else "black"
+        )
 
 
 def write_png(fig, path: str | os.PathLike) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from inv_kernels.io import atomic_write_json
-from inv_kernels.reporting import pyplot, write_csv, write_png
+from inv_kernels.reporting import annotate_cells, pyplot, write_csv, write_png
 
 CHANCE = 0.0  # the whitened cosine of unrelated images: centred, whitened features are uncorrelated on average
 SPATIAL, APPEARANCE = "tab:blue", "tab:orange"
@@ -348,10 +348,7 @@ class Comparison:
         ax.set_yticks(range(len(self.names)), self.names, fontsize=9)
         for tick, family in zip(ax.get_xticklabels(), self.families):
             tick.set_color(SPATIAL if self.kinds[family] == "spatial" else APPEARANCE)
-        for i, row in enumerate(values):
-            for j, v in enumerate(row):
-                text, colour = ("n/a", "black") if math.isnan(v) else (f"{v:.2f}", "white" if v < 0.6 else "black")
-                ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
+        annotate_cells(ax, values, "{:.2f}", white=lambda value: value < 0.6, missing="n/a")
         ax.set_xlabel("transform family (blue: spatial, orange: appearance)")
         ax.set_ylabel("model")
         fig.colorbar(image, ax=ax, label="whitened cosine (1: invariant, 0: chance)", fraction=0.04, pad=0.02)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inv_kernels.reporting import pyplot, write_png
+from inv_kernels.reporting import annotate_cells, pyplot, write_png
 from inv_kernels.transforms import APPEARANCE_FAMILIES, SPATIAL_FAMILIES
 
 COLOURS = {
@@ -33,17 +33,7 @@ def invariance_heatmap(synthetic: dict, path: Path, title: str) -> Path:
     grid = np.array([[synthetic[m][f]["cosine"]["mean"] for f in families] for m in models], dtype=float)
     fig, ax = plt.subplots(figsize=(max(6.5, 1.8 + 0.62 * len(families)), 1.6 + 0.5 * len(models)))
     image = ax.imshow(grid, cmap="viridis", vmin=min(0.0, float(np.nanmin(grid))), vmax=1.0, aspect="auto")
-    for i in range(len(models)):
-        for j in range(len(families)):
-            ax.text(
-                j,
-                i,
-                f"{grid[i, j]:.2f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if grid[i, j] < 0.6 else "black",
-            )
+    annotate_cells(ax, grid, "{:.2f}", white=lambda value: value < 0.6, missing="nan")
     split = sum(f in SPATIAL_FAMILIES for f in families) - 0.5
     ax.axvline(split, color="white", linewidth=2)
     ax.set_xticks(range(len(families)), families, rotation=55, ha="right", fontsize=8)
