@@ -144,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=DEFAULTS.out, help="output folder (stages are cached here)")
     run.add_argument("--device", type=device, default=DEFAULTS.device, help="auto, cpu, cuda or cuda:<i>")
     run.add_argument("--workers", type=integer(0), default=DEFAULTS.workers, help="data loader processes")
+    run.add_argument(
+        "--jobs",
+        type=integer(0),
+        default=DEFAULTS.jobs,
+        help="pretrainings run at once, each in its own process with its share of the CPU cores "
+        "(0: one per core, at most 4, on a CPU; 1 on a GPU)",
+    )
     run.add_argument("--eval-batch-size", type=integer(1), default=DEFAULTS.eval_batch_size)
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_argument(p)
@@ -193,6 +200,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         folds=args.folds,
         device=args.device,
         workers=args.workers,
+        jobs=args.jobs,
         eval_batch_size=args.eval_batch_size,
         progress=not args.quiet,
     )

@@ -110,6 +110,7 @@ class StudyConfig:
     # run
     device: str = "auto"
     workers: int = 1
+    jobs: int = 0  # pretrainings run at once, each in its own process; 0: one per CPU core (at most 4), 1 on a GPU
     eval_batch_size: int = 256
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -191,8 +192,9 @@ class StudyConfig:
                 ridge = math.nan
             if not (math.isfinite(ridge) and ridge >= 0):
                 raise ValueError(f"shrinkage must be none, ledoit_wolf or a finite ridge >= 0, got {self.shrinkage!r}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        for name in ("workers", "jobs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:<i>, got {self.device!r}")
         from inv_kernels.downstream import ADAPTERS

@@ -1,8 +1,9 @@
 """Running a whole study: ``run_study(StudyConfig(...))``; ``python -m pipelines.study`` wraps it.
 
-Order: for each seed, pretrain the default, spatial and appearance models (and the wide control), then measure
-every model (and the random floor), regress the generated latents from each, and probe every model and fusion on
-every task; finally write the report from everything gathered. Each step is a cached stage (``stagecache``), so a
+Order: pretrain the default, spatial and appearance models (and the wide control) of every seed, several at once
+on a CPU (``parallel``); then, for each seed, measure every model (and the random floor), regress the generated
+latents from each, and probe every model and fusion on every task; finally write the report from everything
+gathered. Each step is a cached stage (``stagecache``), so a
 rerun skips what is finished and an interrupted one continues where it stopped. Every setting and input folder is
 checked before the first stage starts.
 """
@@ -19,8 +20,9 @@ from inv_kernels.io import atomic_write_json, check_writable_dir
 from inv_kernels.provenance import provenance
 from inv_kernels.study.config import StudyConfig
 from inv_kernels.study.inputs import resolve_inputs
+from inv_kernels.study.parallel import pretrain_all
 from inv_kernels.study.stagecache import StageCache
-from inv_kernels.study.stages import model_spec, run_latents, run_measure, run_pretrain, run_transfer
+from inv_kernels.study.stages import model_spec, run_latents, run_measure, run_transfer
 
 STUDY_MANIFEST = "study.json"
 
@@ -59,12 +61,9 @@ def run_study(cfg: StudyConfig, *, run_id: str | None = None) -> dict:
     seeds, trained, models = cfg.seeds, cfg.trained_models, cfg.models
     total = len(seeds) * (len(trained) + 2 * len(models) + len(inputs.tasks))
     bar = tqdm(total=total, desc="study stages", unit="stage", disable=not cfg.progress)
-    pretrained, measured, latents, transfer = {}, {}, {}, {}
+    pretrained = pretrain_all(cache, cfg, inputs, [(m, s) for s in seeds for m in trained], bar=bar)
+    measured, latents, transfer = {}, {}, {}
     for seed in seeds:
-        for model in trained:
-            bar.set_postfix_str(f"pretrain {model} seed {seed}")
-            pretrained[(model, seed)] = run_pretrain(cache, cfg, inputs, model, seed)
-            bar.update()
         specs = {m: model_spec(cfg, m, seed, pretrained) for m in models}
         for model in models:
             bar.set_postfix_str(f"measure {model} seed {seed}")

@@ -71,22 +71,40 @@ def _pretrain_settings(pcfg) -> dict:
     return {k: v for k, v in pcfg.to_dict().items() if k not in ignored}
 
 
-def run_pretrain(cache: StageCache, cfg: StudyConfig, inputs: StudyInputs, model: str, seed: int) -> dict:
-    """Pretrains (or resumes, or reuses) one model; returns {"backbone": path, "model_id", "summary"}."""
+def pretrain_stage(cache: StageCache, cfg: StudyConfig, inputs: StudyInputs, model: str, seed: int):
+    """(stage name, PretrainConfig, stage settings) of one model and seed."""
     name = f"pretrain/{model}/seed{seed}"
     pcfg = pretrain_config(cfg, inputs, model, seed, cache.folder(name))
+    return name, pcfg, _pretrain_settings(pcfg)
+
+
+def train_here(pcfg, progress: bool) -> dict:
+    """Runs (or resumes) one pretraining in this process; returns the trainer's summary."""
+    from inv_kernels.train import Trainer
+
+    return Trainer(pcfg, progress=progress).run()
+
+
+def run_pretrain(
+    cache: StageCache, cfg: StudyConfig, inputs: StudyInputs, model: str, seed: int, *, train=None
+) -> dict:
+    """Pretrains (or resumes, or reuses) one model; returns {"backbone": path, "model_id", "summary"}.
+
+    ``train(pcfg) -> summary`` runs the pretraining (default: in this process, with progress bars as ``cfg`` says);
+    ``inv_kernels.study.parallel`` passes one that runs it in a worker process.
+    """
+    name, pcfg, settings = pretrain_stage(cache, cfg, inputs, model, seed)
 
     def compute(folder: Path) -> dict:
         from inv_kernels.models.checkpoint import LAST
         from inv_kernels.models.load import export_backbone, file_digest
-        from inv_kernels.train import Trainer
 
-        summary = Trainer(pcfg, progress=cfg.progress).run()
+        summary = train(pcfg) if train is not None else train_here(pcfg, cfg.progress)
         backbone = export_backbone(folder / LAST, folder / BACKBONE)
         summary.pop("config", None)
         return {"backbone": str(backbone), "model_id": f"{BACKBONE}@{file_digest(backbone)}", "summary": summary}
 
-    entry = cache.run(name, _pretrain_settings(pcfg), compute, resumable=True)
+    entry = cache.run(name, settings, compute, resumable=True)
     return {**entry, "backbone": str(cache.folder(name) / BACKBONE)}  # where it is now, should --out have moved
 
 

@@ -7,7 +7,9 @@ import shutil
 
 import pytest
 
+from inv_kernels.study import parallel
 from inv_kernels.study.config import StudyConfig, parse_seeds
+from inv_kernels.study.parallel import resolve_jobs
 from inv_kernels.study.stagecache import RESULT, StageCache, read_records
 from inv_kernels.transforms import FAMILIES
 from pipelines import study
@@ -67,7 +69,7 @@ def tiny_study(module_tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("INV_KERNELS_CACHE", str(root / "cache"))
         out, first = root / "out", root / "first"
-        assert study.main([*TINY, "--out", str(out)]) == 0
+        assert study.main([*TINY, "--jobs", "2", "--out", str(out)]) == 0  # pretrainings two at a time
         first.mkdir()
         for name in ("report.md", "report.json", "stages.jsonl"):
             shutil.copy(out / name, first / name)
@@ -175,6 +177,17 @@ def test_rerun_uses_the_cache_and_recomputes_only_what_is_missing_or_stale(tiny_
         ("pretrain/appearance/seed0", "resumed")
     ]
 
+    # Two of them killed so: both resume, side by side in worker processes, with the same outcome.
+    for stage in (out / "pretrain" / "spatial" / "seed0", out / "pretrain" / "default" / "seed1"):
+        manifest = json.loads((stage / "stage.json").read_text())
+        (stage / "stage.json").write_text(json.dumps({**manifest, "status": "running"}))
+        (stage / RESULT).unlink()
+    records = _run(out, "--jobs", "2")
+    assert sorted((r["stage"], r["status"]) for r in records if r["status"] != "cached") == [
+        ("pretrain/default/seed1", "resumed"),
+        ("pretrain/spatial/seed0", "resumed"),
+    ]
+
     # A changed setting: the stages it affects are recomputed (and say so), the others are reused.
     records = _run(out, "--num-images", "2")
     redone = {r["stage"] for r in records if r["status"] != "cached"}
@@ -200,6 +213,17 @@ def test_stage_cache_reuses_reruns_and_notices_changed_settings(tmp_path):
     assert cache.run("a/b", {"k": 2}, compute) == {"value": 3}
     assert [r["status"] for r in cache.records] == ["ran", "cached", "recomputed", "ran"]
     assert [r["status"] for r in read_records(tmp_path, cache.run_id)] == ["ran", "cached", "recomputed", "ran"]
+
+
+def test_pretrainings_run_at_once_one_per_core_on_a_cpu(monkeypatch):
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 8)
+    assert resolve_jobs(StudyConfig(device="cpu"), 9) == parallel.MAX_AUTO_JOBS
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
+    assert resolve_jobs(StudyConfig(device="cpu"), 9) == 2
+    assert resolve_jobs(StudyConfig(device="cpu"), 1) == 1  # never more than the pretrainings left
+    assert resolve_jobs(StudyConfig(device="cpu", jobs=3), 9) == 3 and resolve_jobs(StudyConfig(jobs=1), 9) == 1
+    with pytest.raises(ValueError, match="jobs must be >= 0"):
+        StudyConfig(jobs=-1).validate()
 
 
 def test_parse_seeds():
