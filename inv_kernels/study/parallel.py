@@ -109,7 +109,7 @@ def pretrain_all(
                     f"pretraining {jobs} at a time: "
                     + ", ".join(
                         f"{m} seed {s} step {_steps_done(cache.folder(f'pretrain/{m}/seed{s}'))}"
-                        for m, s in sorted(running.values())
+                        for m, s in sorted(p for f, p in running.items() if f.running())
                     )
                 )
         if failure is not None:
