@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from inv_kernels.study.config import StudyConfig
+from inv_kernels.study.health import read_step_log
 from inv_kernels.study.inputs import StudyInputs
 from inv_kernels.study.stagecache import StageCache
 from inv_kernels.study.stages import pretrain_stage, run_pretrain, train_here
@@ -52,9 +53,8 @@ def _train_in_worker(pcfg) -> dict:
 
 def _steps_done(folder: Path) -> int:
     try:
-        with open(folder / "log.jsonl", "rb") as handle:
-            return sum(1 for line in handle if b'"event": "step"' in line)
-    except OSError:
+        return len(read_step_log(folder / "log.jsonl")["steps"])
+    except OSError:  # not started yet, or the log is being rewritten on resume
         return 0
 
 
